@@ -1,0 +1,274 @@
+//! Alerts: their severities, their lifecycle and the changes the engine
+//! hands to notifications.
+//!
+//! The lifecycle is `inactive → pending → firing → resolved (→ inactive)`.
+//! [`Lifecycle::step`] is the whole state machine: a pure function of the
+//! condition and a monotonic clock, so a jump of the wall clock cannot fire
+//! or clear a `for` window.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+/// One alert as receivers see it: what, where, how bad, since when.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub fingerprint: String,
+    pub rule: String,
+    pub target: String,
+    pub severity: Severity,
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    pub summary: String,
+    /// The current value of the metric the rule's condition is about.
+    pub value: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub starts_at: SystemTime,
+    #[serde(with = "rfc3339::option")]
+    pub ends_at: Option<SystemTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
+}
+
+/// A stable identity for an alert: the same rule on the same target always
+/// has the same fingerprint, across restarts and engines.
+pub fn fingerprint(rule: &str, target: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(rule.as_bytes());
+    h.update([0]);
+    h.update(target.as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Where one (rule, target) pair is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Inactive,
+    Pending {
+        since: Instant,
+    },
+    Firing {
+        since: Instant,
+        started_at: SystemTime,
+    },
+}
+
+/// What the evaluator learned from a rule's expressions this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Condition {
+    /// `when`: `None` when it could not be evaluated (missing data).
+    pub when: Option<bool>,
+    /// `clear`: `None` when the rule has none, or it could not be evaluated.
+    pub clear: Option<bool>,
+    pub has_clear: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Pending,
+    /// Back to inactive before `for` elapsed: nobody is told.
+    Cancelled,
+    Fired {
+        started_at: SystemTime,
+    },
+    Resolved {
+        started_at: SystemTime,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    pub phase: Phase,
+}
+
+impl Lifecycle {
+    /// Advances the state machine. Missing data never changes the phase:
+    /// a target that stops answering is the health rules' business.
+    pub fn step(&mut self, cond: Condition, for_: Duration, now: Instant, wall: SystemTime) -> Option<Transition> {
+        match self.phase {
+            Phase::Inactive => match cond.when {
+                Some(true) if for_.is_zero() => {
+                    self.phase = Phase::Firing {
+                        since: now,
+                        started_at: wall,
+                    };
+                    Some(Transition::Fired { started_at: wall })
+                }
+                Some(true) => {
+                    self.phase = Phase::Pending { since: now };
+                    Some(Transition::Pending)
+                }
+                _ => None,
+            },
+            Phase::Pending { since } => match cond.when {
+                Some(false) => {
+                    self.phase = Phase::Inactive;
+                    Some(Transition::Cancelled)
+                }
+                Some(true) if now.duration_since(since) >= for_ => {
+                    self.phase = Phase::Firing {
+                        since: now,
+                        started_at: wall,
+                    };
+                    Some(Transition::Fired { started_at: wall })
+                }
+                _ => None,
+            },
+            Phase::Firing { started_at, .. } => {
+                // With a `clear`, only it ends the alert (hysteresis); without
+                // one, the alert ends when `when` stops holding.
+                let cleared = if cond.has_clear {
+                    cond.clear == Some(true)
+                } else {
+                    cond.when == Some(false)
+                };
+                if cleared {
+                    self.phase = Phase::Inactive;
+                    Some(Transition::Resolved { started_at })
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    pub fn is_firing(&self) -> bool {
+        matches!(self.phase, Phase::Firing { .. })
+    }
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FOR: Duration = Duration::from_secs(120);
+
+    fn cond(when: Option<bool>, clear: Option<bool>) -> Condition {
+        Condition {
+            when,
+            clear,
+            has_clear: true,
+        }
+    }
+
+    #[test]
+    fn fires_only_after_for_has_held() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH;
+        let mut lc = Lifecycle::default();
+        assert_eq!(
+            lc.step(cond(Some(true), Some(false)), FOR, t0, wall),
+            Some(Transition::Pending)
+        );
+        assert_eq!(
+            lc.step(cond(Some(true), Some(false)), FOR, t0 + Duration::from_secs(119), wall),
+            None
+        );
+        let fired = lc.step(cond(Some(true), Some(false)), FOR, t0 + FOR, wall);
+        assert!(matches!(fired, Some(Transition::Fired { .. })));
+    }
+
+    #[test]
+    fn a_dip_during_for_restarts_the_window() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH;
+        let mut lc = Lifecycle::default();
+        lc.step(cond(Some(true), Some(false)), FOR, t0, wall);
+        assert_eq!(
+            lc.step(cond(Some(false), Some(false)), FOR, t0 + Duration::from_secs(60), wall),
+            Some(Transition::Cancelled)
+        );
+        lc.step(cond(Some(true), Some(false)), FOR, t0 + Duration::from_secs(70), wall);
+        // 120 s after the first crossing is not enough: the window restarted at 70 s.
+        assert_eq!(lc.step(cond(Some(true), Some(false)), FOR, t0 + FOR, wall), None);
+        assert!(
+            lc.step(cond(Some(true), Some(false)), FOR, t0 + Duration::from_secs(190), wall)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn missing_data_changes_nothing() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH;
+        let mut lc = Lifecycle::default();
+        lc.step(cond(Some(true), None), Duration::ZERO, t0, wall);
+        assert!(lc.is_firing());
+        assert_eq!(lc.step(cond(None, None), Duration::ZERO, t0, wall), None);
+        assert!(lc.is_firing());
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_distinct() {
+        assert_eq!(
+            fingerprint("memory_critical", "cache"),
+            fingerprint("memory_critical", "cache")
+        );
+        assert_ne!(
+            fingerprint("memory_critical", "cache"),
+            fingerprint("memory_critical", "broker")
+        );
+        assert_ne!(fingerprint("ab", "c"), fingerprint("a", "bc"));
+    }
+}

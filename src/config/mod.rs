@@ -1,0 +1,311 @@
+//! The engine's configuration (`config/redops.toml`): targets, receivers,
+//! playbook limits and engine settings.
+//!
+//! Every struct denies unknown keys and names its defaults. Loading collects
+//! all problems with their `file:line:col` before giving up.
+
+pub mod document;
+pub mod duration;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeValue;
+
+use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::secrets::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config was read from; relative paths in it resolve here.
+    pub path: PathBuf,
+    pub engine: EngineConfig,
+    pub targets: Vec<TargetConfig>,
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+    pub playbooks: PlaybookConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub rules_dir: PathBuf,
+    pub playbooks_dir: PathBuf,
+    pub state_dir: PathBuf,
+    #[serde(with = "duration")]
+    pub sample_interval: Duration,
+    /// How often keyspace counts are evaluated. Rules over keyspace events
+    /// are evaluated on this tick, never per event.
+    #[serde(with = "duration")]
+    pub keyspace_tick: Duration,
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            rules_dir: "rules".into(),
+            playbooks_dir: "playbooks".into(),
+            state_dir: "state".into(),
+            sample_interval: Duration::from_secs(5),
+            keyspace_tick: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    /// `redis://host:port/db`. A password belongs in `password`, from the
+    /// environment, not in the URL.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Keyspace notification flags redops ensures with CONFIG SET, e.g. "Exe".
+    #[serde(default)]
+    pub keyspace_events: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Read-only commands run on each sample whose integer reply becomes a
+    /// metric, e.g. `celery_backlog = "LLEN celery"`.
+    #[serde(default)]
+    pub probes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ReceiverConfig {
+    Webhook(WebhookConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    #[serde(default = "default_webhook_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Extra headers, e.g. an authorization token from the environment.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// How long a failing delivery is retried before it is given up.
+    #[serde(default = "default_give_up_after", with = "duration")]
+    pub give_up_after: Duration,
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_give_up_after() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Generic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaybookConfig {
+    /// Wall-clock deadline of one run.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Rhai operations one run may execute.
+    pub max_operations: u64,
+    /// Commands the default policy denies that playbooks may run anyway,
+    /// e.g. `["FLUSHDB"]` or `["CONFIG SET requirepass"]`.
+    pub allow_commands: Vec<String>,
+}
+
+impl Default for PlaybookConfig {
+    fn default() -> Self {
+        PlaybookConfig {
+            timeout: Duration::from_secs(30),
+            max_operations: 5_000_000,
+            allow_commands: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file. All problems come back at once.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let file = match SourceFile::read(path) {
+            Ok(f) => f,
+            Err(e) => {
+                diags.push(Diagnostic::file_error(path, format!("cannot read config: {e}")));
+                return Err(diags);
+            }
+        };
+        let config = Self::parse(&file, &mut diags);
+        match config {
+            Some(c) if !diags.has_errors() => Ok(c),
+            _ => Err(diags),
+        }
+    }
+
+    pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Config> {
+        let root = document::parse(file, diags)?.into_inner();
+        let mut config = Config {
+            path: file.path.clone(),
+            engine: EngineConfig::default(),
+            targets: Vec::new(),
+            receivers: BTreeMap::new(),
+            playbooks: PlaybookConfig::default(),
+        };
+        let mut target_spans = Vec::new();
+        for (key, mut value) in root {
+            document::interpolate_env(file, &mut value, diags);
+            match key.get_ref().as_ref() {
+                "engine" => {
+                    if let Some(e) = document::deserialize(file, value, diags) {
+                        config.engine = e;
+                    }
+                }
+                "playbooks" => {
+                    if let Some(p) = document::deserialize(file, value, diags) {
+                        config.playbooks = p;
+                    }
+                }
+                "target" => {
+                    for item in array_items(file, value, "[[target]]", diags) {
+                        let span = item.span();
+                        if let Some(t) = document::deserialize::<TargetConfig>(file, item, diags) {
+                            target_spans.push(span);
+                            config.targets.push(t);
+                        }
+                    }
+                }
+                "receiver" => {
+                    let span = value.span();
+                    match value.into_inner() {
+                        DeValue::Table(table) => {
+                            for (name, item) in table {
+                                if let Some(r) = document::deserialize(file, item, diags) {
+                                    config.receivers.insert(name.into_inner().into_owned(), r);
+                                }
+                            }
+                        }
+                        _ => diags.push(Diagnostic::error(
+                            file,
+                            span,
+                            "`receiver` must be a table of named receivers, e.g. [receiver.pager]",
+                        )),
+                    }
+                }
+                other => {
+                    let options = ["engine", "target", "receiver", "playbooks"];
+                    let mut d = Diagnostic::error(file, key.span(), format!("unknown section `{other}`"));
+                    d = match document::closest(other, &options) {
+                        Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                        None => d.with_hint(format!("valid sections: {}", options.join(", "))),
+                    };
+                    diags.push(d);
+                }
+            }
+        }
+        config.validate(file, &target_spans, diags);
+        Some(config)
+    }
+
+    fn validate(&mut self, file: &SourceFile, target_spans: &[std::ops::Range<usize>], diags: &mut Diagnostics) {
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        for dir in [
+            &mut self.engine.rules_dir,
+            &mut self.engine.playbooks_dir,
+            &mut self.engine.state_dir,
+        ] {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (target, span) in self.targets.iter().zip(target_spans) {
+            if !seen.insert(target.name.as_str()) {
+                diags.push(
+                    Diagnostic::error(file, span.clone(), format!("two targets are named `{}`", target.name))
+                        .with_hint("target names must be unique; they label every alert"),
+                );
+            }
+            if !(target.url.starts_with("redis://") || target.url.starts_with("rediss://")) {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        span.clone(),
+                        format!("target `{}`: url must start with redis:// or rediss://", target.name),
+                    )
+                    .with_hint("e.g. url = \"redis://127.0.0.1:6379/1\""),
+                );
+            }
+            if let Some(flags) = &target.keyspace_events {
+                if let Some(bad) = flags.chars().find(|c| !"KEg$lshzxetdmnA".contains(*c)) {
+                    diags.push(
+                        Diagnostic::error(
+                            file,
+                            span.clone(),
+                            format!("target `{}`: `{bad}` is not a keyspace event flag", target.name),
+                        )
+                        .with_hint("flags are those of notify-keyspace-events: K E g $ l s h z x e t d m n A"),
+                    );
+                }
+            }
+            for (name, probe) in &target.probes {
+                if let Err(e) = crate::playbooks::policy::CommandPolicy::read_only().check_line(probe) {
+                    diags.push(
+                        Diagnostic::error(
+                            file,
+                            span.clone(),
+                            format!("target `{}`: probe `{name}`: {e}", target.name),
+                        )
+                        .with_hint("probes run under the read-only policy, e.g. \"LLEN celery\""),
+                    );
+                }
+            }
+        }
+        if self.engine.sample_interval < Duration::from_millis(100) {
+            diags.push(Diagnostic::file_error(
+                &self.path,
+                "engine.sample_interval must be at least 100ms",
+            ));
+        }
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+pub(crate) fn array_items<'i>(
+    file: &SourceFile,
+    value: toml::Spanned<DeValue<'i>>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Vec<toml::Spanned<DeValue<'i>>> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => items.iter().cloned().collect(),
+        _ => {
+            diags.push(Diagnostic::error(
+                file,
+                span,
+                format!("expected an array of tables, written {what}"),
+            ));
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The typed events every source emits into the engine.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+/// One sampled value. Most metrics are numbers; a few (`role`) are text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricValue {
+    Num(f64),
+    Text(String),
+}
+
+impl MetricValue {
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            MetricValue::Num(n) => Some(*n),
+            MetricValue::Text(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for MetricValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Integers print without a trailing ".0"; ratios keep two decimals.
+            MetricValue::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => write!(f, "{}", *n as i64),
+            MetricValue::Num(n) => write!(f, "{n:.2}"),
+            MetricValue::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<f64> for MetricValue {
+    fn from(n: f64) -> Self {
+        MetricValue::Num(n)
+    }
+}
+
+impl From<&str> for MetricValue {
+    fn from(s: &str) -> Self {
+        MetricValue::Text(s.to_owned())
+    }
+}
+
+/// Named metrics of one sample, ordered by name so output is stable.
+pub type Metrics = BTreeMap<String, MetricValue>;
+
+/// What a source saw, tagged with the target it concerns.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A periodic INFO sample (or a `redis_up = 0` sample when the target is down).
+    Sample(Sample),
+    /// Cumulative keyspace-event counts per keyspace rule, read on a tick.
+    KeyspaceCounts(KeyspaceCounts),
+    /// A change of a target's connection state.
+    Health(Health),
+}
+
+impl Event {
+    pub fn target(&self) -> &str {
+        match self {
+            Event::Sample(s) => &s.target,
+            Event::KeyspaceCounts(k) => &k.target,
+            Event::Health(h) => &h.target,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub target: String,
+    pub at: SystemTime,
+    pub metrics: Metrics,
+}
+
+/// Counts never reset while the subscriber lives: the evaluator turns them
+/// into windowed counts by differencing, so a tick can never double count.
+#[derive(Debug, Clone)]
+pub struct KeyspaceCounts {
+    pub target: String,
+    /// `(rule name, cumulative matched events)`.
+    pub counts: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub target: String,
+    pub up: bool,
+    /// Why the target is down: the connection error, never a secret.
+    pub reason: Option<String>,
+    pub consecutive_failures: u32,
+}

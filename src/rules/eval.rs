@@ -1,0 +1,330 @@
+//! The rule evaluator: events and a clock in, alert changes and playbook
+//! invocations out. It does no I/O, so it is tested with virtual time.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rhai::{Dynamic, Scope};
+use tokio::time::Instant;
+
+use super::expr::{EvalError, ExprEngine};
+use super::history::History;
+use super::model::{Rule, SourceKind};
+use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Transition, fingerprint};
+use crate::event::{Event, MetricValue, Metrics};
+
+/// What evaluation asks the effects side to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// An alert started firing or resolved.
+    Alert(Alert),
+    RunPlaybook(Invocation),
+}
+
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub playbook: String,
+    pub rule: String,
+    pub target: String,
+    pub params: BTreeMap<String, toml::Value>,
+    pub alert: Option<Alert>,
+}
+
+#[derive(Debug, Default)]
+struct RuleState {
+    lifecycle: Lifecycle,
+    last_run: Option<Instant>,
+}
+
+/// Cumulative counts seen on ticks; the difference across the window is the
+/// windowed count.
+#[derive(Debug, Default)]
+struct CountWindow {
+    points: VecDeque<(Instant, u64)>,
+}
+
+impl CountWindow {
+    fn update(&mut self, now: Instant, cumulative: u64, window: Duration) -> u64 {
+        if self.points.back().is_some_and(|(_, c)| *c > cumulative) {
+            // The counter went backwards: a new subscriber. Start over.
+            self.points.clear();
+        }
+        self.points.push_back((now, cumulative));
+        let start = now.checked_sub(window);
+        // Keep exactly one point at or before the window's start as the baseline.
+        while self.points.len() >= 2 && start.is_some_and(|s| self.points[1].0 <= s) {
+            self.points.pop_front();
+        }
+        let baseline = match (self.points.front(), start) {
+            (Some((t, c)), Some(s)) if *t <= s => *c,
+            // The subscriber is younger than the window: all it counted is inside.
+            _ => 0,
+        };
+        cumulative - baseline
+    }
+}
+
+#[derive(Debug, Default)]
+struct TargetState {
+    labels: BTreeMap<String, String>,
+    metrics: Metrics,
+    history: History,
+    keyspace: HashMap<String, CountWindow>,
+}
+
+pub struct Evaluator {
+    rules: Vec<Arc<Rule>>,
+    expr: Arc<ExprEngine>,
+    targets: HashMap<String, TargetState>,
+    states: HashMap<(String, String), RuleState>,
+    history_retention: Duration,
+}
+
+impl Evaluator {
+    pub fn new(
+        rules: Vec<Arc<Rule>>,
+        expr: Arc<ExprEngine>,
+        target_labels: impl IntoIterator<Item = (String, BTreeMap<String, String>)>,
+        history_retention: Duration,
+    ) -> Self {
+        let targets = target_labels
+            .into_iter()
+            .map(|(name, labels)| {
+                (
+                    name,
+                    TargetState {
+                        labels,
+                        history: History::new(history_retention),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        Evaluator {
+            rules,
+            expr,
+            targets,
+            states: HashMap::new(),
+            history_retention,
+        }
+    }
+
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    /// Every alert currently firing.
+    pub fn firing(&self) -> Vec<(String, String)> {
+        self.states
+            .iter()
+            .filter(|(_, s)| s.lifecycle.is_firing())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn on_event(&mut self, event: &Event, now: Instant, wall: SystemTime) -> Vec<Action> {
+        let target_name = event.target().to_owned();
+        let retention = self.history_retention;
+        let target = self.targets.entry(target_name.clone()).or_insert_with(|| TargetState {
+            history: History::new(retention),
+            ..Default::default()
+        });
+        let mut actions = Vec::new();
+        match event {
+            Event::Sample(sample) => {
+                for (name, value) in &sample.metrics {
+                    if let MetricValue::Num(v) = value {
+                        target.history.record(name, now, *v);
+                    }
+                }
+                target.metrics = sample.metrics.clone();
+                let mut scope = scope_of(&target_name, &target.metrics);
+                let rules: Vec<_> = self.rules_for(SourceKind::Sample, &target_name).collect();
+                for rule in rules {
+                    self.evaluate(&rule, &target_name, &mut scope, now, wall, &mut actions);
+                }
+            }
+            Event::Health(h) => {
+                let mut metrics = Metrics::new();
+                metrics.insert("redis_up".into(), MetricValue::Num(f64::from(u8::from(h.up))));
+                metrics.insert(
+                    "consecutive_failures".into(),
+                    MetricValue::Num(f64::from(h.consecutive_failures)),
+                );
+                if let Some(reason) = &h.reason {
+                    metrics.insert("reason".into(), MetricValue::Text(reason.clone()));
+                }
+                let mut scope = scope_of(&target_name, &metrics);
+                let rules: Vec<_> = self.rules_for(SourceKind::Health, &target_name).collect();
+                for rule in rules {
+                    self.evaluate(&rule, &target_name, &mut scope, now, wall, &mut actions);
+                }
+            }
+            Event::KeyspaceCounts(counts) => {
+                for (rule_name, cumulative) in &counts.counts {
+                    let Some(rule) = self.rules.iter().find(|r| &r.name == rule_name).cloned() else {
+                        continue;
+                    };
+                    let Some(selector) = &rule.keyspace else { continue };
+                    let target = self.targets.get_mut(&target_name).expect("inserted above");
+                    let count =
+                        target
+                            .keyspace
+                            .entry(rule_name.clone())
+                            .or_default()
+                            .update(now, *cumulative, selector.window);
+                    let mut metrics = Metrics::new();
+                    metrics.insert("count".into(), MetricValue::Num(count as f64));
+                    metrics.insert("window_secs".into(), MetricValue::Num(selector.window.as_secs_f64()));
+                    let mut scope = scope_of(&target_name, &metrics);
+                    self.evaluate(&rule, &target_name, &mut scope, now, wall, &mut actions);
+                }
+            }
+        }
+        actions
+    }
+
+    fn rules_for<'a>(&'a self, source: SourceKind, target: &'a str) -> impl Iterator<Item = Arc<Rule>> + 'a {
+        self.rules
+            .iter()
+            .filter(move |r| r.source == source && r.applies_to(target))
+            .cloned()
+    }
+
+    fn evaluate(
+        &mut self,
+        rule: &Rule,
+        target_name: &str,
+        scope: &mut Scope<'static>,
+        now: Instant,
+        wall: SystemTime,
+        actions: &mut Vec<Action>,
+    ) {
+        let target = self.targets.get_mut(target_name).expect("target state exists");
+        let when = self.expr.eval_bool(&rule.when, scope, &mut target.history, now);
+        let clear = rule
+            .clear
+            .as_ref()
+            .map(|c| self.expr.eval_bool(c, scope, &mut target.history, now));
+        let cond = Condition {
+            when: answer(rule, "when", when),
+            clear: clear.and_then(|c| answer(rule, "clear", c)),
+            has_clear: rule.clear.is_some(),
+        };
+        let key = (rule.name.clone(), target_name.to_owned());
+        let state = self.states.entry(key).or_default();
+        let Some(transition) = state.lifecycle.step(cond, rule.for_, now, wall) else {
+            return;
+        };
+        let (status, started_at) = match transition {
+            Transition::Fired { started_at } => (AlertStatus::Firing, started_at),
+            Transition::Resolved { started_at } => (AlertStatus::Resolved, started_at),
+            Transition::Pending | Transition::Cancelled => {
+                tracing::debug!(rule = %rule.name, target = target_name, ?transition, "Rule state changed");
+                return;
+            }
+        };
+        let alert = build_alert(rule, target_name, &target.labels, scope, status, started_at, wall);
+        tracing::info!(rule = %rule.name, target = target_name, status = ?status, summary = %alert.summary, "Alert changed");
+        actions.push(Action::Alert(alert.clone()));
+        if status == AlertStatus::Firing {
+            if let Some(playbook) = &rule.playbook {
+                let cooling = state
+                    .last_run
+                    .is_some_and(|last| now.duration_since(last) < rule.cooldown);
+                if cooling {
+                    tracing::info!(rule = %rule.name, target = target_name, playbook, "Playbook skipped: rule is in cooldown");
+                } else {
+                    state.last_run = Some(now);
+                    actions.push(Action::RunPlaybook(Invocation {
+                        playbook: playbook.clone(),
+                        rule: rule.name.clone(),
+                        target: target_name.to_owned(),
+                        params: rule.params.clone(),
+                        alert: Some(alert),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn answer(rule: &Rule, which: &str, result: Result<bool, EvalError>) -> Option<bool> {
+    match result {
+        Ok(b) => Some(b),
+        Err(EvalError::NoData(why)) => {
+            tracing::trace!(rule = %rule.name, which, why, "No data for condition");
+            None
+        }
+        Err(EvalError::Failed(why)) => {
+            tracing::warn!(rule = %rule.name, which, error = %why, "Condition failed to evaluate");
+            None
+        }
+    }
+}
+
+fn scope_of(target: &str, metrics: &Metrics) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant("target", target.to_owned());
+    for (name, value) in metrics {
+        let v: Dynamic = match value {
+            MetricValue::Num(n) => (*n).into(),
+            MetricValue::Text(t) => t.clone().into(),
+        };
+        scope.push_constant_dynamic(name.clone(), v);
+    }
+    scope
+}
+
+fn scope_value(scope: &Scope, name: &str) -> Option<String> {
+    let v = scope.get(name)?;
+    Some(if let Ok(n) = v.as_float() {
+        MetricValue::Num(n).to_string()
+    } else {
+        v.to_string()
+    })
+}
+
+fn build_alert(
+    rule: &Rule,
+    target: &str,
+    target_labels: &BTreeMap<String, String>,
+    scope: &Scope,
+    status: AlertStatus,
+    started_at: SystemTime,
+    wall: SystemTime,
+) -> Alert {
+    let mut labels = target_labels.clone();
+    labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert("rule".into(), rule.name.clone());
+    labels.insert("target".into(), target.to_owned());
+    labels.insert("severity".into(), rule.severity.to_string());
+    let value = rule.value_metric.as_deref().and_then(|m| scope_value(scope, m));
+    let summary = rule.summary.render(|name| match name {
+        "rule" => Some(rule.name.clone()),
+        "target" => Some(target.to_owned()),
+        "severity" => Some(rule.severity.to_string()),
+        "value" => value.clone(),
+        _ => match name.strip_prefix("labels.") {
+            Some(l) => labels.get(l).cloned(),
+            None => scope_value(scope, name),
+        },
+    });
+    Alert {
+        fingerprint: fingerprint(&rule.name, target),
+        rule: rule.name.clone(),
+        target: target.to_owned(),
+        severity: rule.severity,
+        status,
+        labels,
+        summary,
+        value,
+        starts_at: started_at,
+        ends_at: (status == AlertStatus::Resolved).then_some(wall),
+        runbook: rule.runbook.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! The rule state machine under virtual time: `for`, `clear` hysteresis,
+//! flapping input, cooldown and keyspace windows.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, advance};
+
+use super::*;
+use crate::diagnostics::{Diagnostics, SourceFile};
+use crate::event::{Health, KeyspaceCounts, Sample};
+use crate::rules::load::{References, parse_rule_file};
+
+fn evaluator(rules_toml: &str) -> Evaluator {
+    let expr = Arc::new(ExprEngine::new());
+    let refs = References {
+        playbooks: vec!["optimize_memory"],
+        targets: vec!["cache"],
+        receivers: vec![],
+    };
+    let mut diags = Diagnostics::default();
+    let rules = parse_rule_file(&SourceFile::new("test.toml", rules_toml), &refs, &expr, &mut diags);
+    assert!(!diags.has_errors(), "{}", diags.render());
+    let labels = [(
+        "cache".to_owned(),
+        BTreeMap::from([("env".to_owned(), "test".to_owned())]),
+    )];
+    Evaluator::new(
+        rules.into_iter().map(Arc::new).collect(),
+        expr,
+        labels,
+        Duration::from_secs(600),
+    )
+}
+
+fn sample(metric: &str, value: f64) -> Event {
+    Event::Sample(Sample {
+        target: "cache".into(),
+        at: SystemTime::now(),
+        metrics: Metrics::from([(metric.to_owned(), MetricValue::Num(value))]),
+    })
+}
+
+fn feed(ev: &mut Evaluator, event: Event) -> Vec<Action> {
+    ev.on_event(&event, Instant::now(), SystemTime::now())
+}
+
+fn statuses(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Alert(al) => format!("{:?}", al.status).to_lowercase(),
+            Action::RunPlaybook(i) => format!("run {}", i.playbook),
+        })
+        .collect()
+}
+
+const MEMORY: &str = r#"
+[[rule]]
+name = "memory_critical"
+source = "sample"
+when = "memory_used_pct > 85"
+clear = "memory_used_pct < 80"
+for = "2m"
+severity = "critical"
+playbook = "optimize_memory"
+cooldown = "15m"
+summary = "Memory at {{ memory_used_pct }}% on {{ target }}"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn fires_after_for_with_summary_labels_and_playbook() {
+    let mut ev = evaluator(MEMORY);
+    assert!(
+        feed(&mut ev, sample("memory_used_pct", 90.0)).is_empty(),
+        "pending is silent"
+    );
+    advance(Duration::from_secs(60)).await;
+    assert!(
+        feed(&mut ev, sample("memory_used_pct", 91.0)).is_empty(),
+        "for has not elapsed"
+    );
+    advance(Duration::from_secs(60)).await;
+    let actions = feed(&mut ev, sample("memory_used_pct", 92.5));
+    assert_eq!(statuses(&actions), ["firing", "run optimize_memory"]);
+    let Action::Alert(alert) = &actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(alert.summary, "Memory at 92.50% on cache");
+    assert_eq!(alert.value.as_deref(), Some("92.50"));
+    assert_eq!(alert.labels["env"], "test");
+    assert_eq!(alert.labels["severity"], "critical");
+    assert_eq!(alert.severity, crate::alerts::Severity::Critical);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clear_gives_hysteresis() {
+    let mut ev = evaluator(MEMORY);
+    feed(&mut ev, sample("memory_used_pct", 90.0));
+    advance(Duration::from_secs(120)).await;
+    assert_eq!(statuses(&feed(&mut ev, sample("memory_used_pct", 90.0)))[0], "firing");
+    // Below `when` but above `clear`: still firing.
+    assert!(feed(&mut ev, sample("memory_used_pct", 83.0)).is_empty());
+    assert!(feed(&mut ev, sample("memory_used_pct", 80.5)).is_empty());
+    let resolved = feed(&mut ev, sample("memory_used_pct", 79.0));
+    assert_eq!(statuses(&resolved), ["resolved"]);
+    let Action::Alert(alert) = &resolved[0] else {
+        unreachable!()
+    };
+    assert!(alert.ends_at.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn flapping_input_fires_once() {
+    let mut ev = evaluator(MEMORY);
+    let mut all = Vec::new();
+    // Oscillate 84 ↔ 86 for ten minutes, a sample every 10 s.
+    for i in 0..60 {
+        let v = if i % 2 == 0 { 86.0 } else { 84.0 };
+        all.extend(feed(&mut ev, sample("memory_used_pct", v)));
+        advance(Duration::from_secs(10)).await;
+    }
+    // Every dip below 85 cancels the pending window, so it never fires.
+    assert!(statuses(&all).is_empty(), "{:?}", statuses(&all));
+
+    // Now hold above 85 long enough to fire, then oscillate 81 ↔ 86: the
+    // clear threshold (80) is never reached, so nothing resolves or re-fires.
+    for _ in 0..13 {
+        all.extend(feed(&mut ev, sample("memory_used_pct", 86.0)));
+        advance(Duration::from_secs(10)).await;
+    }
+    for i in 0..60 {
+        let v = if i % 2 == 0 { 86.0 } else { 81.0 };
+        all.extend(feed(&mut ev, sample("memory_used_pct", v)));
+        advance(Duration::from_secs(10)).await;
+    }
+    assert_eq!(statuses(&all), ["firing", "run optimize_memory"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cooldown_holds_back_the_playbook_but_not_the_alert() {
+    let mut ev = evaluator(&MEMORY.replace("for = \"2m\"", "for = \"0s\""));
+    assert_eq!(
+        statuses(&feed(&mut ev, sample("memory_used_pct", 90.0))),
+        ["firing", "run optimize_memory"]
+    );
+    assert_eq!(statuses(&feed(&mut ev, sample("memory_used_pct", 70.0))), ["resolved"]);
+    advance(Duration::from_secs(5 * 60)).await;
+    // Fires again within the 15 m cooldown: notified, not re-run.
+    assert_eq!(statuses(&feed(&mut ev, sample("memory_used_pct", 90.0))), ["firing"]);
+    assert_eq!(statuses(&feed(&mut ev, sample("memory_used_pct", 70.0))), ["resolved"]);
+    advance(Duration::from_secs(11 * 60)).await;
+    assert_eq!(
+        statuses(&feed(&mut ev, sample("memory_used_pct", 90.0))),
+        ["firing", "run optimize_memory"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_metrics_change_nothing() {
+    let mut ev = evaluator(&MEMORY.replace("for = \"2m\"", "for = \"0s\""));
+    assert_eq!(statuses(&feed(&mut ev, sample("memory_used_pct", 90.0)))[0], "firing");
+    // A down target's sample carries only redis_up = 0.
+    assert!(feed(&mut ev, sample("redis_up", 0.0)).is_empty());
+    assert_eq!(ev.firing().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyspace_counts_slide_over_the_window() {
+    let mut ev = evaluator(
+        r#"
+[[rule]]
+name = "eviction_storm"
+source = "keyspace"
+events = ["evicted"]
+window = "1m"
+when = "count > 1000"
+severity = "high"
+summary = "{{ count }} evictions in {{ window_secs }}s"
+"#,
+    );
+    let counts = |n: u64| {
+        Event::KeyspaceCounts(KeyspaceCounts {
+            target: "cache".into(),
+            counts: vec![("eviction_storm".into(), n)],
+        })
+    };
+    assert!(feed(&mut ev, counts(10)).is_empty());
+    advance(Duration::from_secs(1)).await;
+    let fired = feed(&mut ev, counts(2010));
+    assert_eq!(statuses(&fired), ["firing"]);
+    let Action::Alert(a) = &fired[0] else { unreachable!() };
+    assert_eq!(a.summary, "2010 evictions in 60s");
+    // A minute later with no new events the window is empty again.
+    for _ in 0..61 {
+        advance(Duration::from_secs(1)).await;
+        let acts = feed(&mut ev, counts(2010));
+        if !acts.is_empty() {
+            assert_eq!(statuses(&acts), ["resolved"]);
+            return;
+        }
+    }
+    panic!("the storm never resolved after its window passed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_rules_see_redis_up() {
+    let mut ev = evaluator(
+        r#"
+[[rule]]
+name = "redis_down"
+source = "health"
+when = "redis_up == 0"
+severity = "critical"
+summary = "{{ target }} is down: {{ reason }}"
+"#,
+    );
+    let health = |up: bool| {
+        Event::Health(Health {
+            target: "cache".into(),
+            up,
+            reason: (!up).then(|| "connection refused".into()),
+            consecutive_failures: u32::from(!up),
+        })
+    };
+    assert!(feed(&mut ev, health(true)).is_empty());
+    let down = feed(&mut ev, health(false));
+    let Action::Alert(a) = &down[0] else { panic!("{down:?}") };
+    assert_eq!(a.summary, "cache is down: connection refused");
+    assert_eq!(statuses(&feed(&mut ev, health(true))), ["resolved"]);
+}
+
+#[test]
+fn count_window_survives_a_counter_reset() {
+    let t0 = Instant::now();
+    let mut w = CountWindow::default();
+    assert_eq!(w.update(t0, 100, Duration::from_secs(60)), 100);
+    assert_eq!(w.update(t0 + Duration::from_secs(1), 5, Duration::from_secs(60)), 5);
+}

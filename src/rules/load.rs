@@ -1,0 +1,409 @@
+//! Reading `rules/*.toml`: every file, every rule, every problem at once.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use toml::de::DeValue;
+
+use super::expr::ExprEngine;
+use super::model::{KeyspaceSelector, Rule, RuleSpec, SourceKind};
+use crate::config::{Config, document};
+use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::glob::Glob;
+use crate::template::Template;
+
+/// What the rules may refer to: they are checked against it while loading.
+pub struct References<'a> {
+    pub playbooks: Vec<&'a str>,
+    pub targets: Vec<&'a str>,
+    pub receivers: Vec<&'a str>,
+}
+
+impl<'a> References<'a> {
+    pub fn from_config(config: &'a Config, playbooks: Vec<&'a str>) -> Self {
+        References {
+            playbooks,
+            targets: config.targets.iter().map(|t| t.name.as_str()).collect(),
+            receivers: config.receivers.keys().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Lists `*.<ext>` files of a directory, sorted so load order is stable.
+pub fn files_with_extension(dir: &Path, ext: &str, diags: &mut Diagnostics) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::file_error(dir, format!("cannot read directory: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext) && p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn load_rules(dir: &Path, refs: &References<'_>, expr: &ExprEngine, diags: &mut Diagnostics) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for path in files_with_extension(dir, "toml", diags) {
+        let file = match SourceFile::read(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                diags.push(Diagnostic::file_error(&path, format!("cannot read rule file: {e}")));
+                continue;
+            }
+        };
+        for rule in parse_rule_file(&file, refs, expr, diags) {
+            if let Some(first) = seen.get(&rule.name) {
+                diags.push(duplicate(&file, &rule.name, first));
+                continue;
+            }
+            seen.insert(rule.name.clone(), path.display().to_string());
+            rules.push(rule);
+        }
+    }
+    rules
+}
+
+fn duplicate(file: &SourceFile, name: &str, first: &str) -> Diagnostic {
+    let needle = format!("\"{name}\"");
+    let span = file
+        .text
+        .match_indices(&needle)
+        .nth(usize::from(first == file.path.display().to_string().as_str()))
+        .map(|(i, _)| i..i + needle.len())
+        .unwrap_or(0..0);
+    Diagnostic::error(file, span, format!("two rules are named `{name}`")).with_hint(format!(
+        "the first is in {first}; rule names must be unique, they identify alerts"
+    ))
+}
+
+/// Parses one rule file. Each `[[rule]]` is checked on its own, so all of a
+/// file's problems are reported together.
+pub fn parse_rule_file(
+    file: &SourceFile,
+    refs: &References<'_>,
+    expr: &ExprEngine,
+    diags: &mut Diagnostics,
+) -> Vec<Rule> {
+    let Some(root) = document::parse(file, diags) else {
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    let mut names_here: HashMap<String, Range<usize>> = HashMap::new();
+    for (key, value) in root.into_inner() {
+        if key.get_ref() != "rule" {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    key.span(),
+                    format!("unknown key `{}` in a rule file", key.get_ref()),
+                )
+                .with_hint("a rule file holds [[rule]] tables only"),
+            );
+            continue;
+        }
+        for item in crate::config::array_items(file, value, "[[rule]]", diags) {
+            let digest = digest_of(&item);
+            let Some(spec) = document::deserialize::<RuleSpec>(file, item, diags) else {
+                continue;
+            };
+            if let Some(first) = names_here.get(spec.name.get_ref()) {
+                let (line, _) = file.line_col(first.start);
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        spec.name.span(),
+                        format!("two rules are named `{}`", spec.name.get_ref()),
+                    )
+                    .with_hint(format!("the first is on line {line}; rule names must be unique")),
+                );
+                continue;
+            }
+            names_here.insert(spec.name.get_ref().clone(), spec.name.span());
+            if let Some(rule) = compile(file, spec, digest, refs, expr, diags) {
+                rules.push(rule);
+            }
+        }
+    }
+    rules
+}
+
+fn digest_of(item: &toml::Spanned<DeValue<'_>>) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", item.get_ref()).as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+fn compile(
+    file: &SourceFile,
+    spec: RuleSpec,
+    digest: String,
+    refs: &References<'_>,
+    expr: &ExprEngine,
+    diags: &mut Diagnostics,
+) -> Option<Rule> {
+    let errors_before = diags.error_count();
+    let name = spec.name.get_ref().clone();
+    let name_span = spec.name.span();
+
+    let when = match &spec.when {
+        Some(w) => compile_expr(file, w, expr, diags),
+        None => {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    name_span.clone(),
+                    format!("rule `{name}` has no `when` condition"),
+                )
+                .with_hint("e.g. when = \"memory_used_pct > 85\" (keyspace rules: when = \"count > 1000\")"),
+            );
+            None
+        }
+    };
+    let clear = spec.clear.as_ref().and_then(|c| compile_expr(file, c, expr, diags));
+
+    if let Some(p) = &spec.playbook {
+        if !refs.playbooks.contains(&p.get_ref().as_str()) {
+            let mut d = Diagnostic::error(
+                file,
+                p.span(),
+                format!("rule `{name}` names playbook `{}`, which does not exist", p.get_ref()),
+            );
+            d = match document::closest(p.get_ref(), &refs.playbooks) {
+                Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                None if refs.playbooks.is_empty() => d.with_hint("there are no playbooks; add playbooks/<name>.rhai"),
+                None => d.with_hint(format!("available playbooks: {}", refs.playbooks.join(", "))),
+            };
+            diags.push(d);
+        }
+    }
+    check_refs(file, &name, "target", &spec.targets, &refs.targets, diags);
+    check_refs(file, &name, "receiver", &spec.notify, &refs.receivers, diags);
+
+    let summary_text = spec
+        .summary
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| "{{ rule }} on {{ target }}".into());
+    let summary = match Template::parse(&summary_text) {
+        Ok(t) => Some(t),
+        Err((offset, message)) => {
+            let span = spec.summary.as_ref().map_or(name_span.clone(), |s| {
+                let start = s.span().start + 1 + offset;
+                start..start + 2
+            });
+            diags.push(Diagnostic::error(
+                file,
+                span,
+                format!("rule `{name}`: summary: {message}"),
+            ));
+            None
+        }
+    };
+
+    let keyspace = match spec.source {
+        SourceKind::Keyspace => {
+            let window = spec.window.unwrap_or_else(|| {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        name_span.clone(),
+                        format!("keyspace rule `{name}` has no `window`"),
+                    )
+                    .with_hint("events are counted over a sliding window, e.g. window = \"1m\""),
+                );
+                Duration::ZERO
+            });
+            Some(KeyspaceSelector {
+                events: spec.events.iter().map(|e| e.to_ascii_lowercase()).collect(),
+                keys: Glob::new(spec.keys.as_deref().unwrap_or("*")),
+                window,
+                db: spec.db,
+            })
+        }
+        _ => {
+            for (set, what) in [
+                (!spec.events.is_empty(), "events"),
+                (spec.keys.is_some(), "keys"),
+                (spec.window.is_some(), "window"),
+                (spec.db.is_some(), "db"),
+            ] {
+                if set {
+                    diags.push(
+                        Diagnostic::error(
+                            file,
+                            name_span.clone(),
+                            format!("rule `{name}`: `{what}` only applies to keyspace rules"),
+                        )
+                        .with_hint(format!("this rule has source = \"{}\"", spec.source.as_str())),
+                    );
+                }
+            }
+            None
+        }
+    };
+
+    if diags.error_count() > errors_before {
+        return None;
+    }
+    let when_text = spec.when.as_ref()?.get_ref().clone();
+    Some(Rule {
+        value_metric: first_identifier(&when_text),
+        name,
+        source: spec.source,
+        when: when?,
+        when_text,
+        clear,
+        for_: spec.for_.unwrap_or_default(),
+        severity: spec.severity,
+        playbook: spec.playbook.map(|p| p.into_inner()),
+        params: spec.params,
+        cooldown: spec.cooldown.unwrap_or_default(),
+        summary: summary?,
+        labels: spec.labels,
+        keyspace,
+        targets: spec.targets.into_iter().map(|t| t.into_inner()).collect(),
+        notify: spec.notify.into_iter().map(|t| t.into_inner()).collect(),
+        runbook: spec.runbook,
+        description: spec.description,
+        file: file.path.clone(),
+        digest,
+    })
+}
+
+fn check_refs(
+    file: &SourceFile,
+    rule: &str,
+    what: &str,
+    names: &[toml::Spanned<String>],
+    known: &[&str],
+    diags: &mut Diagnostics,
+) {
+    for n in names {
+        if !known.contains(&n.get_ref().as_str()) {
+            let mut d = Diagnostic::error(
+                file,
+                n.span(),
+                format!(
+                    "rule `{rule}` names {what} `{}`, which the config does not define",
+                    n.get_ref()
+                ),
+            );
+            if let Some(best) = document::closest(n.get_ref(), known) {
+                d = d.with_hint(format!("did you mean `{best}`?"));
+            }
+            diags.push(d);
+        }
+    }
+}
+
+/// Compiles an expression, mapping a Rhai error position back into the file.
+fn compile_expr(
+    file: &SourceFile,
+    text: &toml::Spanned<String>,
+    expr: &ExprEngine,
+    diags: &mut Diagnostics,
+) -> Option<rhai::AST> {
+    match expr.compile(text.get_ref()) {
+        Ok(ast) => Some(ast),
+        Err(e) => {
+            let offset = expression_offset(file, text.span().start, e.line, e.col);
+            diags.push(
+                Diagnostic::error(file, offset..offset + 1, format!("invalid expression: {}", e.message)).with_hint(
+                    "conditions are Rhai expressions over metrics, e.g. memory_used_pct > 85 && role == \"master\"",
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Byte offset in the file of (line, col) inside a TOML string starting at
+/// `start` (its opening quote).
+fn expression_offset(file: &SourceFile, start: usize, line: usize, col: usize) -> usize {
+    let raw = &file.text[start.min(file.text.len())..];
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        3
+    } else {
+        1
+    };
+    let mut offset = start + quote;
+    let body = &file.text[offset.min(file.text.len())..];
+    let mut lines = body.split_inclusive('\n');
+    for _ in 1..line {
+        offset += lines.next().map_or(0, str::len);
+    }
+    let line_text = &file.text[offset.min(file.text.len())..];
+    offset
+        + line_text
+            .chars()
+            .take(col.saturating_sub(1))
+            .map(char::len_utf8)
+            .sum::<usize>()
+}
+
+/// The first identifier of an expression that is not a keyword, function or
+/// literal: the metric whose value an alert reports.
+fn first_identifier(expr: &str) -> Option<String> {
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            let is_call = expr[i..].trim_start().starts_with('(');
+            if !is_call && !matches!(word, "true" | "false" | "if" | "else" | "in" | "and" | "or" | "not") {
+                return Some(word.to_owned());
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_identifier_skips_calls_strings_and_keywords() {
+        assert_eq!(
+            first_identifier("memory_used_pct > 85").as_deref(),
+            Some("memory_used_pct")
+        );
+        assert_eq!(
+            first_identifier("delta(\"used_memory\", \"1m\") > 0 && hit_ratio < 80").as_deref(),
+            Some("hit_ratio")
+        );
+        assert_eq!(first_identifier("true"), None);
+    }
+
+    #[test]
+    fn expression_positions_map_into_the_file() {
+        let file = SourceFile::new("r.toml", "when = \"a >> > 1\"\n");
+        // The expression starts after the quote at byte 7.
+        assert_eq!(expression_offset(&file, 7, 1, 3), 10);
+    }
+}

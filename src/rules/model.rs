@@ -1,0 +1,132 @@
+//! What a rule is once loaded: its expressions compiled, its templates
+//! parsed, its references checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rhai::AST;
+use serde::Deserialize;
+
+use crate::alerts::Severity;
+use crate::glob::Glob;
+use crate::template::Template;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Periodic INFO samples and probes.
+    Sample,
+    /// Keyspace notifications counted in a sliding window.
+    Keyspace,
+    /// Connection state of a target.
+    Health,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Sample => "sample",
+            SourceKind::Keyspace => "keyspace",
+            SourceKind::Health => "health",
+        }
+    }
+}
+
+/// Which keyspace events a keyspace rule counts.
+#[derive(Debug, Clone)]
+pub struct KeyspaceSelector {
+    /// Event names (`evicted`, `expired`, `set`, ...); empty means every event.
+    pub events: Vec<String>,
+    pub keys: Glob,
+    pub window: Duration,
+    pub db: Option<u32>,
+}
+
+impl KeyspaceSelector {
+    pub fn matches(&self, db: u32, event: &str, key: &[u8]) -> bool {
+        self.db.is_none_or(|d| d == db)
+            && (self.events.is_empty() || self.events.iter().any(|e| e == event))
+            && self.keys.matches(key)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub source: SourceKind,
+    pub when: AST,
+    pub when_text: String,
+    pub clear: Option<AST>,
+    pub for_: Duration,
+    pub severity: Severity,
+    pub playbook: Option<String>,
+    pub params: BTreeMap<String, toml::Value>,
+    pub cooldown: Duration,
+    pub summary: Template,
+    pub labels: BTreeMap<String, String>,
+    pub keyspace: Option<KeyspaceSelector>,
+    /// Targets the rule applies to; empty means all.
+    pub targets: Vec<String>,
+    /// Receivers to tell; empty means every receiver.
+    pub notify: Vec<String>,
+    pub runbook: Option<String>,
+    pub description: Option<String>,
+    /// The metric whose value an alert reports: the first metric `when` names.
+    pub value_metric: Option<String>,
+    pub file: PathBuf,
+    /// A digest of the rule's definition, so a reload can tell whether it changed.
+    pub digest: String,
+}
+
+impl Rule {
+    pub fn applies_to(&self, target: &str) -> bool {
+        self.targets.is_empty() || self.targets.iter().any(|t| t == target)
+    }
+}
+
+/// The rule as written in TOML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleSpec {
+    pub name: toml::Spanned<String>,
+    pub source: SourceKind,
+    #[serde(default)]
+    pub when: Option<toml::Spanned<String>>,
+    #[serde(default, rename = "for", with = "crate::config::duration::option")]
+    pub for_: Option<Duration>,
+    #[serde(default)]
+    pub clear: Option<toml::Spanned<String>>,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    #[serde(default)]
+    pub playbook: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    #[serde(default, with = "crate::config::duration::option")]
+    pub cooldown: Option<Duration>,
+    #[serde(default)]
+    pub summary: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub keys: Option<String>,
+    #[serde(default, with = "crate::config::duration::option")]
+    pub window: Option<Duration>,
+    #[serde(default)]
+    pub db: Option<u32>,
+    #[serde(default)]
+    pub targets: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    pub notify: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    pub runbook: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_severity() -> Severity {
+    Severity::Warning
+}
