@@ -1,13 +1,41 @@
 //! redops: an event-driven automation engine for Redis operations.
+//!
+//! ```text
+//!  sources ──Event──> rules (pure evaluator) ──Action──> playbook runner (Rhai, sandboxed)
+//!                                                   └──> notifier ──> receivers (webhook)
+//! ```
+//!
+//! - [`config`]: the engine's TOML config, with `${VAR}` from the environment
+//!   and every error located at `file:line:col` ([`diagnostics`]).
+//! - [`sources`]: the INFO sampler (and target health) and the keyspace
+//!   notification reader; each emits [`event::Event`]s.
+//! - [`redis`]: connections, INFO parsing and the metrics derived from it.
+//! - [`rules`]: rule files, the Rhai expression engine with look-back
+//!   history, and the pure [`rules::Evaluator`] that turns events and a clock
+//!   into alert changes and playbook invocations.
+//! - [`alerts`]: severities, the alert lifecycle state machine, fingerprints.
+//! - [`playbooks`]: the Rhai engine with limits, the host API, the command
+//!   policy and the runner that keeps playbooks apart from evaluation.
+//! - [`notify`]: notifications and the per-receiver delivery workers.
+//! - [`engine`]: wires the above into the running daemon; [`loader`] loads
+//!   config, rules and playbooks together; [`cli`] is the command line.
+//! - [`lab`]: local `redis-server` processes, shared with the test harness.
+//! - Small pieces: [`glob`] (Redis key patterns), [`template`] (`{{ name }}`
+//!   summaries), [`secrets`] (redaction of every secret we know).
 
 pub mod alerts;
+pub mod cli;
 pub mod config;
 pub mod diagnostics;
+pub mod engine;
 pub mod event;
 pub mod glob;
 pub mod lab;
+pub mod loader;
+pub mod notify;
 pub mod playbooks;
 pub mod redis;
 pub mod rules;
 pub mod secrets;
+pub mod sources;
 pub mod template;

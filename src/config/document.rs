@@ -89,8 +89,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -110,18 +110,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
 pub fn interpolate_env(file: &SourceFile, value: &mut Spanned<DeValue<'_>>, diags: &mut Diagnostics) {
     let span = value.span();
     match value.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                match expand(s) {
-                    Ok(expanded) => *s = expanded.into(),
-                    Err(var) => diags.push(
-                        Diagnostic::error(file, span, format!("environment variable `{var}` is not set")).with_hint(
-                            format!("export {var} before starting redops, or write `${{{var}:-default}}`"),
-                        ),
-                    ),
-                }
-            }
-        }
+        DeValue::String(s) if s.contains('$') => match expand(s) {
+            Ok(expanded) => *s = expanded.into(),
+            Err(var) => diags.push(
+                Diagnostic::error(file, span, format!("environment variable `{var}` is not set")).with_hint(format!(
+                    "export {var} before starting redops, or write `${{{var}:-default}}`"
+                )),
+            ),
+        },
         DeValue::Array(items) => {
             for item in items.iter_mut() {
                 interpolate_env(file, item, diags);

@@ -252,17 +252,17 @@ impl Config {
                     .with_hint("e.g. url = \"redis://127.0.0.1:6379/1\""),
                 );
             }
-            if let Some(flags) = &target.keyspace_events {
-                if let Some(bad) = flags.chars().find(|c| !"KEg$lshzxetdmnA".contains(*c)) {
-                    diags.push(
-                        Diagnostic::error(
-                            file,
-                            span.clone(),
-                            format!("target `{}`: `{bad}` is not a keyspace event flag", target.name),
-                        )
-                        .with_hint("flags are those of notify-keyspace-events: K E g $ l s h z x e t d m n A"),
-                    );
-                }
+            if let Some(flags) = &target.keyspace_events
+                && let Some(bad) = flags.chars().find(|c| !"KEg$lshzxetdmnA".contains(*c))
+            {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        span.clone(),
+                        format!("target `{}`: `{bad}` is not a keyspace event flag", target.name),
+                    )
+                    .with_hint("flags are those of notify-keyspace-events: K E g $ l s h z x e t d m n A"),
+                );
             }
             for (name, probe) in &target.probes {
                 if let Err(e) = crate::playbooks::policy::CommandPolicy::read_only().check_line(probe) {

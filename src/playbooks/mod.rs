@@ -1,4 +1,11 @@
 //! Playbooks: Rhai scripts run apart from evaluation, under limits and a
 //! command policy.
 
+pub mod api;
+pub mod context;
+pub mod engine;
 pub mod policy;
+pub mod runner;
+
+pub use context::{RunOutcome, RunRecord};
+pub use engine::{Playbook, PlaybookEngine, PlaybookSet};

@@ -231,6 +231,82 @@ fn matches_entry(entry: &str, command: &str, rest: &[String]) -> bool {
     }
 }
 
+/// Commands that only read: a dry run still sends these, since a playbook
+/// decides what to do from their answers.
+const READS: &[&str] = &[
+    "INFO",
+    "PING",
+    "ROLE",
+    "TIME",
+    "DBSIZE",
+    "SCAN",
+    "SSCAN",
+    "HSCAN",
+    "ZSCAN",
+    "TTL",
+    "PTTL",
+    "TYPE",
+    "EXISTS",
+    "GET",
+    "MGET",
+    "STRLEN",
+    "LLEN",
+    "LRANGE",
+    "LINDEX",
+    "SCARD",
+    "SMEMBERS",
+    "SISMEMBER",
+    "HLEN",
+    "HGET",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HMGET",
+    "HEXISTS",
+    "ZCARD",
+    "ZSCORE",
+    "ZRANGE",
+    "ZCOUNT",
+    "ZRANK",
+    "XLEN",
+    "XINFO",
+    "XRANGE",
+    "XREVRANGE",
+    "PFCOUNT",
+    "OBJECT",
+    "DUMP",
+    "LASTSAVE",
+    "RANDOMKEY",
+    "ECHO",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "GETRANGE",
+    "BITCOUNT",
+];
+
+/// Subcommands that only read, for commands that also have writing ones.
+const READ_SUBCOMMANDS: &[(&str, &[&str])] = &[
+    ("CONFIG", &["GET"]),
+    ("MEMORY", &["USAGE", "STATS", "DOCTOR", "MALLOC-STATS"]),
+    ("SLOWLOG", &["GET", "LEN"]),
+    ("LATENCY", &["LATEST", "HISTORY", "DOCTOR", "HISTOGRAM"]),
+    ("CLIENT", &["LIST", "INFO", "GETNAME", "ID"]),
+    ("COMMAND", &["INFO", "COUNT", "DOCS", "LIST", "GETKEYS"]),
+];
+
+pub fn is_read_only<S: AsRef<str>>(args: &[S]) -> bool {
+    let Some(command) = args.first().map(|c| c.as_ref().trim().to_ascii_uppercase()) else {
+        return false;
+    };
+    if READS.contains(&command.as_str()) {
+        return true;
+    }
+    let sub = args.get(1).map(|s| s.as_ref().to_ascii_uppercase());
+    READ_SUBCOMMANDS
+        .iter()
+        .any(|(c, subs)| *c == command && sub.as_deref().is_some_and(|s| subs.contains(&s)))
+}
+
 /// Splits `LLEN "my queue"` into arguments, honouring simple quotes.
 pub fn split_command_line(line: &str) -> Vec<String> {
     let mut args = Vec::new();
@@ -311,6 +387,15 @@ mod tests {
         assert!(p.check(&["FLUSHDB"]).is_ok());
         assert!(p.check(&["CONFIG", "SET", "requirepass", "x"]).is_ok());
         assert!(p.check(&["FLUSHALL"]).is_err());
+    }
+
+    #[test]
+    fn reads_are_told_from_writes() {
+        assert!(is_read_only(&["info", "memory"]));
+        assert!(is_read_only(&["CONFIG", "GET", "maxmemory"]));
+        assert!(!is_read_only(&["CONFIG", "SET", "activedefrag", "yes"]));
+        assert!(!is_read_only(&["MEMORY", "PURGE"]));
+        assert!(!is_read_only(&["EXPIRE", "k", "10"]));
     }
 
     #[test]

@@ -119,6 +119,11 @@ impl Info {
         self.fields.is_empty()
     }
 
+    /// Every field as `(key, value)`, sorted by key.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|f| (self.slice(&f.key), self.slice(&f.value)))
+    }
+
     fn slice(&self, range: &Range<usize>) -> &str {
         self.text.get(range.clone()).unwrap_or("")
     }

@@ -1,4 +1,5 @@
 //! Talking to Redis: INFO parsing and the metrics derived from it.
 
+pub mod connect;
 pub mod info;
 pub mod metrics;

@@ -228,23 +228,23 @@ impl Evaluator {
         let alert = build_alert(rule, target_name, &target.labels, scope, status, started_at, wall);
         tracing::info!(rule = %rule.name, target = target_name, status = ?status, summary = %alert.summary, "Alert changed");
         actions.push(Action::Alert(alert.clone()));
-        if status == AlertStatus::Firing {
-            if let Some(playbook) = &rule.playbook {
-                let cooling = state
-                    .last_run
-                    .is_some_and(|last| now.duration_since(last) < rule.cooldown);
-                if cooling {
-                    tracing::info!(rule = %rule.name, target = target_name, playbook, "Playbook skipped: rule is in cooldown");
-                } else {
-                    state.last_run = Some(now);
-                    actions.push(Action::RunPlaybook(Invocation {
-                        playbook: playbook.clone(),
-                        rule: rule.name.clone(),
-                        target: target_name.to_owned(),
-                        params: rule.params.clone(),
-                        alert: Some(alert),
-                    }));
-                }
+        if status == AlertStatus::Firing
+            && let Some(playbook) = &rule.playbook
+        {
+            let cooling = state
+                .last_run
+                .is_some_and(|last| now.duration_since(last) < rule.cooldown);
+            if cooling {
+                tracing::info!(rule = %rule.name, target = target_name, playbook, "Playbook skipped: rule is in cooldown");
+            } else {
+                state.last_run = Some(now);
+                actions.push(Action::RunPlaybook(Invocation {
+                    playbook: playbook.clone(),
+                    rule: rule.name.clone(),
+                    target: target_name.to_owned(),
+                    params: rule.params.clone(),
+                    alert: Some(alert),
+                }));
             }
         }
     }

@@ -171,20 +171,20 @@ fn compile(
     };
     let clear = spec.clear.as_ref().and_then(|c| compile_expr(file, c, expr, diags));
 
-    if let Some(p) = &spec.playbook {
-        if !refs.playbooks.contains(&p.get_ref().as_str()) {
-            let mut d = Diagnostic::error(
-                file,
-                p.span(),
-                format!("rule `{name}` names playbook `{}`, which does not exist", p.get_ref()),
-            );
-            d = match document::closest(p.get_ref(), &refs.playbooks) {
-                Some(best) => d.with_hint(format!("did you mean `{best}`?")),
-                None if refs.playbooks.is_empty() => d.with_hint("there are no playbooks; add playbooks/<name>.rhai"),
-                None => d.with_hint(format!("available playbooks: {}", refs.playbooks.join(", "))),
-            };
-            diags.push(d);
-        }
+    if let Some(p) = &spec.playbook
+        && !refs.playbooks.contains(&p.get_ref().as_str())
+    {
+        let mut d = Diagnostic::error(
+            file,
+            p.span(),
+            format!("rule `{name}` names playbook `{}`, which does not exist", p.get_ref()),
+        );
+        d = match document::closest(p.get_ref(), &refs.playbooks) {
+            Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+            None if refs.playbooks.is_empty() => d.with_hint("there are no playbooks; add playbooks/<name>.rhai"),
+            None => d.with_hint(format!("available playbooks: {}", refs.playbooks.join(", "))),
+        };
+        diags.push(d);
     }
     check_refs(file, &name, "target", &spec.targets, &refs.targets, diags);
     check_refs(file, &name, "receiver", &spec.notify, &refs.receivers, diags);
@@ -263,6 +263,7 @@ fn compile(
         when: when?,
         when_text,
         clear,
+        clear_text: spec.clear.as_ref().map(|c| c.get_ref().clone()),
         for_: spec.for_.unwrap_or_default(),
         severity: spec.severity,
         playbook: spec.playbook.map(|p| p.into_inner()),

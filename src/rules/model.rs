@@ -58,6 +58,7 @@ pub struct Rule {
     pub when: AST,
     pub when_text: String,
     pub clear: Option<AST>,
+    pub clear_text: Option<String>,
     pub for_: Duration,
     pub severity: Severity,
     pub playbook: Option<String>,

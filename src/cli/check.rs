@@ -1,0 +1,57 @@
+//! `redops check`: validate everything, report every problem at once.
+
+use std::process::ExitCode;
+
+use super::{ConfigArg, EXIT_USAGE};
+use crate::diagnostics::Diagnostics;
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Output format: `text` for people, `json` for CI.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+}
+
+pub fn check(args: CheckArgs) -> ExitCode {
+    let (diags, summary) = match crate::loader::load(&args.config.config) {
+        Ok(loaded) => {
+            let summary = format!(
+                "{}: {} target(s), {} rule(s), {} playbook(s), {} receiver(s)",
+                args.config.config.display(),
+                loaded.config.targets.len(),
+                loaded.rules.len(),
+                loaded.playbooks.names().len(),
+                loaded.config.receivers.len()
+            );
+            (loaded.warnings, Some(summary))
+        }
+        Err(d) => (d, None),
+    };
+    report(&diags, &args.format, summary.as_deref());
+    if diags.has_errors() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn report(diags: &Diagnostics, format: &str, summary: Option<&str>) {
+    if format == "json" {
+        let out = serde_json::json!({
+            "ok": !diags.has_errors(),
+            "errors": diags.error_count(),
+            "warnings": diags.warning_count(),
+            "diagnostics": diags.iter().collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return;
+    }
+    if !diags.is_empty() {
+        eprintln!("{}", diags.render());
+    }
+    if let Some(summary) = summary {
+        println!("ok: {summary}");
+    }
+}

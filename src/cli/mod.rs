@@ -1,0 +1,49 @@
+//! The command line: one file per subcommand.
+//!
+//! Exit codes: 0 success, 1 a check or operation failed, 2 usage or config error.
+
+pub mod check;
+pub mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "redops",
+    version,
+    about = "Event-driven automation engine for Redis operations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine until SIGINT or SIGTERM.
+    Run(run::RunArgs),
+    /// Validate the config, every rule and every playbook.
+    Check(check::CheckArgs),
+}
+
+pub const DEFAULT_CONFIG: &str = "config/redops.toml";
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The engine's config file.
+    #[arg(long, short, env = "REDOPS_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
+    }
+}

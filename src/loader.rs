@@ -1,0 +1,74 @@
+//! Loading everything a run needs — config, playbooks, rules — and checking
+//! their references to each other, with every problem reported at once.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::diagnostics::Diagnostics;
+use crate::playbooks::{PlaybookEngine, PlaybookSet};
+use crate::rules::Rule;
+use crate::rules::expr::{ExprEngine, HISTORY_FUNCTIONS};
+use crate::rules::load::{References, load_rules};
+
+pub struct Loaded {
+    pub config: Config,
+    pub rules: Vec<Arc<Rule>>,
+    pub playbooks: PlaybookSet,
+    pub playbook_engine: Arc<PlaybookEngine>,
+    pub expr: Arc<ExprEngine>,
+    /// Warnings found while loading (errors make loading fail).
+    pub warnings: Diagnostics,
+}
+
+/// Loads the config and, relative to it, the rules and playbooks.
+pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(d) => {
+            diags.extend(d);
+            // Without a config there is no rules or playbooks dir to read.
+            return Err(diags);
+        }
+    };
+    let playbook_engine = Arc::new(PlaybookEngine::new(&config.playbooks));
+    let playbooks = playbook_engine.load_dir(&config.engine.playbooks_dir, &mut diags);
+    let expr = Arc::new(ExprEngine::new());
+    let refs = References::from_config(&config, playbooks.names());
+    let rules = load_rules(&config.engine.rules_dir, &refs, &expr, &mut diags);
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Loaded {
+        rules: rules.into_iter().map(Arc::new).collect(),
+        config,
+        playbooks,
+        playbook_engine,
+        expr,
+        warnings: diags,
+    })
+}
+
+/// How far back metric history must reach for the rules' look-back
+/// functions: the longest window they name, zero when none looks back.
+pub fn history_retention(rules: &[Arc<Rule>]) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(600);
+    let mut longest = Duration::ZERO;
+    for rule in rules {
+        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
+            if !HISTORY_FUNCTIONS.iter().any(|f| text.contains(&format!("{f}("))) {
+                continue;
+            }
+            // Window arguments are string literals: take the longest that parses.
+            let windows = text
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .filter_map(|lit| humantime::parse_duration(lit).ok());
+            longest = longest.max(windows.max().unwrap_or(DEFAULT));
+        }
+    }
+    longest
+}

@@ -1,0 +1,162 @@
+//! What one playbook run sees and what it leaves behind: its context (target,
+//! alert, params, limits) and its record (outcome and audit trail).
+//!
+//! Rhai host functions are plain functions, so the state of the run in
+//! progress lives in a thread-local installed for the duration of the run;
+//! each run has a blocking thread to itself.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::policy::CommandPolicy;
+use crate::alerts::Alert;
+use crate::notify::Notifier;
+
+/// Audit entries beyond this are counted, not kept: a SCAN loop must not
+/// turn a run record into megabytes.
+const MAX_AUDIT_ENTRIES: usize = 1000;
+
+pub struct RunContext {
+    pub run_id: String,
+    pub playbook: String,
+    pub target: String,
+    pub target_labels: BTreeMap<String, String>,
+    pub connection: Option<redis::ConnectionInfo>,
+    pub rule: Option<String>,
+    pub alert: Option<Alert>,
+    pub params: BTreeMap<String, toml::Value>,
+    pub dry_run: bool,
+    pub deadline: Instant,
+    pub command_timeout: Duration,
+    pub policy: Arc<CommandPolicy>,
+    pub receivers: Arc<HashSet<String>>,
+    pub notifier: Notifier,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    #[serde(with = "humantime_serde_compat")]
+    pub at: SystemTime,
+    /// `redis`, `notify`, `log`.
+    pub kind: &'static str,
+    pub detail: String,
+    /// True when the call was recorded instead of performed (dry run).
+    pub dry_run: bool,
+    /// `ok`, or the error.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunOutcome {
+    Succeeded { result: String },
+    Failed { error: String },
+    TimedOut { after_ms: u64 },
+}
+
+impl RunOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded { .. } => "succeeded",
+            RunOutcome::Failed { .. } => "failed",
+            RunOutcome::TimedOut { .. } => "timed_out",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub playbook: String,
+    pub target: String,
+    pub rule: Option<String>,
+    pub dry_run: bool,
+    #[serde(with = "humantime_serde_compat")]
+    pub started_at: SystemTime,
+    pub duration_ms: u64,
+    pub outcome: RunOutcome,
+    /// What the playbook reported with `log.*`: its findings, in order.
+    pub findings: Vec<String>,
+    pub audit: Vec<AuditEntry>,
+    pub audit_dropped: usize,
+}
+
+pub(crate) struct RunState {
+    pub ctx: RunContext,
+    pub conn: Option<redis::Connection>,
+    pub audit: Vec<AuditEntry>,
+    pub audit_dropped: usize,
+    pub findings: Vec<String>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<RunState>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn install(ctx: RunContext) {
+    CURRENT.with(|c| {
+        *c.borrow_mut() = Some(RunState {
+            ctx,
+            conn: None,
+            audit: Vec::new(),
+            audit_dropped: 0,
+            findings: Vec::new(),
+        })
+    });
+}
+
+pub(crate) fn uninstall() -> Option<RunState> {
+    CURRENT.with(|c| c.borrow_mut().take())
+}
+
+/// Runs `f` with the state of the run on this thread. Host functions are
+/// only ever called from inside a run, so a missing state is a bug.
+pub(crate) fn with_run<R>(f: impl FnOnce(&mut RunState) -> R) -> Result<R, String> {
+    CURRENT.with(|c| match c.borrow_mut().as_mut() {
+        Some(state) => Ok(f(state)),
+        None => Err("host function called outside a playbook run".into()),
+    })
+}
+
+/// Whether the run on this thread has passed its deadline.
+pub(crate) fn past_deadline() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|s| Instant::now() >= s.ctx.deadline))
+}
+
+impl RunState {
+    pub fn record(&mut self, kind: &'static str, detail: String, dry_run: bool, outcome: String) {
+        if self.audit.len() >= MAX_AUDIT_ENTRIES {
+            self.audit_dropped += 1;
+            return;
+        }
+        self.audit.push(AuditEntry {
+            at: SystemTime::now(),
+            kind,
+            detail: crate::secrets::redact(&detail),
+            dry_run,
+            outcome,
+        });
+    }
+
+    /// Time left before the deadline, never zero so a socket timeout is valid.
+    pub fn remaining(&self) -> Duration {
+        self.ctx
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    }
+}
+
+mod humantime_serde_compat {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+    }
+}

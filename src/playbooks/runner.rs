@@ -1,0 +1,168 @@
+//! Runs playbook invocations apart from evaluation: each on a blocking
+//! thread, at most one at a time per (rule, target).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::context::{RunContext, RunOutcome, RunRecord};
+use super::engine::{PlaybookEngine, PlaybookSet};
+use super::policy::CommandPolicy;
+use crate::config::Config;
+use crate::notify::Notifier;
+use crate::rules::Invocation;
+
+/// What a run needs to reach its target.
+#[derive(Clone)]
+pub struct TargetRuntime {
+    pub labels: BTreeMap<String, String>,
+    pub connection: Option<redis::ConnectionInfo>,
+}
+
+pub struct Runner {
+    engine: Arc<PlaybookEngine>,
+    playbooks: PlaybookSet,
+    targets: HashMap<String, TargetRuntime>,
+    policy: Arc<CommandPolicy>,
+    receivers: Arc<HashSet<String>>,
+    notifier: Notifier,
+    dry_run: bool,
+    timeout: Duration,
+    command_timeout: Duration,
+    running: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl Runner {
+    pub fn new(
+        config: &Config,
+        engine: Arc<PlaybookEngine>,
+        playbooks: PlaybookSet,
+        notifier: Notifier,
+        dry_run: bool,
+    ) -> Self {
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| {
+                let connection = crate::redis::connect::connection_info(t).ok();
+                (
+                    t.name.clone(),
+                    TargetRuntime {
+                        labels: t.labels.clone(),
+                        connection,
+                    },
+                )
+            })
+            .collect();
+        Runner {
+            engine,
+            playbooks,
+            targets,
+            policy: Arc::new(CommandPolicy::playbook(&config.playbooks.allow_commands)),
+            receivers: Arc::new(config.receivers.keys().cloned().collect()),
+            notifier,
+            dry_run,
+            timeout: config.playbooks.timeout,
+            command_timeout: config.engine.command_timeout,
+            running: Arc::default(),
+        }
+    }
+
+    /// Runs invocations until `invocations` closes, then waits for the runs
+    /// in flight. Each finished run's record goes to `records`.
+    pub async fn run(self, mut invocations: mpsc::Receiver<Invocation>, records: mpsc::Sender<RunRecord>) {
+        let this = Arc::new(self);
+        let mut tasks = JoinSet::new();
+        while let Some(inv) = invocations.recv().await {
+            let key = (inv.rule.clone(), inv.target.clone());
+            if !this.running.lock().expect("not poisoned").insert(key.clone()) {
+                tracing::warn!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "Playbook already running for this rule and target; invocation skipped");
+                continue;
+            }
+            let runner = this.clone();
+            let records = records.clone();
+            tasks.spawn_blocking(move || {
+                let record = runner.run_blocking(inv);
+                runner.running.lock().expect("not poisoned").remove(&key);
+                let _ = records.blocking_send(record);
+            });
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "Playbook task panicked");
+                }
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "Playbook task panicked");
+            }
+        }
+    }
+
+    /// Runs one invocation on the calling thread (which may block).
+    pub fn run_blocking(&self, inv: Invocation) -> RunRecord {
+        let run_id = new_run_id();
+        let Some(playbook) = self.playbooks.get(&inv.playbook) else {
+            return RunRecord {
+                id: run_id,
+                playbook: inv.playbook.clone(),
+                target: inv.target,
+                rule: Some(inv.rule),
+                dry_run: self.dry_run,
+                started_at: std::time::SystemTime::now(),
+                duration_ms: 0,
+                outcome: RunOutcome::Failed {
+                    error: format!("no playbook named `{}`", inv.playbook),
+                },
+                findings: Vec::new(),
+                audit: Vec::new(),
+                audit_dropped: 0,
+            };
+        };
+        let target = self.targets.get(&inv.target).cloned().unwrap_or(TargetRuntime {
+            labels: BTreeMap::new(),
+            connection: None,
+        });
+        tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, run_id, dry_run = self.dry_run, "Playbook started");
+        let ctx = RunContext {
+            run_id,
+            playbook: inv.playbook.clone(),
+            target: inv.target.clone(),
+            target_labels: target.labels,
+            connection: target.connection,
+            rule: (!inv.rule.is_empty()).then_some(inv.rule.clone()),
+            alert: inv.alert,
+            params: inv.params,
+            dry_run: self.dry_run,
+            deadline: std::time::Instant::now() + self.timeout,
+            command_timeout: self.command_timeout,
+            policy: self.policy.clone(),
+            receivers: self.receivers.clone(),
+            notifier: self.notifier.clone(),
+        };
+        let record = self.engine.run(&playbook, ctx);
+        match &record.outcome {
+            RunOutcome::Succeeded { .. } => {
+                tracing::info!(playbook = %record.playbook, target = %record.target, run_id = %record.id, duration_ms = record.duration_ms, "Playbook succeeded")
+            }
+            RunOutcome::Failed { error } => {
+                tracing::error!(playbook = %record.playbook, target = %record.target, run_id = %record.id, error, "Playbook failed")
+            }
+            RunOutcome::TimedOut { after_ms } => {
+                tracing::error!(playbook = %record.playbook, target = %record.target, run_id = %record.id, after_ms, "Playbook stopped at its deadline")
+            }
+        }
+        record
+    }
+}
+
+fn new_run_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!("{millis:x}-{:04x}", rand::random::<u16>())
+}

@@ -1,0 +1,9 @@
+//! Sources turn the outside world into [`Event`](crate::event::Event)s.
+//! Each is a spec built from the config plus a `spawn_*` that returns a
+//! running task, handed the event channel and the shutdown token.
+//!
+//! - [`sampler`]: INFO and probes every `sample_interval`; target health.
+//! - [`keyspace`]: keyevent notifications counted per keyspace rule.
+
+pub mod keyspace;
+pub mod sampler;

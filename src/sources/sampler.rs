@@ -1,0 +1,226 @@
+//! The INFO sampler: every `sample_interval`, per target, INFO plus the
+//! target's probes become a [`Sample`]; the connection state becomes a
+//! [`Health`] event. A target that does not answer yields `redis_up = 0`
+//! samples and is reconnected on the next tick.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TargetConfig};
+use crate::event::{Event, Health, MetricValue, Metrics, Sample};
+use crate::playbooks::policy::CommandPolicy;
+use crate::redis::connect;
+use crate::redis::metrics::{Limits, MetricsDeriver};
+
+#[derive(Clone)]
+pub struct SamplerSpec {
+    pub target: String,
+    pub connection: redis::ConnectionInfo,
+    /// `(metric name, command arguments)`, already checked by the read-only policy.
+    pub probes: Vec<(String, Vec<String>)>,
+    pub interval: Duration,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl SamplerSpec {
+    pub fn from_config(config: &Config, target: &TargetConfig) -> Result<Self, String> {
+        let policy = CommandPolicy::read_only();
+        let probes = target
+            .probes
+            .iter()
+            .map(|(name, line)| {
+                policy
+                    .check_line(line)
+                    .map(|args| (name.clone(), args))
+                    .map_err(|e| format!("target `{}`: probe `{name}`: {e}", target.name))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SamplerSpec {
+            target: target.name.clone(),
+            connection: connect::connection_info(target)?,
+            probes,
+            interval: config.engine.sample_interval,
+            connect_timeout: config.engine.connect_timeout,
+            command_timeout: config.engine.command_timeout,
+        })
+    }
+}
+
+pub struct Sampler {
+    spec: SamplerSpec,
+    conn: Option<MultiplexedConnection>,
+    limits: Limits,
+    deriver: MetricsDeriver,
+    last_sample: Option<Instant>,
+    failures: u32,
+}
+
+impl Sampler {
+    pub fn new(spec: SamplerSpec) -> Self {
+        Sampler {
+            spec,
+            conn: None,
+            limits: Limits::default(),
+            deriver: MetricsDeriver::new(),
+            last_sample: None,
+            failures: 0,
+        }
+    }
+
+    /// One sample: the events it yields, health first.
+    pub async fn step(&mut self) -> Vec<Event> {
+        let target = self.spec.target.clone();
+        match self.sample().await {
+            Ok(metrics) => {
+                if self.failures > 0 {
+                    tracing::info!(target = %target, after_failures = self.failures, "Target reachable again");
+                }
+                self.failures = 0;
+                vec![
+                    Event::Health(Health {
+                        target: target.clone(),
+                        up: true,
+                        reason: None,
+                        consecutive_failures: 0,
+                    }),
+                    Event::Sample(Sample {
+                        target,
+                        at: SystemTime::now(),
+                        metrics,
+                    }),
+                ]
+            }
+            Err(reason) => {
+                self.conn = None;
+                self.failures = self.failures.saturating_add(1);
+                if self.failures == 1 {
+                    tracing::warn!(target = %target, reason = %reason, "Target unreachable");
+                } else {
+                    tracing::debug!(target = %target, failures = self.failures, reason = %reason, "Target still unreachable");
+                }
+                vec![
+                    Event::Health(Health {
+                        target: target.clone(),
+                        up: false,
+                        reason: Some(reason),
+                        consecutive_failures: self.failures,
+                    }),
+                    Event::Sample(Sample {
+                        target,
+                        at: SystemTime::now(),
+                        metrics: Metrics::from([("redis_up".to_owned(), MetricValue::Num(0.0))]),
+                    }),
+                ]
+            }
+        }
+    }
+
+    async fn sample(&mut self) -> Result<Metrics, String> {
+        let redact = |e: redis::RedisError| crate::secrets::redact(&e.to_string());
+        if self.conn.is_none() {
+            let mut conn = connect::connect_async(
+                &self.spec.connection,
+                self.spec.connect_timeout,
+                self.spec.command_timeout,
+            )
+            .await
+            .map_err(redact)?;
+            // Limits rarely change; read them once per connection. A server
+            // that denies CONFIG still reports them in INFO (Redis ≥ 6.2).
+            self.limits = read_limits(&mut conn).await.unwrap_or_default();
+            self.conn = Some(conn);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let text: String = redis::cmd("INFO").query_async(conn).await.map_err(redact)?;
+        let info = crate::redis::info::parse(&text);
+        if info.is_empty() {
+            return Err("INFO returned no fields".into());
+        }
+        let now = Instant::now();
+        let elapsed = self.last_sample.map(|t| now.duration_since(t));
+        self.last_sample = Some(now);
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut metrics = self.deriver.derive(&info, &self.limits, elapsed, unix);
+        for (name, args) in &self.spec.probes {
+            let mut cmd = redis::cmd(&args[0]);
+            for a in &args[1..] {
+                cmd.arg(a);
+            }
+            match cmd.query_async::<redis::Value>(conn).await {
+                Ok(v) => match probe_value(&v) {
+                    Some(n) => {
+                        metrics.insert(name.clone(), MetricValue::Num(n));
+                    }
+                    None => tracing::debug!(target = %self.spec.target, probe = %name, "Probe reply is not a number"),
+                },
+                Err(e) => tracing::warn!(target = %self.spec.target, probe = %name, error = %redact(e), "Probe failed"),
+            }
+        }
+        Ok(metrics)
+    }
+}
+
+async fn read_limits(conn: &mut MultiplexedConnection) -> Option<Limits> {
+    let pairs: Vec<(String, String)> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .arg("maxclients")
+        .query_async(conn)
+        .await
+        .ok()?;
+    let mut limits = Limits::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "maxmemory" => limits.maxmemory = v.parse().unwrap_or(0),
+            "maxclients" => limits.maxclients = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some(limits)
+}
+
+fn probe_value(v: &redis::Value) -> Option<f64> {
+    match v {
+        redis::Value::Int(i) => Some(*i as f64),
+        redis::Value::Double(d) => Some(*d),
+        redis::Value::Boolean(b) => Some(f64::from(u8::from(*b))),
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        redis::Value::SimpleString(s) => s.trim().parse().ok(),
+        // A missing key: an empty queue, not a missing metric.
+        redis::Value::Nil => Some(0.0),
+        _ => None,
+    }
+}
+
+/// Samples a target every interval until `shutdown`.
+pub fn spawn_sampler(spec: SamplerSpec, events: mpsc::Sender<Event>, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(spec.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut sampler = Sampler::new(spec);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                batch = sampler.step() => batch,
+            };
+            for event in batch {
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
