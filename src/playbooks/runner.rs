@@ -144,6 +144,9 @@ impl Runner {
             notifier: self.notifier.clone(),
         };
         let record = self.engine.run(&playbook, ctx);
+        for entry in record.audit.iter().filter(|e| e.dry_run) {
+            tracing::info!(playbook = %record.playbook, target = %record.target, run_id = %record.id, action = %entry.detail, "Dry run: not performed");
+        }
         match &record.outcome {
             RunOutcome::Succeeded { .. } => {
                 tracing::info!(playbook = %record.playbook, target = %record.target, run_id = %record.id, duration_ms = record.duration_ms, "Playbook succeeded")

@@ -571,3 +571,49 @@ pub fn run_redops(args: &[&str], env: &[(&str, &str)]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("Failed to run {REDOPS_BIN}: {e}"))
 }
+
+// ---------------------------------------------------------------------------
+// Engine config directories
+
+/// The shipped playbooks, so tests exercise what users get.
+pub const OPTIMIZE_MEMORY: &str = include_str!("../../playbooks/optimize_memory.rhai");
+
+/// A temp dir holding `redops.toml`, `rules/*.toml` and `playbooks/*.rhai`.
+/// `config` is appended after an `[engine]` section pointing at those dirs,
+/// with the given sample interval.
+pub fn engine_dir(
+    sample_interval: &str,
+    config: &str,
+    rules: &[(&str, &str)],
+    playbooks: &[(&str, &str)],
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("Failed to create a temp dir");
+    let engine = format!(
+        "[engine]\nrules_dir = \"rules\"\nplaybooks_dir = \"playbooks\"\nstate_dir = \"state\"\nsample_interval = \"{sample_interval}\"\n\n"
+    );
+    write_file(dir.path(), "redops.toml", &(engine + config));
+    fs::create_dir_all(dir.path().join("rules")).expect("Failed to create rules dir");
+    fs::create_dir_all(dir.path().join("playbooks")).expect("Failed to create playbooks dir");
+    for (name, text) in rules {
+        write_file(dir.path(), &format!("rules/{name}.toml"), text);
+    }
+    for (name, text) in playbooks {
+        write_file(dir.path(), &format!("playbooks/{name}.rhai"), text);
+    }
+    dir
+}
+
+/// A `[[target]]` plus a webhook receiver named `hook`.
+pub fn target_and_hook(name: &str, url: &str, extra: &str, hook_url: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n\n[receiver.hook]\ntype = \"webhook\"\nurl = \"{hook_url}\"\n"
+    )
+}
+
+/// Alert notifications of one rule with one status, in arrival order.
+pub fn alerts<'a>(received: &'a [Received], rule: &str, status: &str) -> Vec<&'a Received> {
+    received
+        .iter()
+        .filter(|r| r.body["kind"] == "alert" && r.body["rule"] == rule && r.body["status"] == status)
+        .collect()
+}
