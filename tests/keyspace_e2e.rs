@@ -104,3 +104,17 @@ fn ten_evictions_do_not_fire() {
     let log = redops.output();
     assert!(redops.terminate().success(), "{log}");
 }
+
+#[test]
+fn a_server_that_denies_config_set_gets_a_clear_warning() {
+    let redis = TestRedis::start(&[("rename-command", "CONFIG \"\"")]);
+    let hook = WebhookReceiver::start();
+    let config = target_and_hook("cache", &redis.url(0), "keyspace_events = \"Ee\"", &hook.url());
+    let dir = engine_dir("1s", &config, &[("evictions", RULE)], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    let log = redops.wait_log("Cannot set notify-keyspace-events", Duration::from_secs(10));
+    assert!(log.contains("target=cache") && log.contains("wanted=\"Ee\""), "{log}");
+    // The subscription still starts: a server configured by hand keeps working.
+    redops.wait_log("Keyspace subscription active", Duration::from_secs(10));
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

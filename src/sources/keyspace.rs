@@ -195,7 +195,7 @@ async fn ensure_flags(spec: &KeyspaceSpec, flags: &str) {
             target = %spec.target,
             wanted = flags,
             error = %crate::secrets::redact(&e.to_string()),
-            "Cannot set notify-keyspace-events (CONFIG SET not allowed?); keyspace rules only see events the server already publishes"
+            "Cannot set notify-keyspace-events: add the wanted flags to the server's notify-keyspace-events (or allow CONFIG for redops); until then keyspace rules only see events the server already publishes"
         ),
     }
 }
