@@ -90,7 +90,7 @@ impl Diagnostic {
             file: path.to_owned(),
             line: 0,
             col: 0,
-            message: message.into(),
+            message: crate::secrets::redact(&message.into()),
             hint: None,
             excerpt: None,
         }
@@ -110,14 +110,16 @@ impl Diagnostic {
             file: file.path.clone(),
             line,
             col,
-            message,
+            // Messages quote values, and a value may have come from the
+            // environment: redacting here covers every message at once.
+            message: crate::secrets::redact(&message),
             hint: None,
             excerpt: Some((text, width)),
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(crate::secrets::redact(&hint.into()));
         self
     }
 

@@ -10,7 +10,7 @@ use crate::diagnostics::Diagnostics;
 use crate::playbooks::{PlaybookEngine, PlaybookSet};
 use crate::rules::Rule;
 use crate::rules::expr::{ExprEngine, HISTORY_FUNCTIONS};
-use crate::rules::load::{References, load_rules};
+use crate::rules::load::{References, files_with_extension, load_rules};
 
 pub struct Loaded {
     pub config: Config,
@@ -25,18 +25,39 @@ pub struct Loaded {
 /// Loads the config and, relative to it, the rules and playbooks.
 pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
     let mut diags = Diagnostics::default();
+    let mut broken = (Vec::new(), Vec::new());
     let config = match Config::load(config_path) {
         Ok(c) => c,
-        Err(d) => {
-            diags.extend(d);
-            // Without a config there is no rules or playbooks dir to read.
-            return Err(diags);
+        Err(e) => {
+            diags.extend(e.diagnostics);
+            match e.partial {
+                // A config with errors never runs, but checking the rules and
+                // playbooks it names anyway reports every problem in one go.
+                Some(p) if p.dirs_known => {
+                    broken = (p.broken_targets, p.broken_receivers);
+                    p.config
+                }
+                // Without the dirs there are no rules or playbooks to read.
+                _ => return Err(diags),
+            }
         }
     };
     let playbook_engine = Arc::new(PlaybookEngine::new(&config.playbooks));
     let playbooks = playbook_engine.load_dir(&config.engine.playbooks_dir, &mut diags);
     let expr = Arc::new(ExprEngine::new());
-    let refs = References::from_config(&config, playbooks.names());
+    // A playbook that does not compile is reported in its own file.
+    let broken_playbooks: Vec<String> =
+        files_with_extension(&config.engine.playbooks_dir, "rhai", &mut Diagnostics::default())
+            .iter()
+            .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+            .filter(|name| playbooks.get(name).is_none())
+            .collect();
+    let mut refs = References::from_config(&config, playbooks.names());
+    // Broken definitions are reported where they are written; a rule naming
+    // one is not wrong too, and a second error would only mislead.
+    refs.playbooks.extend(broken_playbooks.iter().map(String::as_str));
+    refs.targets.extend(broken.0.iter().map(String::as_str));
+    refs.receivers.extend(broken.1.iter().map(String::as_str));
     let rules = load_rules(&config.engine.rules_dir, &refs, &expr, &mut diags);
     if diags.has_errors() {
         return Err(diags);

@@ -45,11 +45,46 @@ pub fn deserialize<T: DeserializeOwned>(
 fn toml_error(file: &SourceFile, err: &toml::de::Error, fallback: Range<usize>) -> Diagnostic {
     let span = err.span().unwrap_or(fallback);
     let message = secrets::redact(err.message().trim_end());
+    if let Some(d) = plain_syntax_error(file, &message, span.clone()) {
+        return d;
+    }
     let mut d = Diagnostic::error(file, span, message.clone());
     if let Some(hint) = hint_for(&message) {
         d = d.with_hint(hint);
     }
     d
+}
+
+/// The parser describes a few common slips by what it expected rather than by
+/// what is wrong ("string values must be quoted" for `key =` with no value);
+/// these are reworded, and an unclosed multi-line string is reported where it
+/// opens rather than at the end of the file.
+fn plain_syntax_error(file: &SourceFile, message: &str, span: Range<usize>) -> Option<Diagnostic> {
+    let rest_of_line = file.text.get(span.start..)?.lines().next().unwrap_or("").trim();
+    let nothing_follows = rest_of_line.is_empty() || rest_of_line.starts_with('#');
+    if message.starts_with("string values must be quoted") && nothing_follows {
+        return Some(
+            Diagnostic::error(file, span, "missing value after `=`")
+                .with_hint("write a value, e.g. a quoted string: key = \"...\""),
+        );
+    }
+    for (kind, quote) in [("basic", "\""), ("literal", "'")] {
+        if message.starts_with(&format!("invalid {kind} string")) && nothing_follows {
+            return Some(
+                Diagnostic::error(file, span, "unclosed string")
+                    .with_hint(format!("add the closing {quote} before the end of the line")),
+            );
+        }
+        let delimiter = quote.repeat(3);
+        if message.starts_with(&format!("invalid multi-line {kind} string")) && nothing_follows {
+            let open = file.text.get(..span.start)?.rfind(&delimiter)?;
+            return Some(
+                Diagnostic::error(file, open..open + 3, "unclosed multi-line string")
+                    .with_hint(format!("it needs a closing {delimiter}")),
+            );
+        }
+    }
+    None
 }
 
 fn hint_for(message: &str) -> Option<String> {

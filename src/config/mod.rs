@@ -141,25 +141,71 @@ impl Default for PlaybookConfig {
     }
 }
 
+/// Why a config cannot be used, and what could be read of it anyway.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub diagnostics: Diagnostics,
+    /// `None` when the file could not be read or is not valid TOML.
+    pub partial: Option<Box<PartialConfig>>,
+}
+
+/// A config with errors, as far as it could be read. It must never run, but
+/// it names the rules and playbooks to check, so that one `redops check`
+/// reports every problem instead of only the config's.
+#[derive(Debug)]
+pub struct PartialConfig {
+    pub config: Config,
+    /// Whether `rules_dir` and `playbooks_dir` are the ones written: not when
+    /// `[engine]` is too broken to read them, and reading the default dirs
+    /// instead would report problems in files the user never meant.
+    pub dirs_known: bool,
+    /// Targets and receivers that are written but rejected. Rules naming
+    /// them are not wrong, so they must not get a second error.
+    pub broken_targets: Vec<String>,
+    pub broken_receivers: Vec<String>,
+}
+
+/// What a broken `[engine]` still tells.
+#[derive(Deserialize)]
+struct EngineDirs {
+    rules_dir: Option<PathBuf>,
+    playbooks_dir: Option<PathBuf>,
+}
+
+/// What a broken `[[target]]` still tells.
+#[derive(Deserialize)]
+struct TargetName {
+    name: String,
+}
+
 impl Config {
     /// Reads and validates the config file. All problems come back at once.
-    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let mut diags = Diagnostics::default();
         let file = match SourceFile::read(path) {
             Ok(f) => f,
             Err(e) => {
                 diags.push(Diagnostic::file_error(path, format!("cannot read config: {e}")));
-                return Err(diags);
+                return Err(ConfigErrors {
+                    diagnostics: diags,
+                    partial: None,
+                });
             }
         };
-        let config = Self::parse(&file, &mut diags);
-        match config {
-            Some(c) if !diags.has_errors() => Ok(c),
-            _ => Err(diags),
+        match Self::parse_partial(&file, &mut diags) {
+            Some(p) if !diags.has_errors() => Ok(p.config),
+            partial => Err(ConfigErrors {
+                diagnostics: diags,
+                partial: partial.map(Box::new),
+            }),
         }
     }
 
     pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Config> {
+        Self::parse_partial(file, diags).map(|p| p.config)
+    }
+
+    fn parse_partial(file: &SourceFile, diags: &mut Diagnostics) -> Option<PartialConfig> {
         let root = document::parse(file, diags)?.into_inner();
         let mut config = Config {
             path: file.path.clone(),
@@ -168,13 +214,26 @@ impl Config {
             receivers: BTreeMap::new(),
             playbooks: PlaybookConfig::default(),
         };
+        let mut dirs_known = true;
+        let mut broken_targets = Vec::new();
+        let mut broken_receivers = Vec::new();
         let mut target_spans = Vec::new();
         for (key, mut value) in root {
             document::interpolate_env(file, &mut value, diags);
             match key.get_ref().as_ref() {
                 "engine" => {
+                    let copy = value.clone();
                     if let Some(e) = document::deserialize(file, value, diags) {
                         config.engine = e;
+                    } else {
+                        match document::deserialize::<EngineDirs>(file, copy, &mut Diagnostics::default()) {
+                            Some(dirs) => {
+                                let defaults = EngineConfig::default();
+                                config.engine.rules_dir = dirs.rules_dir.unwrap_or(defaults.rules_dir);
+                                config.engine.playbooks_dir = dirs.playbooks_dir.unwrap_or(defaults.playbooks_dir);
+                            }
+                            None => dirs_known = false,
+                        }
                     }
                 }
                 "playbooks" => {
@@ -185,9 +244,14 @@ impl Config {
                 "target" => {
                     for item in array_items(file, value, "[[target]]", diags) {
                         let span = item.span();
+                        let copy = item.clone();
                         if let Some(t) = document::deserialize::<TargetConfig>(file, item, diags) {
                             target_spans.push(span);
                             config.targets.push(t);
+                        } else if let Some(t) =
+                            document::deserialize::<TargetName>(file, copy, &mut Diagnostics::default())
+                        {
+                            broken_targets.push(t.name);
                         }
                     }
                 }
@@ -196,8 +260,12 @@ impl Config {
                     match value.into_inner() {
                         DeValue::Table(table) => {
                             for (name, item) in table {
-                                if let Some(r) = document::deserialize(file, item, diags) {
-                                    config.receivers.insert(name.into_inner().into_owned(), r);
+                                let name = name.into_inner().into_owned();
+                                match document::deserialize(file, item, diags) {
+                                    Some(r) => {
+                                        config.receivers.insert(name, r);
+                                    }
+                                    None => broken_receivers.push(name),
                                 }
                             }
                         }
@@ -220,7 +288,12 @@ impl Config {
             }
         }
         config.validate(file, &target_spans, diags);
-        Some(config)
+        Some(PartialConfig {
+            config,
+            dirs_known,
+            broken_targets,
+            broken_receivers,
+        })
     }
 
     fn validate(&mut self, file: &SourceFile, target_spans: &[std::ops::Range<usize>], diags: &mut Diagnostics) {
@@ -266,11 +339,20 @@ impl Config {
             }
             for (name, probe) in &target.probes {
                 if let Err(e) = crate::playbooks::policy::CommandPolicy::read_only().check_line(probe) {
+                    // The policy's message quotes the command upper-cased,
+                    // which redaction would not recognise as the secret.
+                    let why = if crate::secrets::redact(probe) == *probe {
+                        e.to_string()
+                    } else {
+                        "not allowed by the read-only probe policy (the command is not shown: it holds a value \
+                         from the environment)"
+                            .to_owned()
+                    };
                     diags.push(
                         Diagnostic::error(
                             file,
                             span.clone(),
-                            format!("target `{}`: probe `{name}`: {e}", target.name),
+                            format!("target `{}`: probe `{name}`: {why}", target.name),
                         )
                         .with_hint("probes run under the read-only policy, e.g. \"LLEN celery\""),
                     );

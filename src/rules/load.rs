@@ -61,29 +61,21 @@ pub fn load_rules(dir: &Path, refs: &References<'_>, expr: &ExprEngine, diags: &
                 continue;
             }
         };
-        for rule in parse_rule_file(&file, refs, expr, diags) {
+        for (rule, name_span) in parse_rules(&file, refs, expr, diags) {
             if let Some(first) = seen.get(&rule.name) {
-                diags.push(duplicate(&file, &rule.name, first));
+                diags.push(
+                    Diagnostic::error(&file, name_span, format!("two rules are named `{}`", rule.name)).with_hint(
+                        format!("the first is at {first}; rule names must be unique, they identify alerts"),
+                    ),
+                );
                 continue;
             }
-            seen.insert(rule.name.clone(), path.display().to_string());
+            let (line, col) = file.line_col(name_span.start);
+            seen.insert(rule.name.clone(), format!("{}:{line}:{col}", path.display()));
             rules.push(rule);
         }
     }
     rules
-}
-
-fn duplicate(file: &SourceFile, name: &str, first: &str) -> Diagnostic {
-    let needle = format!("\"{name}\"");
-    let span = file
-        .text
-        .match_indices(&needle)
-        .nth(usize::from(first == file.path.display().to_string().as_str()))
-        .map(|(i, _)| i..i + needle.len())
-        .unwrap_or(0..0);
-    Diagnostic::error(file, span, format!("two rules are named `{name}`")).with_hint(format!(
-        "the first is in {first}; rule names must be unique, they identify alerts"
-    ))
 }
 
 /// Parses one rule file. Each `[[rule]]` is checked on its own, so all of a
@@ -94,6 +86,19 @@ pub fn parse_rule_file(
     expr: &ExprEngine,
     diags: &mut Diagnostics,
 ) -> Vec<Rule> {
+    parse_rules(file, refs, expr, diags)
+        .into_iter()
+        .map(|(rule, _)| rule)
+        .collect()
+}
+
+/// The rules of one file, each with the span of its name.
+fn parse_rules(
+    file: &SourceFile,
+    refs: &References<'_>,
+    expr: &ExprEngine,
+    diags: &mut Diagnostics,
+) -> Vec<(Rule, Range<usize>)> {
     let Some(root) = document::parse(file, diags) else {
         return Vec::new();
     };
@@ -128,9 +133,10 @@ pub fn parse_rule_file(
                 );
                 continue;
             }
-            names_here.insert(spec.name.get_ref().clone(), spec.name.span());
+            let name_span = spec.name.span();
+            names_here.insert(spec.name.get_ref().clone(), name_span.clone());
             if let Some(rule) = compile(file, spec, digest, refs, expr, diags) {
-                rules.push(rule);
+                rules.push((rule, name_span));
             }
         }
     }
@@ -317,7 +323,7 @@ fn compile_expr(
     match expr.compile(text.get_ref()) {
         Ok(ast) => Some(ast),
         Err(e) => {
-            let offset = expression_offset(file, text.span().start, e.line, e.col);
+            let offset = expression_offset(file, text.span().start, text.get_ref(), e.line, e.col);
             diags.push(
                 Diagnostic::error(file, offset..offset + 1, format!("invalid expression: {}", e.message)).with_hint(
                     "conditions are Rhai expressions over metrics, e.g. memory_used_pct > 85 && role == \"master\"",
@@ -328,28 +334,89 @@ fn compile_expr(
     }
 }
 
-/// Byte offset in the file of (line, col) inside a TOML string starting at
-/// `start` (its opening quote).
-fn expression_offset(file: &SourceFile, start: usize, line: usize, col: usize) -> usize {
-    let raw = &file.text[start.min(file.text.len())..];
-    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-        3
-    } else {
-        1
-    };
-    let mut offset = start + quote;
-    let body = &file.text[offset.min(file.text.len())..];
-    let mut lines = body.split_inclusive('\n');
-    for _ in 1..line {
-        offset += lines.next().map_or(0, str::len);
+/// Byte offset in the file of (line, col) of `value`, the decoded text of
+/// the TOML string whose opening quote is at `start`. The decoded text is not
+/// the file's: escapes, a multi-line string's first newline and line-ending
+/// backslashes all shift positions, so the literal is walked in step with it.
+fn expression_offset(file: &SourceFile, start: usize, value: &str, line: usize, col: usize) -> usize {
+    let index = char_index(value, line, col);
+    let raw = file.text.get(start..).unwrap_or("");
+    let offsets = literal_offsets(raw, value);
+    start + offsets.get(index).or(offsets.last()).copied().unwrap_or(0)
+}
+
+/// Length of the line-ending backslashes at the start of `text`: each one
+/// swallows the newline and the whitespace after it, so no character of the
+/// decoded string comes from them.
+fn line_ending_backslashes(text: &str) -> usize {
+    let mut len = 0;
+    while let Some(after) = text[len..].strip_prefix('\\') {
+        let spaces = after.len() - after.trim_start_matches([' ', '\t']).len();
+        if !after[spaces..].starts_with(['\n', '\r']) {
+            break;
+        }
+        len += 1 + after.len() - after.trim_start_matches([' ', '\t', '\r', '\n']).len();
     }
-    let line_text = &file.text[offset.min(file.text.len())..];
-    offset
-        + line_text
-            .chars()
-            .take(col.saturating_sub(1))
-            .map(char::len_utf8)
-            .sum::<usize>()
+    len
+}
+
+/// Index of the character at 1-based (line, col) of `text`, or its length
+/// when the position is past the end (where "incomplete" errors point).
+fn char_index(text: &str, line: usize, col: usize) -> usize {
+    let mut index = 0;
+    for (n, l) in text.split_inclusive('\n').enumerate() {
+        let len = l.chars().count();
+        if n + 1 == line {
+            return index + col.saturating_sub(1).min(len);
+        }
+        index += len;
+    }
+    index
+}
+
+/// For each character of `value`, the byte offset in `raw` (a TOML string
+/// literal and what follows it) of the text it was decoded from, then the
+/// offset of the closing quote.
+fn literal_offsets(raw: &str, value: &str) -> Vec<usize> {
+    let delimiter = ["\"\"\"", "'''", "\"", "'"]
+        .into_iter()
+        .find(|d| raw.starts_with(d))
+        .unwrap_or("");
+    let basic = delimiter.starts_with('"');
+    let multi_line = delimiter.len() == 3;
+    let mut i = delimiter.len();
+    if multi_line {
+        // TOML drops a newline right after the opening quotes.
+        if raw[i..].starts_with("\r\n") {
+            i += 2;
+        } else if raw[i..].starts_with('\n') {
+            i += 1;
+        }
+    }
+    let mut offsets = Vec::with_capacity(value.len() + 1);
+    for c in value.chars() {
+        if basic && multi_line {
+            i += line_ending_backslashes(raw.get(i..).unwrap_or(""));
+        }
+        let Some(rest) = raw.get(i..).filter(|r| !r.is_empty()) else {
+            break;
+        };
+        offsets.push(i);
+        i += match rest.strip_prefix('\\') {
+            Some(after) if basic => match after.chars().next() {
+                Some('u') => 6,
+                Some('U') => 10,
+                Some('x') => 4,
+                Some(e) => 1 + e.len_utf8(),
+                None => 1,
+            },
+            // A CRLF in the file may have been decoded as a lone LF.
+            _ if c == '\n' && rest.starts_with("\r\n") => 2,
+            _ => rest.chars().next().map_or(1, char::len_utf8),
+        };
+    }
+    offsets.push(i.min(raw.len()));
+    offsets
 }
 
 /// The first identifier of an expression that is not a keyword, function or
@@ -405,6 +472,36 @@ mod tests {
     fn expression_positions_map_into_the_file() {
         let file = SourceFile::new("r.toml", "when = \"a >> > 1\"\n");
         // The expression starts after the quote at byte 7.
-        assert_eq!(expression_offset(&file, 7, 1, 3), 10);
+        assert_eq!(expression_offset(&file, 7, "a >> > 1", 1, 3), 10);
+    }
+
+    /// The file position of the first `!` in `literal` (written after
+    /// `when = `), found through the decoded `value`.
+    fn bang(literal: &str, value: &str) -> (usize, usize) {
+        let file = SourceFile::new("r.toml", format!("when = {literal}\n"));
+        let (line, col) = value
+            .lines()
+            .enumerate()
+            .find_map(|(n, l)| l.find('!').map(|c| (n + 1, l[..c].chars().count() + 1)))
+            .expect("value has a `!`");
+        let offset = expression_offset(&file, 7, value, line, col);
+        assert_eq!(&file.text[offset..offset + 1], "!", "{literal}");
+        file.line_col(offset)
+    }
+
+    #[test]
+    fn expression_positions_survive_escapes_and_multi_line_strings() {
+        assert_eq!(bang(r#""r == \"m\" !""#, r#"r == "m" !"#), (1, 20));
+        assert_eq!(bang(r#""\u00e9 \t!""#, "é \t!"), (1, 18));
+        assert_eq!(bang("\"\"\"\na &&\n  b !\n\"\"\"", "a &&\n  b !\n"), (3, 5));
+        assert_eq!(bang("'''\r\na &&\r\n  b !'''", "a &&\n  b !"), (3, 5));
+        assert_eq!(bang("\"\"\"a && \\\n    b !\"\"\"", "a && b !"), (2, 7));
+    }
+
+    #[test]
+    fn incomplete_expressions_point_at_the_closing_quote() {
+        let file = SourceFile::new("r.toml", "when = \"\"\"\na &&\n\"\"\"\n");
+        let offset = expression_offset(&file, 7, "a &&\n", 2, 1);
+        assert_eq!(file.line_col(offset), (3, 1));
     }
 }
