@@ -98,6 +98,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let _ = runner_task.await;
     tracing::info!("Engine stopping: notifications");
     effects_stop.cancel();
+    drop(notifier);
     notifier_handle.join().await;
     tracing::info!("Engine stopped");
     Ok(())

@@ -37,5 +37,6 @@ pub mod playbooks;
 pub mod redis;
 pub mod rules;
 pub mod secrets;
+pub mod sentinel;
 pub mod sources;
 pub mod template;

@@ -79,7 +79,9 @@ pub fn history_retention(rules: &[Arc<Rule>]) -> Duration {
     let mut longest = Duration::ZERO;
     for rule in rules {
         for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
-            if !HISTORY_FUNCTIONS.iter().any(|f| text.contains(&format!("{f}("))) {
+            // Whitespace is legal between a function and its `(`.
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            if !HISTORY_FUNCTIONS.iter().any(|f| compact.contains(&format!("{f}("))) {
                 continue;
             }
             // Window arguments are string literals: take the longest that parses.

@@ -36,10 +36,17 @@ pub fn redact(text: &str) -> String {
     out
 }
 
-/// A string that never prints its value.
-#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
+/// A string that never prints its value. Deserializing one registers it
+/// for redaction, so a password written literally in a file is as safe in
+/// logs as one read from the environment.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {

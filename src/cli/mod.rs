@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check or operation failed, 2 usage or config error.
 
 pub mod check;
+pub mod lab;
 pub mod run;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Validate the config, every rule and every playbook.
     Check(check::CheckArgs),
+    /// A local master, replica and three Sentinels to try redops on.
+    Lab(lab::LabArgs),
 }
 
 pub const DEFAULT_CONFIG: &str = "config/redops.toml";
@@ -45,5 +48,6 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
+        Command::Lab(args) => lab::lab(args),
     }
 }

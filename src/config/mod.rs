@@ -6,6 +6,7 @@
 
 pub mod document;
 pub mod duration;
+pub mod sentinel;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use toml::de::DeValue;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::secrets::Secret;
+pub use sentinel::SentinelGroupConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,6 +25,7 @@ pub struct Config {
     pub path: PathBuf,
     pub engine: EngineConfig,
     pub targets: Vec<TargetConfig>,
+    pub sentinels: Vec<SentinelGroupConfig>,
     pub receivers: BTreeMap<String, ReceiverConfig>,
     pub playbooks: PlaybookConfig,
 }
@@ -43,6 +46,35 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     #[serde(with = "duration")]
     pub command_timeout: Duration,
+}
+
+impl EngineConfig {
+    fn default_of(name: &str) -> Duration {
+        let d = EngineConfig::default();
+        match name {
+            "sample_interval" => d.sample_interval,
+            "keyspace_tick" => d.keyspace_tick,
+            "connect_timeout" => d.connect_timeout,
+            _ => d.command_timeout,
+        }
+    }
+}
+
+/// The span of the first `key =` in the file, for settings checked after
+/// deserialization; the start of the file when it is not written there.
+fn find_key(file: &SourceFile, key: &str) -> std::ops::Range<usize> {
+    let mut offset = 0;
+    for line in file.text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let start = offset + (line.len() - trimmed.len());
+            return start..start + key.len();
+        }
+        offset += line.len();
+    }
+    0..0
 }
 
 impl Default for EngineConfig {
@@ -85,7 +117,14 @@ pub struct TargetConfig {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ReceiverConfig {
     Webhook(WebhookConfig),
+    /// Writes each notification to redops's own log: for the lab, and as a
+    /// last-resort record next to real receivers.
+    Log(LogReceiverConfig),
 }
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogReceiverConfig {}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +250,7 @@ impl Config {
             path: file.path.clone(),
             engine: EngineConfig::default(),
             targets: Vec::new(),
+            sentinels: Vec::new(),
             receivers: BTreeMap::new(),
             playbooks: PlaybookConfig::default(),
         };
@@ -218,6 +258,7 @@ impl Config {
         let mut broken_targets = Vec::new();
         let mut broken_receivers = Vec::new();
         let mut target_spans = Vec::new();
+        let mut sentinel_spans = Vec::new();
         for (key, mut value) in root {
             document::interpolate_env(file, &mut value, diags);
             match key.get_ref().as_ref() {
@@ -255,6 +296,15 @@ impl Config {
                         }
                     }
                 }
+                "sentinel" => {
+                    for item in array_items(file, value, "[[sentinel]]", diags) {
+                        let span = item.span();
+                        if let Some(g) = document::deserialize::<SentinelGroupConfig>(file, item, diags) {
+                            sentinel_spans.push(span);
+                            config.sentinels.push(g);
+                        }
+                    }
+                }
                 "receiver" => {
                     let span = value.span();
                     match value.into_inner() {
@@ -277,7 +327,7 @@ impl Config {
                     }
                 }
                 other => {
-                    let options = ["engine", "target", "receiver", "playbooks"];
+                    let options = ["engine", "target", "sentinel", "receiver", "playbooks"];
                     let mut d = Diagnostic::error(file, key.span(), format!("unknown section `{other}`"));
                     d = match document::closest(other, &options) {
                         Some(best) => d.with_hint(format!("did you mean `{best}`?")),
@@ -287,7 +337,7 @@ impl Config {
                 }
             }
         }
-        config.validate(file, &target_spans, diags);
+        config.validate(file, &target_spans, &sentinel_spans, diags);
         Some(PartialConfig {
             config,
             dirs_known,
@@ -296,7 +346,13 @@ impl Config {
         })
     }
 
-    fn validate(&mut self, file: &SourceFile, target_spans: &[std::ops::Range<usize>], diags: &mut Diagnostics) {
+    fn validate(
+        &mut self,
+        file: &SourceFile,
+        target_spans: &[std::ops::Range<usize>],
+        sentinel_spans: &[std::ops::Range<usize>],
+        diags: &mut Diagnostics,
+    ) {
         let base = self.path.parent().unwrap_or(Path::new("."));
         for dir in [
             &mut self.engine.rules_dir,
@@ -359,11 +415,81 @@ impl Config {
                 }
             }
         }
-        if self.engine.sample_interval < Duration::from_millis(100) {
-            diags.push(Diagnostic::file_error(
-                &self.path,
-                "engine.sample_interval must be at least 100ms",
-            ));
+        for (name, value, min) in [
+            (
+                "sample_interval",
+                self.engine.sample_interval,
+                Duration::from_millis(100),
+            ),
+            ("keyspace_tick", self.engine.keyspace_tick, Duration::from_millis(10)),
+            (
+                "connect_timeout",
+                self.engine.connect_timeout,
+                Duration::from_millis(10),
+            ),
+            (
+                "command_timeout",
+                self.engine.command_timeout,
+                Duration::from_millis(10),
+            ),
+        ] {
+            if value < min {
+                let at = find_key(file, name);
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        at,
+                        format!("engine.{name} must be at least {}", humantime::format_duration(min)),
+                    )
+                    .with_hint(format!(
+                        "e.g. {name} = \"{}\"",
+                        humantime::format_duration(EngineConfig::default_of(name))
+                    )),
+                );
+            }
+        }
+        for target in &self.targets {
+            for name in target.probes.keys() {
+                if crate::redis::metrics::is_known_metric(name) {
+                    diags.push(
+                        Diagnostic::error(
+                            file,
+                            find_key(file, name),
+                            format!(
+                                "target `{}`: probe `{name}` has the name of a built-in metric",
+                                target.name
+                            ),
+                        )
+                        .with_hint("give the probe its own name, e.g. celery_backlog"),
+                    );
+                }
+            }
+        }
+        let mut group_names = std::collections::HashSet::new();
+        for (group, span) in self.sentinels.iter().zip(sentinel_spans) {
+            let mut problem = |msg: String, hint: &str| {
+                diags.push(Diagnostic::error(file, span.clone(), msg).with_hint(hint.to_owned()))
+            };
+            if !group_names.insert(group.name.as_str()) || self.targets.iter().any(|t| t.name == group.name) {
+                problem(
+                    format!("two targets or groups are named `{}`", group.name),
+                    "names label every alert; make them unique",
+                );
+            }
+            if group.sentinels.is_empty() {
+                problem(
+                    format!("sentinel group `{}` lists no sentinels", group.name),
+                    "e.g. sentinels = [\"10.0.0.1:26379\", \"10.0.0.2:26379\", \"10.0.0.3:26379\"]",
+                );
+            }
+            for addr in &group.sentinels {
+                if crate::sentinel::parse_addr(addr).is_none() {
+                    problem(
+                        format!("sentinel group `{}`: `{addr}` is not host:port", group.name),
+                        "e.g. \"127.0.0.1:26379\"",
+                    );
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! per-receiver worker that delivers in order and retries with backoff, so a
 //! slow receiver never delays detection or another receiver.
 
+pub mod log;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -114,6 +115,9 @@ impl Notifier {
                 ReceiverConfig::Webhook(cfg) => {
                     let worker = webhook::WebhookWorker::new(name.clone(), cfg.clone());
                     tasks.spawn(worker.run(rx, shutdown.clone(), drain));
+                }
+                ReceiverConfig::Log(_) => {
+                    tasks.spawn(log::run(name.clone(), rx, shutdown.clone()));
                 }
             }
         }

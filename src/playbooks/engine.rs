@@ -56,6 +56,8 @@ impl PlaybookEngine {
         engine.set_max_array_size(100_000);
         engine.set_max_map_size(100_000);
         engine.disable_symbol("eval");
+        // Playbooks are one file each: `import` must not load code from disk.
+        engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
         engine.on_progress(|ops| {
             // `Some` stops the script with ErrorTerminated.
             (ops % DEADLINE_CHECK_EVERY == 0 && context::past_deadline()).then(|| Dynamic::from("deadline"))

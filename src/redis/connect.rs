@@ -18,10 +18,12 @@ pub fn connection_info(target: &TargetConfig) -> Result<ConnectionInfo, String> 
         )
     })?;
     let mut settings = info.redis_settings().clone();
-    if let Some(password) = &target.password {
+    // `${REDIS_PASSWORD:-}` with the variable unset means "no password":
+    // sending an empty AUTH would fail against a server without one.
+    if let Some(password) = target.password.as_ref().filter(|p| !p.expose().is_empty()) {
         settings = settings.set_password(password.expose());
     }
-    if let Some(user) = &target.username {
+    if let Some(user) = target.username.as_ref().filter(|u| !u.is_empty()) {
         settings = settings.set_username(user);
     }
     Ok(info.set_redis_settings(settings))

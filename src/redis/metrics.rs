@@ -2,7 +2,7 @@
 //!
 //! Rules are written against these names (`memory_used_pct > 85`), so the
 //! names are a public contract: `METRIC_NAMES` lists them for `redops check`,
-//! and `docs/metrics.md` documents each one. Counters that only grow
+//! and `docs/rules.md` documents each one. Counters that only grow
 //! (`keyspace_hits`, `total_commands_processed`, ...) are turned into rates
 //! and ratios over the last interval, because lifetime totals hide a problem
 //! that started an hour ago on a server that has been up for a month.

@@ -152,9 +152,9 @@ impl Evaluator {
                     "consecutive_failures".into(),
                     MetricValue::Num(f64::from(h.consecutive_failures)),
                 );
-                if let Some(reason) = &h.reason {
-                    metrics.insert("reason".into(), MetricValue::Text(reason.clone()));
-                }
+                // Always present, so a summary quoting it renders when resolved too.
+                let reason = h.reason.clone().unwrap_or_else(|| "reachable".into());
+                metrics.insert("reason".into(), MetricValue::Text(reason));
                 let mut scope = scope_of(&target_name, &metrics);
                 let rules: Vec<_> = self.rules_for(SourceKind::Health, &target_name).collect();
                 for rule in rules {

@@ -55,7 +55,8 @@ pub fn execute(args: &[String]) -> RhaiResult {
 fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
     let line = audit_line(args);
     if let Err(denied) = run.ctx.policy.check(args) {
-        run.record("redis", line, run.ctx.dry_run, format!("denied: {denied}"));
+        // Denied, not merely skipped by a dry run: the audit says so.
+        run.record("redis", line, false, format!("denied: {denied}"));
         return Err(denied.to_string().into());
     }
     let read_only = policy::is_read_only(args);

@@ -1,0 +1,47 @@
+//! `[[sentinel]]`: a Sentinel group whose master and replicas redops
+//! discovers through the Sentinels, samples, and follows across failovers.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::secrets::Secret;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelGroupConfig {
+    /// The group's name: the target of group-wide alerts and a label on
+    /// every node's samples.
+    pub name: String,
+    /// The master name the Sentinels monitor.
+    pub master: String,
+    /// `host:port` of each Sentinel.
+    pub sentinels: Vec<String>,
+    /// Password of the data nodes (master and replicas).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password of the Sentinels themselves, when they require one.
+    #[serde(default)]
+    pub sentinel_password: Option<Secret>,
+    /// Database the nodes are sampled and watched in.
+    #[serde(default)]
+    pub db: u32,
+    /// Keyspace notification flags redops ensures on every node.
+    #[serde(default)]
+    pub keyspace_events: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub probes: BTreeMap<String, String>,
+}
+
+impl SentinelGroupConfig {
+    /// The target name of one node of the group: `<group>/<host>:<port>`.
+    /// Naming nodes by address keeps an alert on the node it is about when
+    /// roles move in a failover.
+    pub fn node_target(&self, addr: &str) -> String {
+        format!("{}/{addr}", self.name)
+    }
+}

@@ -1,0 +1,1 @@
+//! Sentinel pub/sub event parsing.
