@@ -5,6 +5,7 @@
 //! Stopping is orderly: sources stop first, then playbooks in flight finish,
 //! then notifications still queued get a bounded chance to go out.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -16,6 +17,7 @@ use crate::notify::{Notification, Notifier};
 use crate::playbooks::RunRecord;
 use crate::playbooks::runner::Runner;
 use crate::rules::{Action, Evaluator, Invocation};
+use crate::sentinel::group::spawn_sentinel_group;
 use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
 use crate::sources::sampler::{SamplerSpec, spawn_sampler};
 
@@ -53,6 +55,16 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
             sources.push(spawn_keyspace_source(spec, events_tx.clone(), sources_stop.clone()));
         }
     }
+    let shared_config = Arc::new(config.clone());
+    for group in &config.sentinels {
+        sources.push(spawn_sentinel_group(
+            group.clone(),
+            shared_config.clone(),
+            rules.clone(),
+            events_tx.clone(),
+            sources_stop.clone(),
+        ));
+    }
     drop(events_tx);
 
     let (notifier, notifier_handle) = Notifier::spawn(&config.receivers, effects_stop.clone(), NOTIFY_DRAIN);
@@ -73,9 +85,16 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         "Engine started"
     );
 
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                for action in evaluator.tick(Instant::now(), SystemTime::now()) {
+                    dispatch(action, &evaluator, &all_receivers, &notifier, &invocations_tx);
+                }
+            }
             event = events_rx.recv() => {
                 let Some(event) = event else { break };
                 for action in evaluator.on_event(&event, Instant::now(), SystemTime::now()) {

@@ -55,6 +55,11 @@ pub enum Event {
     KeyspaceCounts(KeyspaceCounts),
     /// A change of a target's connection state.
     Health(Health),
+    /// A target appeared, changed labels, or went away: Sentinel groups add
+    /// and remove nodes as the Sentinels see them.
+    Target(TargetChange),
+    /// A Sentinel event, once per incident however many Sentinels told it.
+    Sentinel(SentinelNotice),
 }
 
 impl Event {
@@ -63,6 +68,8 @@ impl Event {
             Event::Sample(s) => &s.target,
             Event::KeyspaceCounts(k) => &k.target,
             Event::Health(h) => &h.target,
+            Event::Target(t) => &t.target,
+            Event::Sentinel(n) => &n.target,
         }
     }
 }
@@ -90,4 +97,24 @@ pub struct Health {
     /// Why the target is down: the connection error, never a secret.
     pub reason: Option<String>,
     pub consecutive_failures: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetChange {
+    pub target: String,
+    pub labels: BTreeMap<String, String>,
+    pub present: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SentinelNotice {
+    /// The node the event is about (`group/host:port`), or the group.
+    pub target: String,
+    pub group: String,
+    pub event: crate::sentinel::events::SentinelEvent,
+    /// The Sentinel that told us first.
+    pub sentinel: String,
+    /// True when redops inferred the event on reconnecting to a Sentinel,
+    /// because it was not listening when the event was published.
+    pub reconciled: bool,
 }

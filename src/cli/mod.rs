@@ -5,6 +5,7 @@
 pub mod check;
 pub mod lab;
 pub mod run;
+pub mod sentinel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// A local master, replica and three Sentinels to try redops on.
     Lab(lab::LabArgs),
+    /// The Sentinel groups as their Sentinels see them.
+    Sentinel(sentinel::SentinelArgs),
 }
 
 pub const DEFAULT_CONFIG: &str = "config/redops.toml";
@@ -37,7 +40,7 @@ pub const DEFAULT_CONFIG: &str = "config/redops.toml";
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// The engine's config file.
-    #[arg(long, short, env = "REDOPS_CONFIG", default_value = DEFAULT_CONFIG)]
+    #[arg(long, short, global = true, env = "REDOPS_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
 
@@ -49,5 +52,6 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
         Command::Lab(args) => lab::lab(args),
+        Command::Sentinel(args) => sentinel::sentinel(args),
     }
 }

@@ -67,12 +67,43 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
+
+    #[error("{context}: {source}")]
+    Redis {
+        context: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    #[error("The lab did not settle within {timeout:?}: {detail}")]
+    NotConverged { timeout: Duration, detail: String },
+
+    #[error("{} is not a lab state file ({source}): run `redops lab down` and `redops lab up`", path.display())]
+    BadState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("The lab is not up ({down} down): run `redops lab up`")]
+    NotUp { down: String },
+
+    #[error("Sentinel names {addr} as the master, which is not a node of this lab")]
+    UnknownMaster { addr: String },
+
+    #[error("Sentinel did not fail over from {master} within {timeout:?}")]
+    NoFailover { master: String, timeout: Duration },
 }
 
 impl LabError {
-    fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
         let context = context.into();
         move |source| LabError::Io { context, source }
+    }
+
+    pub(crate) fn redis(context: impl Into<String>) -> impl FnOnce(redis::RedisError) -> LabError {
+        let context = context.into();
+        move |source| LabError::Redis { context, source }
     }
 
     fn is_port_taken(&self) -> bool {
@@ -98,6 +129,9 @@ pub struct RedisSpec {
     pub sentinel: bool,
     pub binary: PathBuf,
     pub ready_timeout: Duration,
+    /// Keeps the terminal's Ctrl-C, meant for the command that started the
+    /// server, from reaching a server that must outlive it.
+    pub own_process_group: bool,
 }
 
 impl RedisSpec {
@@ -109,6 +143,7 @@ impl RedisSpec {
             sentinel: false,
             binary: PathBuf::from(REDIS_SERVER_BIN),
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            own_process_group: false,
         }
     }
 
@@ -134,6 +169,11 @@ impl RedisSpec {
 
     pub fn ready_within(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
+        self
+    }
+
+    pub fn in_own_process_group(mut self, own: bool) -> Self {
+        self.own_process_group = own;
         self
     }
 
@@ -229,6 +269,33 @@ impl RedisProcess {
             }
         }
         Err(last_error.expect("at least one attempt was made"))
+    }
+
+    /// Starts a server from the config file already in `spec.dir`, on
+    /// `spec.port`, as [`RedisProcess::restart`] does: for a server whose
+    /// handle is gone, such as one [`RedisProcess::detach`]ed by an earlier
+    /// `redops lab` command.
+    pub fn relaunch(spec: RedisSpec) -> Result<RedisProcess, LabError> {
+        let dir =
+            fs::canonicalize(&spec.dir).map_err(LabError::io(format!("Failed to resolve {}", spec.dir.display())))?;
+        let spec = RedisSpec { dir, ..spec };
+        let child = spawn_ready(&spec, spec.port)?;
+        Ok(RedisProcess {
+            port: spec.port,
+            spec,
+            state: Mutex::new(ProcessState {
+                child: Some(child),
+                paused: false,
+            }),
+        })
+    }
+
+    /// Lets the server outlive this handle; returns its pid if it runs.
+    pub fn detach(self) -> Option<u32> {
+        let pid = self.pid();
+        // Dropping a `Child` neither kills nor waits for it.
+        self.lock().child = None;
+        pid
     }
 
     pub fn port(&self) -> u16 {
@@ -376,7 +443,7 @@ fn kill_and_reap(child: &mut Child) -> io::Result<()> {
 }
 
 /// `libc` is not a dependency, and `kill(1)` is on every machine that has redis.
-fn signal(pid: u32, name: &str) -> io::Result<()> {
+pub(crate) fn signal(pid: u32, name: &str) -> io::Result<()> {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())
@@ -413,6 +480,9 @@ fn spawn_ready(spec: &RedisSpec, port: u16) -> Result<Child, LabError> {
     command.arg(spec.config_path());
     if spec.sentinel {
         command.arg("--sentinel");
+    }
+    if spec.own_process_group {
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
     }
     let mut child = command
         .stdin(Stdio::null())

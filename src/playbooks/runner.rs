@@ -23,6 +23,7 @@ pub struct TargetRuntime {
 }
 
 pub struct Runner {
+    groups: Vec<crate::config::SentinelGroupConfig>,
     engine: Arc<PlaybookEngine>,
     playbooks: PlaybookSet,
     targets: HashMap<String, TargetRuntime>,
@@ -58,6 +59,7 @@ impl Runner {
             })
             .collect();
         Runner {
+            groups: config.sentinels.clone(),
             engine,
             playbooks,
             targets,
@@ -122,10 +124,7 @@ impl Runner {
                 audit_dropped: 0,
             };
         };
-        let target = self.targets.get(&inv.target).cloned().unwrap_or(TargetRuntime {
-            labels: BTreeMap::new(),
-            connection: None,
-        });
+        let target = self.resolve_target(&inv.target);
         tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, run_id, dry_run = self.dry_run, "Playbook started");
         let ctx = RunContext {
             run_id,
@@ -159,6 +158,44 @@ impl Runner {
             }
         }
         record
+    }
+}
+
+impl Runner {
+    /// How a run reaches its target. A Sentinel group's target is its
+    /// current master, asked of the Sentinels when the run starts; a node of
+    /// a group (`group/host:port`) is that node.
+    fn resolve_target(&self, name: &str) -> TargetRuntime {
+        if let Some(t) = self.targets.get(name) {
+            return t.clone();
+        }
+        let (group_name, addr) = match name.split_once('/') {
+            Some((g, a)) => (g, Some(a.to_owned())),
+            None => (name, None),
+        };
+        let Some(group) = self.groups.iter().find(|g| g.name == group_name) else {
+            return TargetRuntime {
+                labels: BTreeMap::new(),
+                connection: None,
+            };
+        };
+        let addr = addr.or_else(|| crate::sentinel::discovery::master_addr_blocking(group, self.command_timeout));
+        let mut labels = group.labels.clone();
+        labels.insert("group".into(), group.name.clone());
+        let connection = addr.and_then(|a| {
+            labels.insert("addr".into(), a.clone());
+            let target = crate::config::TargetConfig {
+                name: name.to_owned(),
+                url: format!("redis://{a}/{}", group.db),
+                username: group.username.clone(),
+                password: group.password.clone(),
+                keyspace_events: None,
+                labels: BTreeMap::new(),
+                probes: BTreeMap::new(),
+            };
+            crate::redis::connect::connection_info(&target).ok()
+        });
+        TargetRuntime { labels, connection }
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::expr::{EvalError, ExprEngine};
 use super::history::History;
 use super::model::{Rule, SourceKind};
-use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Transition, fingerprint};
+use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Phase, Transition, fingerprint};
 use crate::event::{Event, MetricValue, Metrics};
 
 /// What evaluation asks the effects side to do.
@@ -35,6 +35,11 @@ pub struct Invocation {
 struct RuleState {
     lifecycle: Lifecycle,
     last_run: Option<Instant>,
+    /// The alert as it fired, for alerts resolved by time or by the target
+    /// going away rather than by a fresh evaluation.
+    fired: Option<Alert>,
+    /// When a Sentinel alert resolves if no event resolves it first.
+    resolve_at: Option<Instant>,
 }
 
 /// Cumulative counts seen on ticks; the difference across the window is the
@@ -181,6 +186,83 @@ impl Evaluator {
                     self.evaluate(&rule, &target_name, &mut scope, now, wall, &mut actions);
                 }
             }
+            Event::Target(change) if change.present => {
+                target.labels = change.labels.clone();
+            }
+            Event::Target(_) => {
+                self.targets.remove(&target_name);
+                let gone: Vec<_> = self.states.keys().filter(|(_, t)| *t == target_name).cloned().collect();
+                for key in gone {
+                    if let Some(mut state) = self.states.remove(&key) {
+                        resolve_stored(&mut state, wall, "the target left its group", &mut actions);
+                    }
+                }
+            }
+            Event::Sentinel(notice) => {
+                let name = notice.event.name().to_owned();
+                let mut metrics: Metrics = notice
+                    .event
+                    .fields()
+                    .into_iter()
+                    .map(|(k, v)| (k, MetricValue::Text(v)))
+                    .collect();
+                metrics.insert("event".into(), MetricValue::Text(name.clone()));
+                metrics.insert("group".into(), MetricValue::Text(notice.group.clone()));
+                metrics.insert("sentinel".into(), MetricValue::Text(notice.sentinel.clone()));
+                metrics.insert(
+                    "reconciled".into(),
+                    MetricValue::Num(f64::from(u8::from(notice.reconciled))),
+                );
+                let mut scope = scope_of(&target_name, &metrics);
+                let rules: Vec<_> = self.rules_for(SourceKind::Sentinel, &target_name).collect();
+                for rule in rules {
+                    let Some(selector) = &rule.sentinel else { continue };
+                    let key = (rule.name.clone(), target_name.clone());
+                    if selector.resolves_on(&name) {
+                        if let Some(state) = self.states.get_mut(&key) {
+                            resolve_stored(state, wall, &format!("{name} seen"), &mut actions);
+                        }
+                        continue;
+                    }
+                    if !selector.fires_on(&name) {
+                        continue;
+                    }
+                    let target = self.targets.get_mut(&target_name).expect("inserted above");
+                    let when = self.expr.eval_bool(&rule.when, &mut scope, &mut target.history, now);
+                    if answer(&rule, "when", when) != Some(true) {
+                        continue;
+                    }
+                    // Each event that passes is an incident of its own: the
+                    // group source already merged the copies from each Sentinel.
+                    let state = self.states.entry(key.clone()).or_default();
+                    state.lifecycle.phase = Phase::Firing {
+                        since: now,
+                        started_at: wall,
+                    };
+                    state.resolve_at = Some(now + selector.resolve_after);
+                    self.emit(
+                        &rule,
+                        &target_name,
+                        Transition::Fired { started_at: wall },
+                        &scope,
+                        now,
+                        wall,
+                        &mut actions,
+                    );
+                }
+            }
+        }
+        actions
+    }
+
+    /// Resolves the alerts whose time is up: Sentinel alerts that no event
+    /// resolved within their `resolve_after`.
+    pub fn tick(&mut self, now: Instant, wall: SystemTime) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for state in self.states.values_mut() {
+            if state.resolve_at.is_some_and(|at| at <= now) {
+                resolve_stored(state, wall, "no event within resolve_after", &mut actions);
+            }
         }
         actions
     }
@@ -217,6 +299,29 @@ impl Evaluator {
         let Some(transition) = state.lifecycle.step(cond, rule.for_, now, wall) else {
             return;
         };
+        self.emit(rule, target_name, transition, scope, now, wall, actions);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        rule: &Rule,
+        target_name: &str,
+        transition: Transition,
+        scope: &Scope,
+        now: Instant,
+        wall: SystemTime,
+        actions: &mut Vec<Action>,
+    ) {
+        let labels = self
+            .targets
+            .get(target_name)
+            .map(|t| t.labels.clone())
+            .unwrap_or_default();
+        let state = self
+            .states
+            .entry((rule.name.clone(), target_name.to_owned()))
+            .or_default();
         let (status, started_at) = match transition {
             Transition::Fired { started_at } => (AlertStatus::Firing, started_at),
             Transition::Resolved { started_at } => (AlertStatus::Resolved, started_at),
@@ -225,7 +330,8 @@ impl Evaluator {
                 return;
             }
         };
-        let alert = build_alert(rule, target_name, &target.labels, scope, status, started_at, wall);
+        let alert = build_alert(rule, target_name, &labels, scope, status, started_at, wall);
+        state.fired = (status == AlertStatus::Firing).then(|| alert.clone());
         tracing::info!(rule = %rule.name, target = target_name, status = ?status, summary = %alert.summary, "Alert changed");
         actions.push(Action::Alert(alert.clone()));
         if status == AlertStatus::Firing
@@ -247,6 +353,26 @@ impl Evaluator {
                 }));
             }
         }
+    }
+}
+
+fn resolved(mut alert: Alert, wall: SystemTime) -> Alert {
+    alert.status = AlertStatus::Resolved;
+    alert.ends_at = Some(wall);
+    alert
+}
+
+/// Resolves a firing alert from what it was when it fired: for alerts that
+/// end by time, by an event or by their target leaving, not by evaluation.
+fn resolve_stored(state: &mut RuleState, wall: SystemTime, why: &str, actions: &mut Vec<Action>) {
+    state.resolve_at = None;
+    if !state.lifecycle.is_firing() {
+        return;
+    }
+    state.lifecycle.phase = Phase::Inactive;
+    if let Some(alert) = state.fired.take() {
+        tracing::info!(rule = %alert.rule, target = %alert.target, why, "Alert resolved");
+        actions.push(Action::Alert(resolved(alert, wall)));
     }
 }
 
@@ -300,6 +426,10 @@ fn build_alert(
     labels.insert("rule".into(), rule.name.clone());
     labels.insert("target".into(), target.to_owned());
     labels.insert("severity".into(), rule.severity.to_string());
+    // Roles move in a failover: the label says what the node was when it fired.
+    if let Some(role) = scope.get("role").filter(|r| r.is_string()) {
+        labels.insert("role".into(), role.to_string());
+    }
     let value = rule.value_metric.as_deref().and_then(|m| scope_value(scope, m));
     let summary = rule.summary.render(|name| match name {
         "rule" => Some(rule.name.clone()),

@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 use toml::de::DeValue;
 
 use super::expr::ExprEngine;
-use super::model::{KeyspaceSelector, Rule, RuleSpec, SourceKind};
+use super::model::{KeyspaceSelector, Rule, RuleSpec, SentinelSelector, SourceKind};
+
+/// How long a Sentinel alert stays firing without an event that resolves it.
+const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(600);
 use crate::config::{Config, document};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::glob::Glob;
@@ -26,7 +29,12 @@ impl<'a> References<'a> {
     pub fn from_config(config: &'a Config, playbooks: Vec<&'a str>) -> Self {
         References {
             playbooks,
-            targets: config.targets.iter().map(|t| t.name.as_str()).collect(),
+            targets: config
+                .targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .chain(config.sentinels.iter().map(|g| g.name.as_str()))
+                .collect(),
             receivers: config.receivers.keys().map(String::as_str).collect(),
         }
     }
@@ -163,6 +171,8 @@ fn compile(
 
     let when = match &spec.when {
         Some(w) => compile_expr(file, w, expr, diags),
+        // A Sentinel rule fires on its events; a condition only narrows them.
+        None if spec.source == SourceKind::Sentinel => expr.compile("true").ok(),
         None => {
             diags.push(
                 Diagnostic::error(
@@ -238,7 +248,7 @@ fn compile(
         }
         _ => {
             for (set, what) in [
-                (!spec.events.is_empty(), "events"),
+                (!spec.events.is_empty() && spec.source != SourceKind::Sentinel, "events"),
                 (spec.keys.is_some(), "keys"),
                 (spec.window.is_some(), "window"),
                 (spec.db.is_some(), "db"),
@@ -258,10 +268,60 @@ fn compile(
         }
     };
 
+    let sentinel = match spec.source {
+        SourceKind::Sentinel => {
+            if spec.events.is_empty() {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        name_span.clone(),
+                        format!("sentinel rule `{name}` names no `events`"),
+                    )
+                    .with_hint("e.g. events = [\"+switch-master\"] (globs work: \"+failover-*\")"),
+                );
+            }
+            for e in spec.events.iter().chain(&spec.resolve_events) {
+                let known = crate::sentinel::events::KNOWN_EVENTS;
+                if !e.contains(['*', '?', '[']) && !known.contains(&e.as_str()) {
+                    let mut d = Diagnostic::error(
+                        file,
+                        name_span.clone(),
+                        format!("rule `{name}`: `{e}` is not a Sentinel event"),
+                    );
+                    if let Some(best) = document::closest(e, known) {
+                        d = d.with_hint(format!("did you mean `{best}`?"));
+                    }
+                    diags.push(d);
+                }
+            }
+            Some(SentinelSelector {
+                events: spec.events.iter().map(|e| Glob::new(e)).collect(),
+                resolve_events: spec.resolve_events.iter().map(|e| Glob::new(e)).collect(),
+                resolve_after: spec.resolve_after.unwrap_or(DEFAULT_RESOLVE_AFTER),
+            })
+        }
+        _ => {
+            if !spec.resolve_events.is_empty() || spec.resolve_after.is_some() {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        name_span.clone(),
+                        format!("rule `{name}`: `resolve_events` and `resolve_after` only apply to sentinel rules"),
+                    )
+                    .with_hint("other rules resolve when `clear` holds, or `when` no longer does"),
+                );
+            }
+            None
+        }
+    };
+
     if diags.error_count() > errors_before {
         return None;
     }
-    let when_text = spec.when.as_ref()?.get_ref().clone();
+    let when_text = spec
+        .when
+        .as_ref()
+        .map_or_else(|| "true".to_owned(), |w| w.get_ref().clone());
     Some(Rule {
         value_metric: first_identifier(&when_text),
         name,
@@ -278,6 +338,7 @@ fn compile(
         summary: summary?,
         labels: spec.labels,
         keyspace,
+        sentinel,
         targets: spec.targets.into_iter().map(|t| t.into_inner()).collect(),
         notify: spec.notify.into_iter().map(|t| t.into_inner()).collect(),
         runbook: spec.runbook,

@@ -21,6 +21,8 @@ pub enum SourceKind {
     Keyspace,
     /// Connection state of a target.
     Health,
+    /// Events published by the Sentinels of a group.
+    Sentinel,
 }
 
 impl SourceKind {
@@ -29,6 +31,7 @@ impl SourceKind {
             SourceKind::Sample => "sample",
             SourceKind::Keyspace => "keyspace",
             SourceKind::Health => "health",
+            SourceKind::Sentinel => "sentinel",
         }
     }
 }
@@ -51,6 +54,27 @@ impl KeyspaceSelector {
     }
 }
 
+/// Which Sentinel events a sentinel rule fires and resolves on.
+#[derive(Debug, Clone)]
+pub struct SentinelSelector {
+    /// Event names or globs (`+failover-*`).
+    pub events: Vec<Glob>,
+    /// Events that resolve the alert, e.g. `-sdown` for a `+sdown` rule.
+    pub resolve_events: Vec<Glob>,
+    /// Without a resolving event, the alert resolves after this long.
+    pub resolve_after: Duration,
+}
+
+impl SentinelSelector {
+    pub fn fires_on(&self, event: &str) -> bool {
+        self.events.iter().any(|g| g.matches(event.as_bytes()))
+    }
+
+    pub fn resolves_on(&self, event: &str) -> bool {
+        self.resolve_events.iter().any(|g| g.matches(event.as_bytes()))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
@@ -67,6 +91,7 @@ pub struct Rule {
     pub summary: Template,
     pub labels: BTreeMap<String, String>,
     pub keyspace: Option<KeyspaceSelector>,
+    pub sentinel: Option<SentinelSelector>,
     /// Targets the rule applies to; empty means all.
     pub targets: Vec<String>,
     /// Receivers to tell; empty means every receiver.
@@ -81,8 +106,16 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule watches `target`. Naming a Sentinel group covers
+    /// the group and each of its nodes (`group/host:port`).
     pub fn applies_to(&self, target: &str) -> bool {
-        self.targets.is_empty() || self.targets.iter().any(|t| t == target)
+        self.targets.is_empty()
+            || self.targets.iter().any(|t| {
+                t == target
+                    || target
+                        .strip_prefix(t.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
     }
 }
 
@@ -118,6 +151,10 @@ pub(super) struct RuleSpec {
     pub window: Option<Duration>,
     #[serde(default)]
     pub db: Option<u32>,
+    #[serde(default)]
+    pub resolve_events: Vec<String>,
+    #[serde(default, with = "crate::config::duration::option")]
+    pub resolve_after: Option<Duration>,
     #[serde(default)]
     pub targets: Vec<toml::Spanned<String>>,
     #[serde(default)]

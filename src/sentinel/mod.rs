@@ -1,7 +1,9 @@
 //! Sentinel awareness: the events Sentinels publish, and the group as the
 //! Sentinels see it.
 
+pub mod discovery;
 pub mod events;
+pub mod group;
 
 /// Splits `host:port` (`[v6]:port` too).
 pub fn parse_addr(addr: &str) -> Option<(String, u16)> {

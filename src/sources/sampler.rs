@@ -76,7 +76,16 @@ impl Sampler {
     /// One sample: the events it yields, health first.
     pub async fn step(&mut self) -> Vec<Event> {
         let target = self.spec.target.clone();
-        match self.sample().await {
+        let had_connection = self.conn.is_some();
+        let mut result = self.sample().await;
+        if result.is_err() && had_connection {
+            // A connection the server dropped (a Sentinel promoting this
+            // replica closes every client) is not the server being down:
+            // reconnect once before saying so.
+            self.conn = None;
+            result = self.sample().await;
+        }
+        match result {
             Ok(metrics) => {
                 if self.failures > 0 {
                     tracing::info!(target = %target, after_failures = self.failures, "Target reachable again");

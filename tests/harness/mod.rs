@@ -617,3 +617,65 @@ pub fn alerts<'a>(received: &'a [Received], rule: &str, status: &str) -> Vec<&'a
         .filter(|r| r.body["kind"] == "alert" && r.body["rule"] == rule && r.body["status"] == status)
         .collect()
 }
+
+// ---------------------------------------------------------------------------
+// A TCP proxy that can cut its connections, for "lost connection" tests
+
+/// Forwards `127.0.0.1:<port()>` to `upstream`. `cut()` closes every
+/// connection and refuses new ones until `restore()`.
+pub struct CuttableProxy {
+    port: u16,
+    blocked: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl CuttableProxy {
+    pub fn start(upstream: &str) -> CuttableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("Failed to bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let upstream = upstream.to_owned();
+        let (b, o) = (blocked.clone(), open.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if b.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut open = o.lock().unwrap_or_else(PoisonError::into_inner);
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CuttableProxy { port, blocked, open }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.blocked.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.open.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.blocked.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -4,6 +4,7 @@
 pub mod log;
 pub mod notify;
 pub mod redis;
+pub mod time;
 
 use std::collections::BTreeMap;
 
@@ -13,12 +14,14 @@ pub fn register(engine: &mut Engine) {
     redis::register(engine);
     log::register(engine);
     notify::register(engine);
+    time::register(engine);
 }
 
 /// The objects whose methods make up the API: `redis.cmd(...)`, `log.info(...)`.
 pub fn push_objects(scope: &mut Scope) {
     scope.push_constant("redis", redis::RedisApi);
     scope.push_constant("log", log::LogApi);
+    scope.push_constant("time", time::TimeApi);
 }
 
 pub fn to_dynamic_map(map: &BTreeMap<String, String>) -> Dynamic {

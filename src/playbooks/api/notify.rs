@@ -6,6 +6,11 @@ use crate::notify::Notification;
 use crate::playbooks::context;
 
 pub fn register(engine: &mut Engine) {
+    engine.register_fn("receivers", || -> Result<rhai::Array, Box<EvalAltResult>> {
+        let mut names: Vec<String> = context::with_run(|run| run.ctx.receivers.iter().cloned().collect())?;
+        names.sort();
+        Ok(names.into_iter().map(Into::into).collect())
+    });
     engine.register_fn("notify", |receiver: &str, message: Map| notify(receiver, message));
     engine.register_fn("notify", |receiver: &str, text: &str| {
         let mut m = Map::new();

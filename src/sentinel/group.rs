@@ -1,0 +1,445 @@
+//! The Sentinel group source: listens to every Sentinel of a group, turns
+//! their events into one notice per incident, discovers the master and
+//! replicas, samples each node as a target of its own (`group/host:port`),
+//! and samples the group itself (quorum, reachable Sentinels, split brain).
+//!
+//! After a lost Sentinel connection it reconciles: if the master changed
+//! while nobody was listening, it emits the `+switch-master` itself, marked
+//! as reconciled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::discovery::{Discoverer, GroupView, sentinel_connection_info};
+use super::events::{self, SentinelEvent};
+use crate::config::{Config, SentinelGroupConfig, TargetConfig};
+use crate::event::{Event, MetricValue, Metrics, Sample, SentinelNotice, TargetChange};
+use crate::redis::connect;
+use crate::rules::Rule;
+use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
+use crate::sources::sampler::{SamplerSpec, spawn_sampler};
+
+/// Copies of one incident from several Sentinels arrive within milliseconds;
+/// anything with the same key inside this window is the same incident.
+const DEDUP_WINDOW: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a Sentinel subscriber tells the group task.
+enum Heard {
+    Event {
+        sentinel: String,
+        event: SentinelEvent,
+    },
+    /// Subscribed; `again` after a lost connection, when events may have
+    /// been missed.
+    Subscribed {
+        sentinel: String,
+        again: bool,
+    },
+}
+
+struct Node {
+    stop: CancellationToken,
+}
+
+pub struct GroupSource {
+    group: SentinelGroupConfig,
+    config: Arc<Config>,
+    rules: Vec<Arc<Rule>>,
+    events: mpsc::Sender<Event>,
+    discoverer: Discoverer,
+    nodes: HashMap<String, Node>,
+    node_conns: HashMap<String, MultiplexedConnection>,
+    known_master: Option<String>,
+    seen: HashMap<String, Instant>,
+    /// Copies of an incident dropped because another Sentinel told it first.
+    pub duplicates: u64,
+}
+
+pub fn spawn_sentinel_group(
+    group: SentinelGroupConfig,
+    config: Arc<Config>,
+    rules: Vec<Arc<Rule>>,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (heard_tx, mut heard_rx) = mpsc::channel(1024);
+        for addr in &group.sentinels {
+            if let Some(info) = sentinel_connection_info(&group, addr) {
+                tokio::spawn(subscribe(addr.clone(), info, heard_tx.clone(), shutdown.clone()));
+            }
+        }
+        drop(heard_tx);
+        let interval = config.engine.sample_interval;
+        let mut source = GroupSource::new(group, config, rules, events);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                heard = heard_rx.recv() => match heard {
+                    Some(Heard::Event { sentinel, event }) => {
+                        if source.on_event(&sentinel, event, false).await {
+                            // Follow the new master now, not at the next sample.
+                            source.refresh().await;
+                        }
+                    }
+                    Some(Heard::Subscribed { sentinel, again }) => {
+                        if again {
+                            tracing::info!(group = %source.group.name, sentinel, "Reconnected to Sentinel; reconciling");
+                            source.refresh().await;
+                        }
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => source.refresh().await,
+            }
+        }
+        source.stop_nodes();
+    })
+}
+
+impl GroupSource {
+    fn new(
+        group: SentinelGroupConfig,
+        config: Arc<Config>,
+        rules: Vec<Arc<Rule>>,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
+        let timeout = config.engine.connect_timeout;
+        GroupSource {
+            discoverer: Discoverer::new(group.clone(), timeout),
+            group,
+            config,
+            rules,
+            events,
+            nodes: HashMap::new(),
+            node_conns: HashMap::new(),
+            known_master: None,
+            seen: HashMap::new(),
+            duplicates: 0,
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        let _ = self.events.send(event).await;
+    }
+
+    /// One event from one Sentinel: dropped if another Sentinel already
+    /// told it, otherwise passed on. True when the master switched.
+    async fn on_event(&mut self, sentinel: &str, event: SentinelEvent, reconciled: bool) -> bool {
+        let now = Instant::now();
+        self.seen.retain(|_, at| now.duration_since(*at) < DEDUP_WINDOW);
+        if let Some(key) = event.dedup_key() {
+            if self.seen.contains_key(&key) {
+                self.duplicates += 1;
+                tracing::debug!(group = %self.group.name, sentinel, event = event.name(), "Duplicate Sentinel event dropped");
+                return false;
+            }
+            self.seen.insert(key, now);
+        }
+        if let SentinelEvent::Raw { reason, .. } = &event {
+            tracing::warn!(group = %self.group.name, sentinel, reason = %reason, "Unparsed Sentinel event kept raw");
+        }
+        let fields = event.fields();
+        let switched_to = (event.name() == "+switch-master")
+            .then(|| Some(format!("{}:{}", fields.get("new_ip")?, fields.get("new_port")?)))
+            .flatten();
+        let target = self.notice_target(&fields);
+        tracing::info!(group = %self.group.name, sentinel, event = event.name(), reconciled, "Sentinel event");
+        self.emit(Event::Sentinel(SentinelNotice {
+            target,
+            group: self.group.name.clone(),
+            event,
+            sentinel: sentinel.to_owned(),
+            reconciled,
+        }))
+        .await;
+        match switched_to {
+            Some(new_master) => {
+                self.known_master = Some(new_master);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A notice about a master or replica concerns that node's target;
+    /// everything else concerns the group.
+    fn notice_target(&self, fields: &BTreeMap<String, String>) -> String {
+        match (
+            fields.get("kind").map(String::as_str),
+            fields.get("ip"),
+            fields.get("port"),
+        ) {
+            (Some("master" | "replica" | "slave"), Some(ip), Some(port)) => {
+                self.group.node_target(&format!("{ip}:{port}"))
+            }
+            _ => self.group.name.clone(),
+        }
+    }
+
+    /// Discovers the group, reconciles a missed failover, follows the nodes
+    /// and samples the group.
+    async fn refresh(&mut self) {
+        let view = self.discoverer.discover().await;
+        if view.sentinels_reachable() == 0 {
+            tracing::warn!(group = %self.group.name, "No Sentinel of the group answers");
+        }
+        if let Some(master) = view.master.clone() {
+            match self.known_master.clone() {
+                Some(known) if known != master => self.reconcile(&known, &master).await,
+                None => self.known_master = Some(master),
+                _ => {}
+            }
+        }
+        self.follow(&view).await;
+        let metrics = self.group_metrics(&view).await;
+        self.emit(Event::Sample(Sample {
+            target: self.group.name.clone(),
+            at: SystemTime::now(),
+            metrics,
+        }))
+        .await;
+    }
+
+    /// The master moved while no `+switch-master` reached us: say so.
+    async fn reconcile(&mut self, old: &str, new: &str) {
+        let (Some((old_ip, old_port)), Some((new_ip, new_port))) = (super::parse_addr(old), super::parse_addr(new))
+        else {
+            return;
+        };
+        let payload = format!("{} {old_ip} {old_port} {new_ip} {new_port}", self.group.master);
+        let event = events::parse(b"+switch-master", payload.as_bytes());
+        tracing::warn!(group = %self.group.name, old, new, "Master changed while redops was not listening; emitting the failover");
+        // Already refreshing: the caller follows the new master with this view.
+        self.on_event("reconcile", event, true).await;
+        self.known_master = Some(new.to_owned());
+    }
+
+    /// Starts sampling nodes that appeared and stops those that left.
+    async fn follow(&mut self, view: &GroupView) {
+        if view.sentinels_reachable() == 0 {
+            return; // No news is not a reason to drop every node.
+        }
+        let wanted = view.nodes();
+        for (addr, _) in &wanted {
+            if self.nodes.contains_key(addr) {
+                continue;
+            }
+            let target = self.node_config(addr);
+            let stop = CancellationToken::new();
+            let config = &self.config;
+            match SamplerSpec::from_config(config, &target) {
+                Ok(spec) => {
+                    spawn_sampler(spec, self.events.clone(), stop.clone());
+                }
+                Err(e) => tracing::error!(group = %self.group.name, node = %addr, error = %e, "Cannot sample node"),
+            }
+            if let Some(spec) = KeyspaceSpec::from_config(config, &target, &self.rules) {
+                spawn_keyspace_source(spec, self.events.clone(), stop.clone());
+            }
+            tracing::info!(group = %self.group.name, node = %addr, "Following node");
+            self.emit(Event::Target(TargetChange {
+                target: target.name.clone(),
+                labels: target.labels.clone(),
+                present: true,
+            }))
+            .await;
+            self.nodes.insert(addr.clone(), Node { stop });
+        }
+        let gone: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|a| !wanted.iter().any(|(w, _)| w == *a))
+            .cloned()
+            .collect();
+        for addr in gone {
+            if let Some(node) = self.nodes.remove(&addr) {
+                node.stop.cancel();
+            }
+            self.node_conns.remove(&addr);
+            tracing::info!(group = %self.group.name, node = %addr, "Node left the group");
+            self.emit(Event::Target(TargetChange {
+                target: self.group.node_target(&addr),
+                labels: BTreeMap::new(),
+                present: false,
+            }))
+            .await;
+        }
+    }
+
+    fn node_config(&self, addr: &str) -> TargetConfig {
+        let mut labels = self.group.labels.clone();
+        labels.insert("group".into(), self.group.name.clone());
+        labels.insert("addr".into(), addr.to_owned());
+        TargetConfig {
+            name: self.group.node_target(addr),
+            url: format!("redis://{addr}/{}", self.group.db),
+            username: self.group.username.clone(),
+            password: self.group.password.clone(),
+            keyspace_events: self.group.keyspace_events.clone(),
+            labels,
+            probes: self.group.probes.clone(),
+        }
+    }
+
+    async fn group_metrics(&mut self, view: &GroupView) -> Metrics {
+        let num = |v: f64| MetricValue::Num(v);
+        let mut m = Metrics::new();
+        m.insert("sentinels_configured".into(), num(view.sentinels.len() as f64));
+        m.insert("sentinels_reachable".into(), num(view.sentinels_reachable() as f64));
+        m.insert(
+            "sentinels_agree".into(),
+            num(f64::from(u8::from(view.sentinels_agree()))),
+        );
+        m.insert("quorum_ok".into(), num(f64::from(u8::from(view.quorum_ok))));
+        m.insert("replicas".into(), num(view.replicas.len() as f64));
+        m.insert(
+            "replicas_up".into(),
+            num(view.replicas.iter().filter(|r| r.is_up()).count() as f64),
+        );
+        m.insert(
+            "replicas_link_down".into(),
+            num(view.replicas.iter().filter(|r| r.is_up() && !r.link_ok).count() as f64),
+        );
+        if let Some(epoch) = view.config_epoch {
+            m.insert("config_epoch".into(), num(epoch as f64));
+        }
+        if let Some(master) = &view.master {
+            m.insert("master".into(), MetricValue::Text(master.clone()));
+        }
+        let mut masters_seen = 0;
+        let mut master_offset = None;
+        for (addr, _) in view.nodes() {
+            let Some(info) = self.role(&addr).await else { continue };
+            if info.0 == "master" {
+                masters_seen += 1;
+                if Some(&addr) == view.master.as_ref() {
+                    master_offset = info.1;
+                }
+            }
+        }
+        m.insert("masters_seen".into(), num(masters_seen as f64));
+        if let Some(offset) = master_offset {
+            let lag = view
+                .replicas
+                .iter()
+                .filter(|r| r.is_up())
+                .filter_map(|r| r.repl_offset)
+                .map(|o| offset.saturating_sub(o))
+                .max()
+                .unwrap_or(0);
+            m.insert("max_replication_lag_bytes".into(), num(lag as f64));
+        }
+        m
+    }
+
+    /// `ROLE` of a node: its role and, for a master, its replication offset.
+    async fn role(&mut self, addr: &str) -> Option<(String, Option<u64>)> {
+        if !self.node_conns.contains_key(addr) {
+            let info = connect::connection_info(&self.node_config(addr)).ok()?;
+            let timeout = self.config.engine.connect_timeout;
+            let conn = connect::connect_async(&info, timeout, timeout).await.ok()?;
+            self.node_conns.insert(addr.to_owned(), conn);
+        }
+        let conn = self.node_conns.get_mut(addr)?;
+        match redis::cmd("ROLE").query_async::<redis::Value>(conn).await {
+            Ok(redis::Value::Array(items)) => {
+                let role = match items.first() {
+                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    Some(redis::Value::SimpleString(s)) => s.clone(),
+                    _ => return None,
+                };
+                let offset = match items.get(1) {
+                    Some(redis::Value::Int(o)) if role == "master" => u64::try_from(*o).ok(),
+                    _ => None,
+                };
+                Some((role, offset))
+            }
+            _ => {
+                self.node_conns.remove(addr);
+                None
+            }
+        }
+    }
+
+    fn stop_nodes(&mut self) {
+        for (_, node) in self.nodes.drain() {
+            node.stop.cancel();
+        }
+    }
+}
+
+/// Listens to one Sentinel, reconnecting with backoff.
+async fn subscribe(addr: String, info: redis::ConnectionInfo, heard: mpsc::Sender<Heard>, shutdown: CancellationToken) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut subscribed_before = false;
+    loop {
+        let attempt = async {
+            let client = redis::Client::open(info.clone())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe("*").await?;
+            redis::RedisResult::Ok(pubsub)
+        };
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(5), attempt) => r,
+        };
+        match result {
+            Ok(Ok(pubsub)) => {
+                backoff = FIRST_BACKOFF;
+                let again = subscribed_before;
+                subscribed_before = true;
+                if heard
+                    .send(Heard::Subscribed {
+                        sentinel: addr.clone(),
+                        again,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let mut stream = pubsub.into_on_message();
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        msg = stream.next() => match msg {
+                            Some(msg) => {
+                                let event = events::parse(msg.get_channel_name().as_bytes(), msg.get_payload_bytes());
+                                if heard.send(Heard::Event { sentinel: addr.clone(), event }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => {
+                                tracing::warn!(sentinel = %addr, "Sentinel connection lost; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(sentinel = %addr, error = %crate::secrets::redact(&e.to_string()), "Cannot subscribe to Sentinel")
+            }
+            Err(_) => tracing::debug!(sentinel = %addr, "Subscribing to Sentinel timed out"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

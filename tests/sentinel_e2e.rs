@@ -1,0 +1,247 @@
+//! Sentinel groups on a real topology (a master, a replica, three
+//! Sentinels): one failover is one incident, redops follows the new master,
+//! notices lost Sentinels and quorum, and reconciles a failover it missed.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{CuttableProxy, Received, Redops, WebhookReceiver, alerts, engine_dir, run_redops};
+use redops::lab::topology::Topology;
+
+const SENTINEL_RULES: &str = include_str!("../rules/sentinel.toml");
+const FAILOVER_PLAYBOOK: &str = include_str!("../playbooks/sentinel_failover.rhai");
+
+const MEMORY_RULE: &str = r#"
+[[rule]]
+name = "memory_critical"
+source = "sample"
+when = "memory_used_pct > 85"
+for = "1s"
+severity = "critical"
+summary = "Memory at {{ memory_used_pct }}% on {{ target }}"
+"#;
+
+fn group_config(sentinels: &[String], hook: &WebhookReceiver) -> String {
+    let list: Vec<String> = sentinels.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[[sentinel]]\nname = \"lab\"\nmaster = \"mymaster\"\nsentinels = [{}]\nlabels = {{ env = \"test\" }}\n\n\
+         [receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        list.join(", "),
+        hook.url()
+    )
+}
+
+fn messages(received: &[Received]) -> Vec<&Received> {
+    received.iter().filter(|r| r.body["kind"] == "message").collect()
+}
+
+/// Polls a Sentinel directly until it names a master other than `old`.
+fn wait_for_new_master(sentinel: &str, old: &str) -> String {
+    let client = redis::Client::open(format!("redis://{sentinel}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
+            let reply: Option<(String, String)> = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg("mymaster")
+                .query(&mut conn)
+                .unwrap_or(None);
+            if let Some((ip, port)) = reply {
+                let addr = format!("{ip}:{port}");
+                if addr != old {
+                    return addr;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no failover within 30 s");
+}
+
+fn fill_to(addr: &str, pct: f64) {
+    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(5)).unwrap();
+    let value = "x".repeat(64 * 1024);
+    for i in 0..100_000 {
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
+        let field = |k: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        if field("used_memory") / field("maxmemory") * 100.0 > pct {
+            return;
+        }
+        let _: () = redis::cmd("SET")
+            .arg(format!("fill:{i}"))
+            .arg(&value)
+            .query(&mut conn)
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_failover_is_one_incident_and_redops_follows_the_new_master() {
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = Topology::start(lab_dir.path()).expect("lab topology");
+    let hook = WebhookReceiver::start();
+    let dir = engine_dir(
+        "500ms",
+        &group_config(&lab.sentinel_addrs(), &hook),
+        &[("sentinel", SENTINEL_RULES), ("memory", MEMORY_RULE)],
+        &[("sentinel_failover", FAILOVER_PLAYBOOK)],
+    );
+    let mut redops = Redops::start(dir.path(), &[]);
+    let (old_master, replica) = (lab.master_addr(), lab.replica_addr());
+    redops.wait_log(&format!("node={replica}"), Duration::from_secs(10));
+
+    lab.master().kill().unwrap();
+    let new_master = wait_for_new_master(&lab.sentinel_addrs()[0], &old_master);
+    assert_eq!(new_master, replica);
+    // The old master comes back as a replica of the new one (as an operator
+    // would bring it back; Sentinel alone takes 8-20 s to convert it), so the
+    // playbook finds a replica online.
+    let got = hook.wait_for(Duration::from_secs(10), |r| {
+        !alerts(r, "sentinel_failover", "firing").is_empty()
+    });
+    let (host, port) = new_master.split_once(':').unwrap();
+    let conf = lab.master().config_path();
+    let text = format!("{}\nreplicaof {host} {port}\n", std::fs::read_to_string(&conf).unwrap());
+    std::fs::write(&conf, text).unwrap();
+    lab.master().restart().unwrap();
+    let alert = alerts(&got, "sentinel_failover", "firing")[0].clone();
+    let summary = alert.body["summary"].as_str().unwrap();
+    assert!(summary.contains(&format!("to {new_master}")), "{summary}");
+    assert_eq!(alert.body["target"], "lab");
+
+    let got = hook.wait_for(Duration::from_secs(30), |r| !messages(r).is_empty());
+    let text = messages(&got)[0].body["body"]["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("checks passed"), "{text}\n{}", redops.output());
+
+    // Memory on the new master fires for the new master's address.
+    fill_to(&new_master, 88.0);
+    let got = hook.wait_for(Duration::from_secs(15), |r| {
+        !alerts(r, "memory_critical", "firing").is_empty()
+    });
+    let memory = alerts(&got, "memory_critical", "firing")[0];
+    assert_eq!(memory.body["target"], format!("lab/{new_master}"));
+    assert_eq!(memory.body["labels"]["role"], "master");
+    assert_eq!(memory.body["labels"]["group"], "lab");
+
+    // Three Sentinels published the switch: still one alert, one run.
+    std::thread::sleep(Duration::from_secs(2));
+    let all = hook.received();
+    assert_eq!(
+        alerts(&all, "sentinel_failover", "firing").len(),
+        1,
+        "{}",
+        hook.describe()
+    );
+    assert_eq!(messages(&all).len(), 1, "{}", hook.describe());
+    assert_eq!(
+        redops
+            .output()
+            .matches("Playbook started playbook=sentinel_failover")
+            .count(),
+        1
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+#[test]
+fn lost_sentinels_fire_and_validate_names_the_problem() {
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = Topology::start(lab_dir.path()).expect("lab topology");
+    let hook = WebhookReceiver::start();
+    let dir = engine_dir(
+        "500ms",
+        &group_config(&lab.sentinel_addrs(), &hook),
+        &[("sentinel", SENTINEL_RULES)],
+        &[("sentinel_failover", FAILOVER_PLAYBOOK)],
+    );
+    let config = dir.path().join("redops.toml");
+    let config = config.to_str().unwrap();
+    let ok = run_redops(&["sentinel", "validate", "--config", config], &[]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Following node", Duration::from_secs(10));
+    lab.sentinels()[2].kill().unwrap();
+    let got = hook.wait_for(Duration::from_secs(20), |r| {
+        !alerts(r, "sentinel_down", "firing").is_empty()
+    });
+    let down = alerts(&got, "sentinel_down", "firing")[0];
+    assert_eq!(down.body["summary"], "2 of 3 Sentinels of lab answer");
+
+    lab.sentinels()[1].kill().unwrap();
+    hook.wait_for(Duration::from_secs(20), |r| {
+        !alerts(r, "sentinel_quorum_lost", "firing").is_empty()
+    });
+    let out = run_redops(&["sentinel", "validate", "--config", config], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("quorum unreachable"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Sentinel {} is unreachable", lab.sentinel_addrs()[1])),
+        "{stdout}"
+    );
+    let json = run_redops(&["sentinel", "status", "--json", "--config", config], &[]);
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(status[0]["view"]["quorum_ok"], false);
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+#[test]
+fn a_failover_missed_while_cut_off_is_reconciled() {
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = Topology::start(lab_dir.path()).expect("lab topology");
+    let proxies: Vec<CuttableProxy> = lab.sentinel_addrs().iter().map(|a| CuttableProxy::start(a)).collect();
+    let proxied: Vec<String> = proxies.iter().map(CuttableProxy::addr).collect();
+    let hook = WebhookReceiver::start();
+    let rules = SENTINEL_RULES.replace(
+        "summary = \"Failover in {{ group }}",
+        "summary = \"reconciled={{ reconciled }} Failover in {{ group }}",
+    );
+    let dir = engine_dir(
+        "500ms",
+        &group_config(&proxied, &hook),
+        &[("sentinel", &rules)],
+        &[("sentinel_failover", FAILOVER_PLAYBOOK)],
+    );
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Following node", Duration::from_secs(10));
+
+    for p in &proxies {
+        p.cut();
+    }
+    let old = lab.master_addr();
+    lab.master().kill().unwrap();
+    let new_master = wait_for_new_master(&lab.sentinel_addrs()[0], &old);
+    for p in &proxies {
+        p.restore();
+    }
+    let got = hook.wait_for(Duration::from_secs(20), |r| {
+        !alerts(r, "sentinel_failover", "firing").is_empty()
+    });
+    let alert = alerts(&got, "sentinel_failover", "firing")[0];
+    let summary = alert.body["summary"].as_str().unwrap();
+    assert!(summary.starts_with("reconciled=1 "), "{summary}");
+    assert!(summary.contains(&format!("to {new_master}")), "{summary}");
+    assert!(
+        redops
+            .output()
+            .contains("Master changed while redops was not listening")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        alerts(&hook.received(), "sentinel_failover", "firing").len(),
+        1,
+        "{}",
+        hook.describe()
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
