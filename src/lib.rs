@@ -39,4 +39,5 @@ pub mod rules;
 pub mod secrets;
 pub mod sentinel;
 pub mod sources;
+pub mod store;
 pub mod template;

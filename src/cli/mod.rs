@@ -2,10 +2,17 @@
 //!
 //! Exit codes: 0 success, 1 a check or operation failed, 2 usage or config error.
 
+pub mod alerts;
+pub mod backup;
 pub mod check;
 pub mod lab;
+pub mod playbook;
+pub mod restore;
 pub mod run;
+pub mod runs;
 pub mod sentinel;
+pub mod silence;
+pub mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +40,20 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// The Sentinel groups as their Sentinels see them.
     Sentinel(sentinel::SentinelArgs),
+    /// Run rule and playbook unit tests in virtual time, without Redis.
+    Test(test::Args),
+    /// Run one playbook by hand.
+    Playbook(playbook::Args),
+    /// Recorded playbook runs and their audit trails.
+    Runs(runs::Args),
+    /// Create, list, verify and clean up backups.
+    Backup(backup::Args),
+    /// Restore a backup.
+    Restore(restore::Args),
+    /// List and acknowledge alerts.
+    Alerts(alerts::Args),
+    /// Silence notifications for a maintenance window.
+    Silence(silence::Args),
 }
 
 pub const DEFAULT_CONFIG: &str = "config/redops.toml";
@@ -53,5 +74,12 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Lab(args) => lab::lab(args),
         Command::Sentinel(args) => sentinel::sentinel(args),
+        Command::Test(args) => test::main(args),
+        Command::Playbook(args) => playbook::main(args),
+        Command::Runs(args) => runs::main(args),
+        Command::Backup(args) => backup::main(args),
+        Command::Restore(args) => restore::main(args),
+        Command::Alerts(args) => alerts::main(args),
+        Command::Silence(args) => silence::main(args),
     }
 }

@@ -1,0 +1,11 @@
+//! `redops backup`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn main(_args: Args) -> ExitCode {
+    eprintln!("redops backup: not built yet");
+    ExitCode::from(super::EXIT_USAGE)
+}

@@ -1,0 +1,11 @@
+//! `redops playbook`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn main(_args: Args) -> ExitCode {
+    eprintln!("redops playbook: not built yet");
+    ExitCode::from(super::EXIT_USAGE)
+}
