@@ -12,21 +12,24 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::store::AlertStore;
+use crate::alerts::{Alert, fingerprint};
 use crate::loader::{Loaded, history_retention};
-use crate::notify::{Notification, Notifier};
+use crate::notify::outbox::Outbox;
+use crate::notify::router::Router;
+use crate::notify::{Notifier, PlaybookSummary};
 use crate::playbooks::RunRecord;
 use crate::playbooks::runner::Runner;
 use crate::rules::{Action, Evaluator, Invocation};
 use crate::sentinel::group::spawn_sentinel_group;
 use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
 use crate::sources::sampler::{SamplerSpec, spawn_sampler};
+use crate::store::Store;
 
 /// Events queued between the sources and the evaluator.
 const EVENT_QUEUE: usize = 65_536;
 /// Playbook invocations queued for the runner.
 const INVOCATION_QUEUE: usize = 1024;
-/// How long queued notifications may take to go out at shutdown.
-const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -67,7 +70,25 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     }
     drop(events_tx);
 
-    let (notifier, notifier_handle) = Notifier::spawn(&config.receivers, effects_stop.clone(), NOTIFY_DRAIN);
+    let store = match Store::open(&config.engine.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            // Detection and delivery matter more than durability: go on in
+            // memory, loudly.
+            tracing::error!(error = %e, "State directory unusable: running WITHOUT durable state (outbox, alerts, silences live in memory only)");
+            Store::in_memory()
+        }
+    };
+    let outbox = Outbox::open(store.clone())?;
+    let alert_store = AlertStore::open(store.clone())?;
+    let (notifier, notifier_handle) = Notifier::spawn(
+        &config.receivers,
+        outbox,
+        config.notify.fallback_receiver.clone(),
+        effects_stop.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut router = Router::new(&config, notifier.clone(), alert_store.clone());
     let (invocations_tx, invocations_rx) = mpsc::channel::<Invocation>(INVOCATION_QUEUE);
     let (records_tx, mut records_rx) = mpsc::channel::<RunRecord>(INVOCATION_QUEUE);
     let runner = Runner::new(&config, playbook_engine, playbooks, notifier.clone(), options.dry_run);
@@ -76,11 +97,24 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let target_labels = config.targets.iter().map(|t| (t.name.clone(), t.labels.clone()));
     let retention = history_retention(&rules);
     let mut evaluator = Evaluator::new(rules.clone(), expr, target_labels, retention);
+    // Alerts firing when redops last stopped go on firing, not fire again.
+    let restored: Vec<Alert> = alert_store
+        .list(false)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|row| serde_json::from_str(&row.alert_json).ok())
+        .collect();
+    if !restored.is_empty() {
+        tracing::info!(alerts = restored.len(), "Restored firing alerts from the state store");
+    }
+    evaluator.restore(&restored, Instant::now());
+    router.restore(restored);
     let all_receivers = notifier.receiver_names();
     tracing::info!(
         targets = config.targets.len(),
         rules = rules.len(),
         receivers = all_receivers.len(),
+        sentinel_groups = config.sentinels.len(),
         dry_run = options.dry_run,
         "Engine started"
     );
@@ -91,18 +125,28 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                for action in evaluator.tick(Instant::now(), SystemTime::now()) {
-                    dispatch(action, &evaluator, &all_receivers, &notifier, &invocations_tx);
+                let now = Instant::now();
+                for action in evaluator.tick(now, SystemTime::now()) {
+                    dispatch(action, &evaluator, &mut router, &invocations_tx);
                 }
+                router.refresh(now);
             }
             event = events_rx.recv() => {
                 let Some(event) = event else { break };
                 for action in evaluator.on_event(&event, Instant::now(), SystemTime::now()) {
-                    dispatch(action, &evaluator, &all_receivers, &notifier, &invocations_tx);
+                    dispatch(action, &evaluator, &mut router, &invocations_tx);
                 }
             }
             Some(record) = records_rx.recv() => {
                 tracing::debug!(run_id = %record.id, outcome = record.outcome.label(), "Playbook run recorded");
+                if let Some(rule) = &record.rule {
+                    router.on_playbook(&fingerprint(rule, &record.target), PlaybookSummary {
+                        name: record.playbook.clone(),
+                        run_id: record.id.clone(),
+                        outcome: record.outcome.clone(),
+                        findings: record.findings.clone(),
+                    });
+                }
             }
         }
     }
@@ -116,32 +160,25 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     drop(invocations_tx);
     let _ = runner_task.await;
     tracing::info!("Engine stopping: notifications");
+    // Whatever is not delivered yet stays in the outbox for the next start.
     effects_stop.cancel();
+    drop(router);
     drop(notifier);
     notifier_handle.join().await;
     tracing::info!("Engine stopped");
     Ok(())
 }
 
-fn dispatch(
-    action: Action,
-    evaluator: &Evaluator,
-    all_receivers: &[String],
-    notifier: &Notifier,
-    invocations: &mpsc::Sender<Invocation>,
-) {
+fn dispatch(action: Action, evaluator: &Evaluator, router: &mut Router, invocations: &mpsc::Sender<Invocation>) {
     match action {
         Action::Alert(alert) => {
-            let rule = evaluator.rules().iter().find(|r| r.name == alert.rule);
-            let receivers = match rule {
-                Some(r) if !r.notify.is_empty() => r.notify.clone(),
-                _ => all_receivers.to_vec(),
-            };
-            notifier.send(Notification::Alert {
-                alert,
-                playbook: None,
-                receivers,
-            });
+            let notify = evaluator
+                .rules()
+                .iter()
+                .find(|r| r.name == alert.rule)
+                .map(|r| r.notify.clone())
+                .unwrap_or_default();
+            router.on_alert(alert, &notify, Instant::now());
         }
         Action::RunPlaybook(inv) => {
             if let Err(e) = invocations.try_send(inv) {

@@ -12,18 +12,24 @@
 //! - [`redis`]: connections, INFO parsing and the metrics derived from it.
 //! - [`rules`]: rule files, the Rhai expression engine with look-back
 //!   history, and the pure [`rules::Evaluator`] that turns events and a clock
-//!   into alert changes and playbook invocations.
+//!   into alert changes and playbook invocations; [`rules::lint`] finds
+//!   the rules that load but probably do not do what was meant.
+//! - [`ruletest`]: `redops test`, rule and playbook unit tests in virtual
+//!   time with no Redis, driving the real evaluator and playbook engine.
 //! - [`alerts`]: severities, the alert lifecycle state machine, fingerprints.
 //! - [`playbooks`]: the Rhai engine with limits, the host API, the command
 //!   policy and the runner that keeps playbooks apart from evaluation.
 //! - [`notify`]: notifications and the per-receiver delivery workers.
 //! - [`engine`]: wires the above into the running daemon; [`loader`] loads
 //!   config, rules and playbooks together; [`cli`] is the command line.
+//! - [`backup`]: RDB snapshots over `SYNC` and logical `DUMP` backups, sealed
+//!   with zstd and age, cataloged in the store, verified and restored.
 //! - [`lab`]: local `redis-server` processes, shared with the test harness.
 //! - Small pieces: [`glob`] (Redis key patterns), [`template`] (`{{ name }}`
 //!   summaries), [`secrets`] (redaction of every secret we know).
 
 pub mod alerts;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod diagnostics;
@@ -36,6 +42,7 @@ pub mod notify;
 pub mod playbooks;
 pub mod redis;
 pub mod rules;
+pub mod ruletest;
 pub mod secrets;
 pub mod sentinel;
 pub mod sources;

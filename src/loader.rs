@@ -62,6 +62,9 @@ pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
     if diags.has_errors() {
         return Err(diags);
     }
+    // Only a set that loads whole is linted: with a rule missing, a playbook
+    // or receiver it names would be reported as unused.
+    crate::rules::lint::lint(&config, &rules, &playbooks, &mut diags);
     Ok(Loaded {
         rules: rules.into_iter().map(Arc::new).collect(),
         config,

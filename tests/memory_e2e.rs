@@ -116,13 +116,23 @@ fn memory_critical_fires_runs_optimize_memory_and_resolves() {
     assert_eq!(resolved.body["starts_at"], firing.body["starts_at"]);
     assert!(resolved.body["ends_at"].is_string(), "{}", resolved.body);
 
-    assert!(redops.terminate().success(), "{}", redops.output());
-    assert_eq!(
-        alerts(&hook.received(), "memory_critical", "firing").len(),
-        1,
-        "{}",
-        hook.describe()
+    // The playbook's outcome follows as an update of the same alert, so the
+    // human paged sees what redops already did.
+    let all = hook.received();
+    let firing_all = alerts(&all, "memory_critical", "firing");
+    assert_eq!(firing_all.len(), 2, "the page, then its update: {}", hook.describe());
+    assert!(firing_all[0].body.get("playbook").is_none());
+    let update = &firing_all[1].body;
+    assert_eq!(update["fingerprint"], firing.body["fingerprint"]);
+    assert_eq!(update["playbook"]["name"], "optimize_memory");
+    assert_eq!(update["playbook"]["outcome"]["status"], "succeeded");
+    let findings = update["playbook"]["findings"].to_string();
+    assert!(findings.contains("MEMORY PURGE ran"), "{findings}");
+    assert_ne!(
+        firing_all[0].header("idempotency-key"),
+        firing_all[1].header("idempotency-key")
     );
+    assert!(redops.terminate().success(), "{}", redops.output());
 }
 
 #[test]

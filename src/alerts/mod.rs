@@ -6,6 +6,10 @@
 //! condition and a monotonic clock, so a jump of the wall clock cannot fire
 //! or clear a `for` window.
 
+pub mod escalation;
+pub mod matcher;
+pub mod store;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -41,7 +45,7 @@ impl fmt::Display for Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     Firing,
@@ -49,7 +53,7 @@ pub enum AlertStatus {
 }
 
 /// One alert as receivers see it: what, where, how bad, since when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     pub fingerprint: String,
     pub rule: String,
@@ -64,8 +68,10 @@ pub struct Alert {
     pub starts_at: SystemTime,
     #[serde(with = "rfc3339::option")]
     pub ends_at: Option<SystemTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A stable identity for an alert: the same rule on the same target always
@@ -177,13 +183,18 @@ impl Lifecycle {
     }
 }
 
-mod rfc3339 {
+pub mod rfc3339 {
     use std::time::SystemTime;
 
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339(&text).map_err(D::Error::custom)
     }
 
     pub mod option {
@@ -193,6 +204,13 @@ mod rfc3339 {
             match t {
                 Some(t) => super::serialize(t, s),
                 None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                Some(text) => humantime::parse_rfc3339(&text).map(Some).map_err(D::Error::custom),
+                None => Ok(None),
             }
         }
     }

@@ -1,11 +1,110 @@
-//! `redops alerts`.
+//! `redops alerts list|ack`: what is firing, and acknowledging it, which
+//! stops its escalation. Works on the state store, with or without a
+//! running engine; the engine notices acks within a second.
 
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
+use crate::alerts::store::AlertStore;
 
-pub fn main(_args: Args) -> ExitCode {
-    eprintln!("redops alerts: not built yet");
-    ExitCode::from(super::EXIT_USAGE)
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: AlertsCommand,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AlertsCommand {
+    /// Firing alerts (with --all, resolved ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an alert by its id (a prefix of its fingerprint is enough).
+    Ack {
+        id: String,
+        /// Why, for the record and for the people notified.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Who acknowledges (default: $USER).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+}
+
+pub fn open_store(config: &ConfigArg) -> Result<AlertStore, ExitCode> {
+    let config = crate::config::Config::load(&config.config).map_err(|e| {
+        eprintln!("{}", e.diagnostics.render());
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    crate::store::Store::open(&config.engine.state_dir)
+        .and_then(AlertStore::open)
+        .map_err(|e| {
+            eprintln!("redops: {e}");
+            ExitCode::from(EXIT_FAILED)
+        })
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let store = match open_store(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match args.command {
+        AlertsCommand::List { all, json } => {
+            let rows = match store.list(all) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("redops: {e}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                return ExitCode::SUCCESS;
+            }
+            if rows.is_empty() {
+                println!("no {}alerts", if all { "" } else { "firing " });
+            }
+            for a in rows {
+                let since = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(a.starts_ms as u64),
+                );
+                let ack = a
+                    .acked_by
+                    .as_ref()
+                    .map(|b| format!("  acked by {b}"))
+                    .unwrap_or_default();
+                let silenced = if a.silenced { "  silenced" } else { "" };
+                println!(
+                    "{}  {:<8} {:<9} {:<24} {:<28} since {since}{ack}{silenced}\n            {}",
+                    &a.fingerprint[..a.fingerprint.len().min(10)],
+                    a.status,
+                    a.severity,
+                    a.rule,
+                    a.target,
+                    a.summary
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        AlertsCommand::Ack { id, comment, by } => match store.ack(&id, &by, comment.as_deref()) {
+            Ok(Ok(fingerprint)) => {
+                println!("acknowledged {fingerprint} as {by}; its escalation stops");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(why)) => {
+                eprintln!("redops alerts ack: {why}");
+                ExitCode::from(EXIT_FAILED)
+            }
+            Err(e) => {
+                eprintln!("redops: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{ConfigArg, EXIT_USAGE};
+use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
 use crate::diagnostics::Diagnostics;
 
 #[derive(Debug, clap::Args)]
@@ -12,6 +12,9 @@ pub struct CheckArgs {
     /// Output format: `text` for people, `json` for CI.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub format: String,
+    /// Fail (exit 1) on warnings too, for CI.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn check(args: CheckArgs) -> ExitCode {
@@ -29,9 +32,15 @@ pub fn check(args: CheckArgs) -> ExitCode {
         }
         Err(d) => (d, None),
     };
-    report(&diags, &args.format, summary.as_deref());
+    let failed_strict = args.strict && !diags.has_errors() && diags.warning_count() > 0;
+    report(&diags, &args.format, summary.as_deref().filter(|_| !failed_strict));
     if diags.has_errors() {
         ExitCode::from(EXIT_USAGE)
+    } else if failed_strict {
+        if args.format == "text" {
+            eprintln!("failed: --strict counts warnings as failures");
+        }
+        ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
     }
@@ -40,7 +49,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
 fn report(diags: &Diagnostics, format: &str, summary: Option<&str>) {
     if format == "json" {
         let out = serde_json::json!({
-            "ok": !diags.has_errors(),
+            "ok": summary.is_some(),
             "errors": diags.error_count(),
             "warnings": diags.warning_count(),
             "diagnostics": diags.iter().collect::<Vec<_>>(),

@@ -1,11 +1,131 @@
-//! `redops silence`.
+//! `redops silence add|list|expire`: maintenance windows. A silence mutes
+//! the notifications of alerts whose labels match all its matchers.
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use super::alerts::open_store;
+use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
+use crate::alerts::matcher::Matcher;
+use crate::alerts::store::now_ms;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub command: SilenceCommand,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
 
-pub fn main(_args: Args) -> ExitCode {
-    eprintln!("redops silence: not built yet");
-    ExitCode::from(super::EXIT_USAGE)
+#[derive(Debug, clap::Subcommand)]
+pub enum SilenceCommand {
+    /// Add a silence: `redops silence add target=cache severity=~warning|info --duration 2h --comment "..."`.
+    Add {
+        /// label=value, label!=value, label=~regex or label!~regex (all must match).
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        #[arg(long)]
+        comment: String,
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+    /// Active silences (with --all, expired ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now.
+    Expire { id: i64 },
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let store = match open_store(&args.config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let fail = |e: crate::store::StoreError| {
+        eprintln!("redops: {e}");
+        ExitCode::from(EXIT_FAILED)
+    };
+    match args.command {
+        SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+            by,
+        } => {
+            let parsed: Result<Vec<Matcher>, String> = matchers.iter().map(|m| Matcher::parse(m)).collect();
+            let (matchers, duration) = match (parsed, crate::config::duration::parse(&duration)) {
+                (Ok(m), Ok(d)) if d > Duration::ZERO => (m, d),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("redops silence add: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+                _ => {
+                    eprintln!("redops silence add: the duration must be more than zero");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let start = now_ms();
+            match store.add_silence(&matchers, start, start + duration.as_millis() as i64, &by, &comment) {
+                Ok(id) => {
+                    let shown: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+                    println!(
+                        "silence {id}: {} for {}",
+                        shown.join(" "),
+                        humantime::format_duration(duration)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        SilenceCommand::List { all, json } => match store.silences(all) {
+            Ok(list) if json => {
+                println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Ok(list) => {
+                if list.is_empty() {
+                    println!("no {}silences", if all { "" } else { "active " });
+                }
+                let now = now_ms();
+                for s in list {
+                    let shown: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+                    let left = if s.ends_ms > now {
+                        format!(
+                            "ends in {}",
+                            humantime::format_duration(Duration::from_secs(((s.ends_ms - now) / 1000) as u64))
+                        )
+                    } else {
+                        "expired".into()
+                    };
+                    println!(
+                        "{:>4}  {:<40} {left}  by {}: {}",
+                        s.id,
+                        shown.join(" "),
+                        s.created_by,
+                        s.comment
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        SilenceCommand::Expire { id } => match store.expire_silence(id) {
+            Ok(true) => {
+                println!("silence {id} expired");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                eprintln!("redops silence expire: no active silence {id}; see `redops silence list`");
+                ExitCode::from(EXIT_FAILED)
+            }
+            Err(e) => fail(e),
+        },
+    }
 }

@@ -4,8 +4,10 @@
 //! Every struct denies unknown keys and names its defaults. Loading collects
 //! all problems with their `file:line:col` before giving up.
 
+pub mod backup;
 pub mod document;
 pub mod duration;
+pub mod notify;
 pub mod sentinel;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,8 @@ use toml::de::DeValue;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::secrets::Secret;
+pub use backup::BackupConfig;
+pub use notify::{EmailConfig, EscalationConfig, NotifyConfig, RouteConfig};
 pub use sentinel::SentinelGroupConfig;
 
 #[derive(Debug, Clone)]
@@ -27,7 +31,11 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     pub sentinels: Vec<SentinelGroupConfig>,
     pub receivers: BTreeMap<String, ReceiverConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub escalations: BTreeMap<String, EscalationConfig>,
+    pub notify: NotifyConfig,
     pub playbooks: PlaybookConfig,
+    pub backup: BackupConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +125,7 @@ pub struct TargetConfig {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ReceiverConfig {
     Webhook(WebhookConfig),
+    Email(EmailConfig),
     /// Writes each notification to redops's own log: for the lab, and as a
     /// last-resort record next to real receivers.
     Log(LogReceiverConfig),
@@ -138,23 +147,32 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
     /// How long a failing delivery is retried before it is given up.
-    #[serde(default = "default_give_up_after", with = "duration")]
+    #[serde(default = "notify::default_give_up_after", with = "duration")]
     pub give_up_after: Duration,
+    /// Signs each body with HMAC-SHA256 (`X-Redops-Signature`).
+    #[serde(default)]
+    pub hmac_secret: Option<Secret>,
+    /// PagerDuty's integration (routing) key.
+    #[serde(default)]
+    pub routing_key: Option<Secret>,
 }
 
 fn default_webhook_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-fn default_give_up_after() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
+    /// redops's own versioned JSON (docs/notifications.md).
     #[default]
     Generic,
+    /// Slack incoming-webhook blocks.
+    Slack,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+    /// An Alertmanager's `/api/v2/alerts`.
+    Alertmanager,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,13 +270,19 @@ impl Config {
             targets: Vec::new(),
             sentinels: Vec::new(),
             receivers: BTreeMap::new(),
+            routes: Vec::new(),
+            escalations: BTreeMap::new(),
+            notify: NotifyConfig::default(),
             playbooks: PlaybookConfig::default(),
+            backup: BackupConfig::default(),
         };
         let mut dirs_known = true;
         let mut broken_targets = Vec::new();
         let mut broken_receivers = Vec::new();
         let mut target_spans = Vec::new();
         let mut sentinel_spans = Vec::new();
+        let mut route_spans = Vec::new();
+        let mut escalation_spans = BTreeMap::new();
         for (key, mut value) in root {
             document::interpolate_env(file, &mut value, diags);
             match key.get_ref().as_ref() {
@@ -280,6 +304,11 @@ impl Config {
                 "playbooks" => {
                     if let Some(p) = document::deserialize(file, value, diags) {
                         config.playbooks = p;
+                    }
+                }
+                "backup" => {
+                    if let Some(b) = document::deserialize(file, value, diags) {
+                        config.backup = b;
                     }
                 }
                 "target" => {
@@ -305,6 +334,40 @@ impl Config {
                         }
                     }
                 }
+                "route" => {
+                    for item in array_items(file, value, "[[route]]", diags) {
+                        let span = item.span();
+                        if let Some(r) = document::deserialize::<RouteConfig>(file, item, diags) {
+                            route_spans.push(span);
+                            config.routes.push(r);
+                        }
+                    }
+                }
+                "escalation" => {
+                    let span = value.span();
+                    match value.into_inner() {
+                        DeValue::Table(table) => {
+                            for (name, item) in table {
+                                let item_span = item.span();
+                                if let Some(e) = document::deserialize::<EscalationConfig>(file, item, diags) {
+                                    let name = name.into_inner().into_owned();
+                                    escalation_spans.insert(name.clone(), item_span);
+                                    config.escalations.insert(name, e);
+                                }
+                            }
+                        }
+                        _ => diags.push(Diagnostic::error(
+                            file,
+                            span,
+                            "`escalation` must be a table of named policies, e.g. [escalation.critical]",
+                        )),
+                    }
+                }
+                "notify" => {
+                    if let Some(n) = document::deserialize(file, value, diags) {
+                        config.notify = n;
+                    }
+                }
                 "receiver" => {
                     let span = value.span();
                     match value.into_inner() {
@@ -327,7 +390,17 @@ impl Config {
                     }
                 }
                 other => {
-                    let options = ["engine", "target", "sentinel", "receiver", "playbooks"];
+                    let options = [
+                        "engine",
+                        "target",
+                        "sentinel",
+                        "receiver",
+                        "route",
+                        "escalation",
+                        "notify",
+                        "playbooks",
+                        "backup",
+                    ];
                     let mut d = Diagnostic::error(file, key.span(), format!("unknown section `{other}`"));
                     d = match document::closest(other, &options) {
                         Some(best) => d.with_hint(format!("did you mean `{best}`?")),
@@ -338,6 +411,7 @@ impl Config {
             }
         }
         config.validate(file, &target_spans, &sentinel_spans, diags);
+        config.validate_notify(file, &route_spans, &escalation_spans, diags);
         Some(PartialConfig {
             config,
             dirs_known,
@@ -363,6 +437,8 @@ impl Config {
                 *dir = base.join(&*dir);
             }
         }
+        self.backup.resolve_paths(base);
+        self.backup.validate(file, diags);
         let mut seen = std::collections::HashSet::new();
         for (target, span) in self.targets.iter().zip(target_spans) {
             if !seen.insert(target.name.as_str()) {
@@ -489,6 +565,104 @@ impl Config {
                         "e.g. \"127.0.0.1:26379\"",
                     );
                 }
+            }
+        }
+    }
+
+    /// Routes and escalation policies may only name what exists.
+    fn validate_notify(
+        &self,
+        file: &SourceFile,
+        route_spans: &[std::ops::Range<usize>],
+        escalation_spans: &BTreeMap<String, std::ops::Range<usize>>,
+        diags: &mut Diagnostics,
+    ) {
+        let receivers: Vec<&str> = self.receivers.keys().map(String::as_str).collect();
+        let unknown_receiver = |name: &str, span: &std::ops::Range<usize>, diags: &mut Diagnostics| {
+            let mut d = Diagnostic::error(file, span.clone(), format!("no receiver named `{name}`"));
+            if let Some(best) = document::closest(name, &receivers) {
+                d = d.with_hint(format!("did you mean `{best}`?"));
+            }
+            diags.push(d);
+        };
+        for (route, span) in self.routes.iter().zip(route_spans) {
+            for r in &route.receivers {
+                if !self.receivers.contains_key(r) {
+                    unknown_receiver(r, span, diags);
+                }
+            }
+            if let Some(e) = &route.escalation
+                && !self.escalations.contains_key(e)
+            {
+                diags.push(
+                    Diagnostic::error(file, span.clone(), format!("no escalation policy named `{e}`"))
+                        .with_hint("define it as [escalation.NAME] with steps = [{ after = \"0m\", notify = [...] }]"),
+                );
+            }
+            if route.receivers.is_empty() && route.escalation.is_none() {
+                diags.push(
+                    Diagnostic::error(file, span.clone(), "a route needs `receivers` or an `escalation`")
+                        .with_hint("e.g. receivers = [\"oncall-email\"]"),
+                );
+            }
+            for (label, re) in &route.match_re {
+                if let Err(e) = crate::alerts::matcher::anchored(re) {
+                    diags.push(Diagnostic::error(file, span.clone(), format!("match_re.{label}: {e}")));
+                }
+            }
+        }
+        for (name, policy) in &self.escalations {
+            let span = escalation_spans.get(name).cloned().unwrap_or(0..0);
+            if policy.steps.is_empty() {
+                diags.push(Diagnostic::error(
+                    file,
+                    span.clone(),
+                    format!("escalation `{name}` has no steps"),
+                ));
+            }
+            for step in &policy.steps {
+                for r in &step.notify {
+                    if !self.receivers.contains_key(r) {
+                        unknown_receiver(r, &span, diags);
+                    }
+                }
+            }
+        }
+        if let Some(f) = &self.notify.fallback_receiver
+            && !self.receivers.contains_key(f)
+        {
+            diags.push(Diagnostic::file_error(
+                &self.path,
+                format!("[notify] fallback_receiver: no receiver named `{f}`"),
+            ));
+        }
+        for (name, receiver) in &self.receivers {
+            if let ReceiverConfig::Email(e) = receiver
+                && !(e.smtp.starts_with("smtp://") || e.smtp.starts_with("smtps://"))
+            {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        find_key(file, "smtp"),
+                        format!("receiver `{name}`: smtp must be smtp://host:port or smtps://host:port"),
+                    )
+                    .with_hint(
+                        "smtp:// uses STARTTLS (tls = \"none\" for a local relay); smtps:// is TLS from the start",
+                    ),
+                );
+            }
+            if let ReceiverConfig::Webhook(w) = receiver
+                && w.format == WebhookFormat::Pagerduty
+                && w.routing_key.is_none()
+            {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        find_key(file, "format"),
+                        format!("receiver `{name}`: PagerDuty needs a routing_key"),
+                    )
+                    .with_hint("routing_key = \"${PAGERDUTY_ROUTING_KEY}\""),
+                );
             }
         }
     }

@@ -19,6 +19,11 @@ pub const RULES: &[(&str, &str)] = &[
 
 /// `playbooks/*.rhai` at the repository root, kept complete the same way.
 pub const PLAYBOOKS: &[(&str, &str)] = &[
+    ("backup.rhai", include_str!("../../playbooks/backup.rhai")),
+    (
+        "cleanup_backups.rhai",
+        include_str!("../../playbooks/cleanup_backups.rhai"),
+    ),
     (
         "optimize_memory.rhai",
         include_str!("../../playbooks/optimize_memory.rhai"),
@@ -27,6 +32,8 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
         "sentinel_failover.rhai",
         include_str!("../../playbooks/sentinel_failover.rhai"),
     ),
+    ("restore.rhai", include_str!("../../playbooks/restore.rhai")),
+    ("verify_backup.rhai", include_str!("../../playbooks/verify_backup.rhai")),
 ];
 
 /// Writes [`RULES`] into `<dir>/rules/` and [`PLAYBOOKS`] into

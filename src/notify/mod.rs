@@ -1,97 +1,186 @@
-//! Notifications: what is sent, to whom, and the receivers that send it.
+//! Notifications: what is sent, and the workers that deliver it.
 //!
-//! The engine turns alert changes into [`Notification`]s; playbooks add
-//! messages of their own with `notify()`. The [`Notifier`] hands each to a
-//! per-receiver worker that delivers in order and retries with backoff, so a
+//! The router decides who gets what; [`Notifier::send`] writes it to the
+//! durable [`outbox`] first, then wakes the receiver's worker. Each receiver
+//! has one worker that delivers in order and retries with backoff, so a
 //! slow receiver never delays detection or another receiver.
 
+pub mod email;
+pub mod format;
 pub mod log;
+pub mod outbox;
+pub mod router;
 pub mod webhook;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio::sync::mpsc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alert;
 use crate::config::ReceiverConfig;
 use crate::playbooks::context::RunOutcome;
-
-/// Notifications queued per receiver before new ones are refused (and counted).
-const RECEIVER_QUEUE: usize = 10_000;
+use outbox::{Entry, Outbox};
 
 /// The version of the generic JSON schema (see docs/notifications.md).
 pub const SCHEMA_VERSION: &str = "1";
 
-#[derive(Debug, Clone, Serialize)]
+/// One alert as a notification carries it, with what redops already did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertNotice {
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// The outcome of the rule's playbook, once it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<PlaybookSummary>,
+    /// Set on the notification that reports an acknowledgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_comment: Option<String>,
+}
+
+impl AlertNotice {
+    pub fn new(alert: Alert) -> Self {
+        AlertNotice {
+            alert,
+            playbook: None,
+            acked_by: None,
+            ack_comment: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notification {
-    /// An alert fired or resolved.
-    Alert {
-        #[serde(flatten)]
-        alert: Alert,
-        /// The outcome of the rule's playbook, when it ran before the notification.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        playbook: Option<PlaybookSummary>,
-        #[serde(skip)]
-        receivers: Vec<String>,
-    },
+    /// An alert fired, resolved, was updated with its playbook's outcome,
+    /// or was acknowledged.
+    Alert(Box<AlertNotice>),
+    /// Several alerts of one group, sent together.
+    Group { group: String, alerts: Vec<AlertNotice> },
     /// A message a playbook sent with `notify(receiver, #{...})`.
     Message {
-        receiver: String,
         playbook: String,
         run_id: String,
         target: String,
         body: serde_json::Value,
     },
+    /// A notification that was retried until its give-up time, sent to the
+    /// fallback receiver.
+    DeadLetter {
+        receiver: String,
+        idempotency_key: String,
+        error: String,
+        attempts: i64,
+    },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlaybookSummary {
     pub name: String,
+    pub run_id: String,
     pub outcome: RunOutcome,
     pub findings: Vec<String>,
 }
 
 impl Notification {
-    fn receivers(&self) -> Vec<String> {
-        match self {
-            Notification::Alert { receivers, .. } => receivers.clone(),
-            Notification::Message { receiver, .. } => vec![receiver.clone()],
-        }
-    }
-
-    /// A key that is the same for every retry of this notification, so a
-    /// receiver that supports it can drop duplicates.
+    /// The same for every retry and every engine, so a receiver that
+    /// supports it drops duplicates.
     pub fn idempotency_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let alert_key = |n: &AlertNotice| {
+            let a = &n.alert;
+            let starts = a
+                .starts_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            let what = match (&n.acked_by, &n.playbook) {
+                (Some(_), _) => "ack".to_owned(),
+                (None, Some(p)) => format!("run-{}", p.run_id),
+                (None, None) => format!("{:?}", a.status).to_lowercase(),
+            };
+            format!("{}-{starts}-{what}", a.fingerprint)
+        };
         match self {
-            Notification::Alert { alert, .. } => format!(
-                "{}-{:?}-{}",
-                alert.fingerprint,
-                alert.status,
-                alert
-                    .starts_at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis()
-            )
-            .to_lowercase(),
+            Notification::Alert(n) => alert_key(n),
+            Notification::Group { group, alerts } => {
+                let keys: Vec<String> = alerts.iter().map(alert_key).collect();
+                let digest = Sha256::digest(format!("{group}|{}", keys.join("|")).as_bytes());
+                format!("group-{}", hex::encode(&digest[..8]))
+            }
             Notification::Message { run_id, body, .. } => {
-                use sha2::{Digest, Sha256};
                 let digest = Sha256::digest(body.to_string().as_bytes());
                 format!("{run_id}-{}", hex::encode(&digest[..6]))
+            }
+            Notification::DeadLetter { idempotency_key, .. } => format!("dead-{idempotency_key}"),
+        }
+    }
+}
+
+/// Why one delivery attempt failed.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: String,
+    pub retry_after: Option<Duration>,
+    /// The receiver will never accept this notification (e.g. HTTP 400).
+    pub permanent: bool,
+}
+
+impl Failure {
+    pub fn transient(error: impl Into<String>) -> Self {
+        Failure {
+            error: error.into(),
+            retry_after: None,
+            permanent: false,
+        }
+    }
+}
+
+/// A receiver's way of delivering one notification.
+pub enum Sender {
+    Webhook(webhook::WebhookSender),
+    Email(Box<email::EmailSender>),
+    Log(log::LogSender),
+}
+
+impl Sender {
+    fn build(name: &str, config: &ReceiverConfig) -> Result<(Sender, Duration), String> {
+        Ok(match config {
+            ReceiverConfig::Webhook(c) => (
+                Sender::Webhook(webhook::WebhookSender::new(name, c.clone())),
+                c.give_up_after,
+            ),
+            ReceiverConfig::Email(c) => (
+                Sender::Email(Box::new(email::EmailSender::new(name, c)?)),
+                c.give_up_after,
+            ),
+            ReceiverConfig::Log(_) => (Sender::Log(log::LogSender::new(name)), Duration::MAX),
+        })
+    }
+
+    async fn deliver(&self, n: &Notification, key: &str) -> Result<(), Failure> {
+        match self {
+            Sender::Webhook(s) => s.deliver(n, key).await,
+            Sender::Email(s) => s.deliver(n, key).await,
+            Sender::Log(s) => {
+                s.deliver(n);
+                Ok(())
             }
         }
     }
 }
 
-/// Hands notifications to one worker per receiver.
+/// Writes notifications to the outbox and wakes the receivers' workers.
 #[derive(Clone)]
 pub struct Notifier {
-    queues: HashMap<String, mpsc::Sender<Notification>>,
+    outbox: Outbox,
+    wakers: Arc<HashMap<String, Arc<Notify>>>,
 }
 
 pub struct NotifierHandle {
@@ -99,62 +188,207 @@ pub struct NotifierHandle {
 }
 
 impl Notifier {
-    /// Starts a worker per receiver. Workers stop when `shutdown` fires and
-    /// then spend at most `drain` delivering what is still queued.
+    /// Starts one worker per receiver. They resume whatever the outbox
+    /// still holds from before a restart.
     pub fn spawn(
-        receivers: &std::collections::BTreeMap<String, ReceiverConfig>,
+        receivers: &BTreeMap<String, ReceiverConfig>,
+        outbox: Outbox,
+        fallback: Option<String>,
         shutdown: CancellationToken,
-        drain: Duration,
-    ) -> (Notifier, NotifierHandle) {
-        let mut queues = HashMap::new();
-        let mut tasks = JoinSet::new();
+    ) -> Result<(Notifier, NotifierHandle), String> {
+        let mut wakers = HashMap::new();
+        let mut senders = Vec::new();
         for (name, config) in receivers {
-            let (tx, rx) = mpsc::channel(RECEIVER_QUEUE);
-            queues.insert(name.clone(), tx);
-            match config {
-                ReceiverConfig::Webhook(cfg) => {
-                    let worker = webhook::WebhookWorker::new(name.clone(), cfg.clone());
-                    tasks.spawn(worker.run(rx, shutdown.clone(), drain));
-                }
-                ReceiverConfig::Log(_) => {
-                    tasks.spawn(log::run(name.clone(), rx, shutdown.clone()));
-                }
-            }
+            let (sender, give_up) = Sender::build(name, config).map_err(|e| format!("receiver `{name}`: {e}"))?;
+            wakers.insert(name.clone(), Arc::new(Notify::new()));
+            senders.push((name.clone(), sender, give_up));
         }
-        (Notifier { queues }, NotifierHandle { tasks })
+        let notifier = Notifier {
+            outbox,
+            wakers: Arc::new(wakers),
+        };
+        let mut tasks = JoinSet::new();
+        for (name, sender, give_up) in senders {
+            let worker = Worker {
+                receiver: name.clone(),
+                sender,
+                give_up,
+                notifier: notifier.clone(),
+                fallback: fallback.clone().filter(|f| *f != name),
+            };
+            tasks.spawn(worker.run(shutdown.clone()));
+        }
+        Ok((notifier, NotifierHandle { tasks }))
     }
 
     pub fn receiver_names(&self) -> Vec<String> {
-        self.queues.keys().cloned().collect()
+        let mut names: Vec<String> = self.wakers.keys().cloned().collect();
+        names.sort();
+        names
     }
 
-    /// Queues a notification for each of its receivers. Never blocks: a full
-    /// queue drops the notification for that receiver, with an error log.
-    pub fn send(&self, notification: Notification) {
-        for receiver in notification.receivers() {
-            let Some(queue) = self.queues.get(&receiver) else {
-                tracing::error!(receiver, "Notification for an unknown receiver dropped");
-                continue;
-            };
-            if let Err(e) = queue.try_send(notification.clone()) {
-                tracing::error!(receiver, error = %e, "Notification dropped: receiver queue full or closed");
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Persists the notification for each receiver, then wakes their
+    /// workers. If the outbox cannot be written (a full or read-only disk),
+    /// the error is logged and nothing is silently dropped: the caller's
+    /// log line says which notification was lost.
+    pub fn send(&self, receivers: &[String], n: &Notification) {
+        let known: Vec<String> = receivers
+            .iter()
+            .filter(|r| {
+                let ok = self.wakers.contains_key(*r);
+                if !ok {
+                    tracing::error!(receiver = %r, "Notification for an unknown receiver dropped");
+                }
+                ok
+            })
+            .cloned()
+            .collect();
+        if known.is_empty() {
+            return;
+        }
+        let payload = match serde_json::to_string(n) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "Notification could not be serialized");
+                return;
             }
+        };
+        if let Err(e) = self.outbox.enqueue(&known, &n.idempotency_key(), &payload) {
+            tracing::error!(error = %e, receivers = ?known, "Notification NOT queued: the outbox cannot be written");
+            return;
+        }
+        for r in &known {
+            self.wakers[r].notify_one();
         }
     }
 }
 
 impl NotifierHandle {
-    /// Waits for every worker to finish draining.
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
 }
 
-/// The generic JSON body of a notification.
-pub fn generic_body(n: &Notification) -> serde_json::Value {
-    let mut body = serde_json::to_value(n).unwrap_or_default();
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("version".into(), SCHEMA_VERSION.into());
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Honoured up to this: beyond it, retry and be told again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+struct Worker {
+    receiver: String,
+    sender: Sender,
+    give_up: Duration,
+    notifier: Notifier,
+    fallback: Option<String>,
+}
+
+impl Worker {
+    async fn run(self, shutdown: CancellationToken) {
+        let wake = self.notifier.wakers[&self.receiver].clone();
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let head = match self.notifier.outbox.head(&self.receiver) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(receiver = %self.receiver, error = %e, "Cannot read the outbox; retrying");
+                    Some(Entry {
+                        id: -1,
+                        receiver: String::new(),
+                        idempotency_key: String::new(),
+                        payload: String::new(),
+                        created_ms: 0,
+                        next_attempt_ms: outbox::now_ms() + 1000,
+                        attempts: 0,
+                    })
+                }
+            };
+            let Some(entry) = head else {
+                tokio::select! {
+                    _ = wake.notified() => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            };
+            let wait_ms = entry.next_attempt_ms - outbox::now_ms();
+            if wait_ms > 0 || entry.id < 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait_ms.max(0) as u64)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            self.attempt(entry, &shutdown).await;
+        }
     }
-    body
+
+    async fn attempt(&self, entry: Entry, shutdown: &CancellationToken) {
+        let n: Notification = match serde_json::from_str(&entry.payload) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.notifier.outbox.dead(entry.id, &format!("unreadable: {e}"));
+                return;
+            }
+        };
+        let result = tokio::select! {
+            r = self.sender.deliver(&n, &entry.idempotency_key) => r,
+            // A delivery in flight at shutdown stays pending for next time.
+            _ = shutdown.cancelled() => return,
+        };
+        let outbox = &self.notifier.outbox;
+        match result {
+            Ok(()) => {
+                tracing::debug!(receiver = %self.receiver, id = entry.id, attempts = entry.attempts + 1, "Notification delivered");
+                if let Err(e) = outbox.delivered(entry.id) {
+                    tracing::error!(receiver = %self.receiver, error = %e, "Delivered, but cannot record it; it may be sent again");
+                }
+            }
+            Err(f) => {
+                let age = Duration::from_millis((outbox::now_ms() - entry.created_ms).max(0) as u64);
+                if f.permanent || age >= self.give_up {
+                    let why = if f.permanent {
+                        "rejected by the receiver"
+                    } else {
+                        "given up after retrying"
+                    };
+                    tracing::error!(receiver = %self.receiver, id = entry.id, attempts = entry.attempts + 1, error = %f.error, "Notification {why}; dead-lettered");
+                    let _ = outbox.dead(entry.id, &f.error);
+                    if let Some(fallback) = &self.fallback {
+                        self.notifier.send(
+                            std::slice::from_ref(fallback),
+                            &Notification::DeadLetter {
+                                receiver: self.receiver.clone(),
+                                idempotency_key: entry.idempotency_key.clone(),
+                                error: f.error.clone(),
+                                attempts: entry.attempts + 1,
+                            },
+                        );
+                    }
+                    return;
+                }
+                let wait = match f.retry_after {
+                    Some(ra) => ra.min(MAX_RETRY_AFTER),
+                    None => backoff(entry.attempts),
+                };
+                tracing::warn!(receiver = %self.receiver, id = entry.id, attempt = entry.attempts + 1, error = %f.error, wait_ms = wait.as_millis() as u64, "Delivery failed; retrying");
+                if let Err(e) = outbox.retry_later(entry.id, wait, &f.error) {
+                    tracing::error!(receiver = %self.receiver, error = %e, "Cannot record the retry");
+                }
+            }
+        }
+    }
+}
+
+/// Exponential from 500 ms to 60 s, with ±25 % jitter so that many workers
+/// retrying together do not stay in lockstep.
+fn backoff(attempts: i64) -> Duration {
+    let exp = FIRST_BACKOFF
+        .saturating_mul(1u32 << attempts.clamp(0, 16) as u32)
+        .min(MAX_BACKOFF);
+    let factor = rand::Rng::random_range(&mut rand::rng(), 0.75..1.25);
+    exp.mul_f64(factor)
 }

@@ -35,6 +35,27 @@ pub struct RunContext {
     pub policy: Arc<CommandPolicy>,
     pub receivers: Arc<HashSet<String>>,
     pub notifier: Notifier,
+    /// `None` in every real run. `redops test` sets it to answer Redis
+    /// commands from canned replies and to keep time virtual.
+    pub scripted: Option<Arc<dyn ScriptedWorld>>,
+    /// Where `backup.*` keeps archives and how it seals them; `None` where
+    /// a run has no state directory (then `backup.*` fails, saying so).
+    pub backups: Option<crate::backup::BackupSettings>,
+}
+
+/// The world outside a run, scripted: what `redops test` puts in place of
+/// Redis and the clock so a playbook runs without a server and without
+/// waiting. The policy, dry run and audit trail stay the real ones: only the
+/// step that would reach the network or sleep asks the script instead.
+pub trait ScriptedWorld: Send + Sync {
+    /// The reply to a command that would have been sent to the target, or
+    /// the error the server would have answered.
+    fn redis(&self, args: &[String]) -> Result<redis::Value, String>;
+    /// Seconds since the Unix epoch on the script's clock.
+    fn now(&self) -> f64;
+    /// Moves the script's clock forward instead of sleeping; returns the
+    /// virtual time slept so far in this run.
+    fn advance(&self, by: Duration) -> Duration;
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +71,7 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunOutcome {
     Succeeded { result: String },

@@ -34,6 +34,7 @@ pub struct Runner {
     timeout: Duration,
     command_timeout: Duration,
     running: Arc<Mutex<HashSet<(String, String)>>>,
+    backups: crate::backup::BackupSettings,
 }
 
 impl Runner {
@@ -70,6 +71,7 @@ impl Runner {
             timeout: config.playbooks.timeout,
             command_timeout: config.engine.command_timeout,
             running: Arc::default(),
+            backups: crate::backup::BackupSettings::from_config(config),
         }
     }
 
@@ -141,6 +143,8 @@ impl Runner {
             policy: self.policy.clone(),
             receivers: self.receivers.clone(),
             notifier: self.notifier.clone(),
+            scripted: None,
+            backups: Some(self.backups.clone()),
         };
         let record = self.engine.run(&playbook, ctx);
         for entry in record.audit.iter().filter(|e| e.dry_run) {

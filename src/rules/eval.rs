@@ -128,6 +128,14 @@ impl Evaluator {
             .collect()
     }
 
+    /// Where each (rule, target) pair is in its lifecycle; `redops test`
+    /// compares it with what a test expects, pending alerts included.
+    pub fn phases(&self) -> impl Iterator<Item = (&str, &str, Phase)> + '_ {
+        self.states
+            .iter()
+            .map(|((rule, target), s)| (rule.as_str(), target.as_str(), s.lifecycle.phase))
+    }
+
     pub fn on_event(&mut self, event: &Event, now: Instant, wall: SystemTime) -> Vec<Action> {
         let target_name = event.target().to_owned();
         let retention = self.history_retention;
@@ -253,6 +261,26 @@ impl Evaluator {
             }
         }
         actions
+    }
+
+    /// Takes back alerts that were firing before a restart, so they neither
+    /// fire again nor stay unresolved. Alerts of rules that no longer exist
+    /// are left to the store.
+    pub fn restore(&mut self, alerts: &[Alert], now: Instant) {
+        for a in alerts {
+            let Some(rule) = self.rules.iter().find(|r| r.name == a.rule) else {
+                continue;
+            };
+            let state = self.states.entry((a.rule.clone(), a.target.clone())).or_default();
+            state.lifecycle.phase = Phase::Firing {
+                since: now,
+                started_at: a.starts_at,
+            };
+            state.fired = Some(a.clone());
+            if let Some(s) = &rule.sentinel {
+                state.resolve_at = Some(now + s.resolve_after);
+            }
+        }
     }
 
     /// Resolves the alerts whose time is up: Sentinel alerts that no event
@@ -453,6 +481,7 @@ fn build_alert(
         starts_at: started_at,
         ends_at: (status == AlertStatus::Resolved).then_some(wall),
         runbook: rule.runbook.clone(),
+        description: rule.description.clone(),
     }
 }
 

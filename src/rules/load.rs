@@ -438,7 +438,7 @@ fn char_index(text: &str, line: usize, col: usize) -> usize {
 /// For each character of `value`, the byte offset in `raw` (a TOML string
 /// literal and what follows it) of the text it was decoded from, then the
 /// offset of the closing quote.
-fn literal_offsets(raw: &str, value: &str) -> Vec<usize> {
+pub(super) fn literal_offsets(raw: &str, value: &str) -> Vec<usize> {
     let delimiter = ["\"\"\"", "'''", "\"", "'"]
         .into_iter()
         .find(|d| raw.starts_with(d))

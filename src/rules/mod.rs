@@ -1,9 +1,11 @@
 //! Rules: the model, loading with located diagnostics, the expression engine
-//! with its look-back history, and the pure evaluator.
+//! with its look-back history, the pure evaluator, and the warnings of
+//! `redops check`.
 
 pub mod eval;
 pub mod expr;
 pub mod history;
+pub mod lint;
 pub mod load;
 pub mod model;
 

@@ -679,3 +679,149 @@ impl CuttableProxy {
         self.blocked.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+// ---------------------------------------------------------------------------
+// A real SMTP server: Debian's aiosmtpd, writing each mail into a maildir
+
+pub struct SmtpServer {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A throwaway CA and a `localhost` certificate it signs, for STARTTLS tests.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn make_certs(dir: &Path) -> TestCerts {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=redops test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    TestCerts {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    }
+}
+
+impl SmtpServer {
+    /// Plain SMTP, or STARTTLS (required) with `certs`.
+    pub fn start(certs: Option<&TestCerts>) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("mail");
+        let port = redops::lab::process::free_port().unwrap();
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        if let Some(c) = certs {
+            cmd.arg("--tlscert").arg(&c.cert).arg("--tlskey").arg(&c.key);
+        }
+        cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(&maildir);
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("smtp.log")).unwrap())
+            .spawn()
+            .expect("python3-aiosmtpd is installed (apt-get install python3-aiosmtpd)");
+        let up = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "aiosmtpd did not start on {port}");
+        SmtpServer {
+            child,
+            port,
+            maildir,
+            _dir: dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every mail received so far, raw.
+    pub fn mails(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .filter_map(|d| fs::read_dir(self.maildir.join(d)).ok())
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok());
+        files.iter().filter_map(|p| fs::read_to_string(p).ok()).collect()
+    }
+
+    pub fn wait_for_mails(&self, n: usize, timeout: Duration) -> Vec<String> {
+        wait_until(timeout, Duration::from_millis(100), || self.mails().len() >= n);
+        let mails = self.mails();
+        assert!(mails.len() >= n, "expected {n} mails, got {}: {mails:#?}", mails.len());
+        mails
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

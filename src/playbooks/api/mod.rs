@@ -1,6 +1,7 @@
 //! The host API playbooks call: one module per concern, registered once on
 //! the playbook engine. See docs/playbook-api.md.
 
+pub mod backup;
 pub mod log;
 pub mod notify;
 pub mod redis;
@@ -15,6 +16,7 @@ pub fn register(engine: &mut Engine) {
     log::register(engine);
     notify::register(engine);
     time::register(engine);
+    backup::register(engine);
 }
 
 /// The objects whose methods make up the API: `redis.cmd(...)`, `log.info(...)`.
@@ -22,6 +24,7 @@ pub fn push_objects(scope: &mut Scope) {
     scope.push_constant("redis", redis::RedisApi);
     scope.push_constant("log", log::LogApi);
     scope.push_constant("time", time::TimeApi);
+    scope.push_constant("backup", backup::BackupApi);
 }
 
 pub fn to_dynamic_map(map: &BTreeMap<String, String>) -> Dynamic {

@@ -37,13 +37,12 @@ fn notify(receiver: &str, message: Map) -> Result<(), Box<EvalAltResult>> {
             return Ok(());
         }
         let n = Notification::Message {
-            receiver: receiver.to_owned(),
             playbook: run.ctx.playbook.clone(),
             run_id: run.ctx.run_id.clone(),
             target: run.ctx.target.clone(),
             body,
         };
-        run.ctx.notifier.send(n);
+        run.ctx.notifier.send(&[receiver.to_owned()], &n);
         run.record("notify", detail, false, "queued".into());
         Ok(())
     })?

@@ -64,6 +64,20 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
         run.record("redis", line, true, "not sent (dry run)".into());
         return Ok(Dynamic::from("DRY-RUN"));
     }
+    if let Some(world) = run.ctx.scripted.clone() {
+        return match world.redis(args) {
+            Ok(v) => {
+                if !read_only {
+                    run.record("redis", line, false, "ok".into());
+                }
+                Ok(to_dynamic(v))
+            }
+            Err(error) => {
+                run.record("redis", line, false, format!("failed: {error}"));
+                Err(format!("redis {}: {error}", args[0].to_ascii_uppercase()).into())
+            }
+        };
+    }
     let timeout = run.ctx.command_timeout.min(run.remaining());
     if run.conn.is_none() {
         let Some(info) = &run.ctx.connection else {

@@ -13,6 +13,9 @@ pub struct TimeApi;
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<TimeApi>("Time");
     engine.register_fn("now", |_: &mut TimeApi| {
+        if let Ok(Some(t)) = context::with_run(|run| run.ctx.scripted.as_ref().map(|w| w.now())) {
+            return t;
+        }
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -29,7 +32,15 @@ fn sleep(secs: f64) -> Result<(), Box<EvalAltResult>> {
         return Err(format!("sleep({secs}): seconds must be a positive number").into());
     }
     let wanted = Duration::from_secs_f64(secs);
-    let remaining = context::with_run(|run| run.remaining())?;
+    let (remaining, scripted) = context::with_run(|run| (run.remaining(), run.ctx.scripted.clone()))?;
+    if let Some(world) = scripted {
+        // Virtual time costs no real time but still counts against the
+        // deadline: real time elapsed plus time slept must stay within it.
+        if world.advance(wanted) >= remaining {
+            return Err(EvalAltResult::ErrorTerminated("deadline".into(), rhai::Position::NONE).into());
+        }
+        return Ok(());
+    }
     if wanted >= remaining {
         std::thread::sleep(remaining);
         return Err(EvalAltResult::ErrorTerminated("deadline".into(), rhai::Position::NONE).into());

@@ -1,0 +1,133 @@
+//! `[backup]`: how backups are compressed, who can read them, and how hard
+//! a logical backup may push the server. Archives live in
+//! `<state_dir>/backups/`.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{duration, find_key};
+use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::secrets::Secret;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// zstd level, 1 (fastest) to 19 (smallest).
+    pub compression_level: i32,
+    /// age public keys (`age1…`) every archive is encrypted to.
+    pub age_recipients: Vec<String>,
+    /// Encrypts to a passphrase instead, e.g. `"${REDOPS_BACKUP_PASSPHRASE}"`.
+    /// age cannot mix a passphrase with recipients.
+    pub age_passphrase: Option<Secret>,
+    /// The age identity (`AGE-SECRET-KEY-1…` file) that opens archives
+    /// encrypted to `age_recipients`: needed to verify and restore them.
+    pub age_identity_file: Option<PathBuf>,
+    /// Makes creating an unencrypted backup an error.
+    pub require_encryption: bool,
+    /// Keys per pipelined round trip of a logical backup or restore.
+    pub batch_size: usize,
+    /// How long a socket may stay silent before a backup or restore gives up.
+    #[serde(with = "duration")]
+    pub io_timeout: Duration,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            compression_level: 3,
+            age_recipients: Vec::new(),
+            age_passphrase: None,
+            age_identity_file: None,
+            require_encryption: false,
+            batch_size: 1000,
+            io_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The passphrase, unless it is unset or empty (`${VAR:-}` with VAR unset).
+    pub fn passphrase(&self) -> Option<&Secret> {
+        self.age_passphrase.as_ref().filter(|p| !p.expose().is_empty())
+    }
+
+    pub fn encrypts(&self) -> bool {
+        !self.age_recipients.is_empty() || self.passphrase().is_some()
+    }
+
+    pub(super) fn resolve_paths(&mut self, base: &Path) {
+        if let Some(path) = &mut self.age_identity_file
+            && path.is_relative()
+        {
+            *path = base.join(&*path);
+        }
+    }
+
+    pub(super) fn validate(&self, file: &SourceFile, diags: &mut Diagnostics) {
+        if !(1..=19).contains(&self.compression_level) {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    find_key(file, "compression_level"),
+                    format!(
+                        "backup.compression_level must be 1 to 19, not {}",
+                        self.compression_level
+                    ),
+                )
+                .with_hint("3 is fast and small enough for most data"),
+            );
+        }
+        for recipient in &self.age_recipients {
+            if age::x25519::Recipient::from_str(recipient).is_err() {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        find_key(file, "age_recipients"),
+                        format!("backup.age_recipients: `{recipient}` is not an age public key"),
+                    )
+                    .with_hint("age-keygen prints the public key of a new identity: age1…"),
+                );
+            }
+        }
+        if !self.age_recipients.is_empty() && self.passphrase().is_some() {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    find_key(file, "age_passphrase"),
+                    "backup: age cannot encrypt to both a passphrase and recipients",
+                )
+                .with_hint("keep age_recipients (keys) or age_passphrase, not both"),
+            );
+        }
+        if self.require_encryption && !self.encrypts() {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    find_key(file, "require_encryption"),
+                    "backup.require_encryption is set but no age_recipients or age_passphrase is configured",
+                )
+                .with_hint("age_recipients = [\"age1…\"] or age_passphrase = \"${REDOPS_BACKUP_PASSPHRASE}\""),
+            );
+        }
+        if !(1..=100_000).contains(&self.batch_size) {
+            diags.push(Diagnostic::error(
+                file,
+                find_key(file, "batch_size"),
+                format!("backup.batch_size must be 1 to 100000, not {}", self.batch_size),
+            ));
+        }
+        if self.io_timeout < Duration::from_secs(1) {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    find_key(file, "io_timeout"),
+                    "backup.io_timeout must be at least 1s",
+                )
+                .with_hint("a server writing a large snapshot can be silent for a while: e.g. \"60s\""),
+            );
+        }
+    }
+}

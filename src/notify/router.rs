@@ -1,0 +1,375 @@
+//! The router: from an alert change to notifications. It applies silences
+//! and inhibition, matches routes, groups alerts, runs escalation policies,
+//! sends playbook outcomes as updates, and makes sure a resolve reaches
+//! every receiver that got the firing notification.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokio::time::Instant;
+
+use super::{AlertNotice, Notification, Notifier, PlaybookSummary};
+use crate::alerts::escalation::{self, Progress};
+use crate::alerts::matcher::{Matcher, Op, all_match};
+use crate::alerts::store::{AlertStore, Silence, ms, now_ms};
+use crate::alerts::{Alert, AlertStatus};
+use crate::config::{Config, EscalationConfig, RouteConfig};
+
+struct Route {
+    config: RouteConfig,
+    matchers: Vec<Matcher>,
+}
+
+#[derive(Default)]
+struct Group {
+    pending: Vec<AlertNotice>,
+    /// When the oldest pending change arrived, for `group_wait`.
+    pending_since: Option<Instant>,
+    last_flush: Option<Instant>,
+    /// When each firing alert of the group was last sent, for `repeat_interval`.
+    sent: HashMap<String, Instant>,
+}
+
+pub struct Router {
+    routes: Vec<Route>,
+    escalations: BTreeMap<String, EscalationConfig>,
+    all_receivers: Vec<String>,
+    inhibit_within_family: bool,
+    notifier: Notifier,
+    store: AlertStore,
+    groups: HashMap<(usize, String), Group>,
+    /// Firing alerts by fingerprint, for inhibition and updates.
+    firing: HashMap<String, AlertNotice>,
+    silences: Vec<Silence>,
+}
+
+/// The family of an alert: its `family` label, else the rule name without
+/// its last `_word` (`memory_warning` → `memory`).
+fn family(a: &Alert) -> String {
+    a.labels
+        .get("family")
+        .cloned()
+        .unwrap_or_else(|| a.rule.rsplit_once('_').map_or(a.rule.clone(), |(f, _)| f.to_owned()))
+}
+
+impl Router {
+    pub fn new(config: &Config, notifier: Notifier, store: AlertStore) -> Router {
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| {
+                let mut matchers: Vec<Matcher> = r
+                    .matchers
+                    .iter()
+                    .filter_map(|(k, v)| Matcher::new(k, Op::Eq, v).ok())
+                    .collect();
+                matchers.extend(r.match_re.iter().filter_map(|(k, v)| Matcher::new(k, Op::Re, v).ok()));
+                Route {
+                    config: r.clone(),
+                    matchers,
+                }
+            })
+            .collect();
+        let mut router = Router {
+            routes,
+            escalations: config.escalations.clone(),
+            all_receivers: config.receivers.keys().cloned().collect(),
+            inhibit_within_family: config.notify.inhibit_within_family,
+            notifier,
+            store,
+            groups: HashMap::new(),
+            firing: HashMap::new(),
+            silences: Vec::new(),
+        };
+        router.reload_silences();
+        router
+    }
+
+    /// Alerts that were firing when redops last stopped.
+    pub fn restore(&mut self, alerts: Vec<Alert>) {
+        for a in alerts {
+            self.firing.insert(a.fingerprint.clone(), AlertNotice::new(a));
+        }
+    }
+
+    fn reload_silences(&mut self) {
+        match self.store.silences(false) {
+            Ok(s) => self.silences = s,
+            Err(e) => tracing::error!(error = %e, "Cannot read silences; keeping the last known"),
+        }
+    }
+
+    fn silenced_by(&self, a: &Alert) -> Option<i64> {
+        let now = now_ms();
+        self.silences
+            .iter()
+            .find(|s| s.is_active(now) && all_match(&s.matchers, &a.labels))
+            .map(|s| s.id)
+    }
+
+    /// A higher-severity alert of the same family fires on the same target.
+    fn inhibited_by(&self, a: &Alert) -> Option<String> {
+        if !self.inhibit_within_family {
+            return None;
+        }
+        let fam = family(a);
+        self.firing
+            .values()
+            .map(|n| &n.alert)
+            .find(|f| f.target == a.target && f.severity > a.severity && family(f) == fam)
+            .map(|f| f.rule.clone())
+    }
+
+    fn send(&self, receivers: &[String], n: &Notification, fingerprints: &[&str]) {
+        if receivers.is_empty() {
+            return;
+        }
+        self.notifier.send(receivers, n);
+        for f in fingerprints {
+            if let Err(e) = self.store.add_notified(f, receivers) {
+                tracing::error!(error = %e, "Cannot record who was notified");
+            }
+        }
+    }
+
+    /// An alert fired or resolved. `rule_notify` is the rule's own list of
+    /// receivers, which bypasses routes.
+    pub fn on_alert(&mut self, alert: Alert, rule_notify: &[String], now: Instant) {
+        let fingerprint = alert.fingerprint.clone();
+        let firing = alert.status == AlertStatus::Firing;
+        let previous = self.store.get(&fingerprint).ok().flatten();
+        let mut notice = AlertNotice::new(alert.clone());
+        if let Some(prev) = self.firing.get(&fingerprint) {
+            notice.playbook = prev.playbook.clone();
+        }
+        if firing {
+            self.firing.insert(fingerprint.clone(), notice.clone());
+        } else {
+            self.firing.remove(&fingerprint);
+            let _ = self.store.finish_escalation(&fingerprint);
+        }
+        let silenced = self.silenced_by(&alert);
+        if let Err(e) = self.store.record(&alert, silenced.is_some()) {
+            tracing::error!(error = %e, rule = %alert.rule, "Cannot record the alert in the state store");
+        }
+        if let Some(id) = silenced {
+            tracing::info!(rule = %alert.rule, target = %alert.target, silence = id, "Notification silenced");
+            return;
+        }
+        if firing && let Some(by) = self.inhibited_by(&alert) {
+            tracing::info!(rule = %alert.rule, target = %alert.target, inhibited_by = %by, "Notification inhibited by a more severe alert");
+            return;
+        }
+        // A resolve goes to whoever got the firing one, however it got there.
+        let notified_before: Vec<String> = match (&previous, firing) {
+            (Some(p), false) if ms(alert.starts_at) == p.starts_ms => p.notified.clone(),
+            _ => Vec::new(),
+        };
+        if !rule_notify.is_empty() || self.routes.is_empty() {
+            let receivers = if !firing && !notified_before.is_empty() {
+                notified_before
+            } else if rule_notify.is_empty() {
+                self.all_receivers.clone()
+            } else {
+                rule_notify.to_vec()
+            };
+            self.send(&receivers, &Notification::Alert(Box::new(notice)), &[&fingerprint]);
+            return;
+        }
+        let mut grouped_receivers = Vec::new();
+        for i in 0..self.routes.len() {
+            let route = &self.routes[i];
+            if !all_match(&route.matchers, &alert.labels) {
+                continue;
+            }
+            let cfg = route.config.clone();
+            if let Some(policy) = &cfg.escalation
+                && firing
+                && let Err(e) = self.store.start_escalation(&fingerprint, ms(alert.starts_at), policy)
+            {
+                tracing::error!(error = %e, "Cannot record the escalation");
+            }
+            if !cfg.receivers.is_empty() {
+                grouped_receivers.extend(cfg.receivers.iter().cloned());
+                let key = cfg
+                    .group_by
+                    .iter()
+                    .map(|l| format!("{l}={}", alert.labels.get(l).map(String::as_str).unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let group = self.groups.entry((i, key)).or_default();
+                group.pending.retain(|n| n.alert.fingerprint != fingerprint);
+                if group.pending.is_empty() {
+                    group.pending_since = Some(now);
+                }
+                group.pending.push(notice.clone());
+                if firing {
+                    group.sent.insert(fingerprint.clone(), now);
+                } else {
+                    group.sent.remove(&fingerprint);
+                }
+            }
+            if !cfg.continue_matching {
+                break;
+            }
+        }
+        // Receivers that got the firing alert some other way (an escalation
+        // step) get the resolve directly.
+        if !firing {
+            let rest: Vec<String> = notified_before
+                .into_iter()
+                .filter(|r| !grouped_receivers.contains(r))
+                .collect();
+            self.send(&rest, &Notification::Alert(Box::new(notice)), &[]);
+        }
+        self.tick(now);
+    }
+
+    /// A playbook finished: its outcome goes to whoever got the alert.
+    pub fn on_playbook(&mut self, fingerprint: &str, summary: PlaybookSummary) {
+        let Some(notice) = self.firing.get_mut(fingerprint) else {
+            return;
+        };
+        notice.playbook = Some(summary);
+        let update = notice.clone();
+        let receivers = self
+            .store
+            .get(fingerprint)
+            .ok()
+            .flatten()
+            .map(|a| a.notified)
+            .unwrap_or_default();
+        self.send(&receivers, &Notification::Alert(Box::new(update)), &[]);
+    }
+
+    /// Flushes groups that are due, re-sends what `repeat_interval` asks
+    /// for, advances escalations and reports acknowledgements.
+    pub fn tick(&mut self, now: Instant) {
+        let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
+        for key in keys {
+            let route = &self.routes[key.0].config;
+            let (receivers, wait, interval, repeat) = (
+                route.receivers.clone(),
+                route.group_wait,
+                route.group_interval,
+                route.repeat_interval,
+            );
+            let group = self.groups.get_mut(&key).expect("key listed above");
+            // Re-send still-firing alerts that have not gone out for a while.
+            for (f, at) in group.sent.iter_mut() {
+                if now.duration_since(*at) >= repeat
+                    && let Some(n) = self.firing.get(f)
+                    && !group.pending.iter().any(|p| &p.alert.fingerprint == f)
+                {
+                    if group.pending.is_empty() {
+                        group.pending_since = Some(now);
+                    }
+                    group.pending.push(n.clone());
+                    *at = now;
+                }
+            }
+            if group.pending.is_empty() {
+                continue;
+            }
+            let waited = now.duration_since(group.pending_since.unwrap_or(now));
+            let due = match group.last_flush {
+                None => waited >= wait,
+                Some(last) => now.duration_since(last) >= interval,
+            };
+            if !due {
+                continue;
+            }
+            let mut notices = std::mem::take(&mut group.pending);
+            group.pending_since = None;
+            group.last_flush = Some(now);
+            let fingerprints: Vec<String> = notices
+                .iter()
+                .filter(|n| n.alert.status == AlertStatus::Firing)
+                .map(|n| n.alert.fingerprint.clone())
+                .collect();
+            let n = if notices.len() == 1 {
+                Notification::Alert(Box::new(notices.remove(0)))
+            } else {
+                Notification::Group {
+                    group: key.1.clone(),
+                    alerts: notices,
+                }
+            };
+            let refs: Vec<&str> = fingerprints.iter().map(String::as_str).collect();
+            self.send(&receivers, &n, &refs);
+        }
+        self.escalate();
+    }
+
+    /// Called every second or so: silences may have changed from the CLI.
+    pub fn refresh(&mut self, now: Instant) {
+        self.reload_silences();
+        self.tick(now);
+    }
+
+    fn escalate(&mut self) {
+        let active = match self.store.active_escalations() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read escalations");
+                return;
+            }
+        };
+        let now = now_ms();
+        for mut e in active {
+            let Some(policy) = self.escalations.get(&e.policy) else {
+                continue;
+            };
+            let Some(notice) = self.firing.get(&e.fingerprint).cloned() else {
+                // Not firing in this engine (resolved, or from before a
+                // restart that has not re-evaluated yet): leave it.
+                continue;
+            };
+            if ms(notice.alert.starts_at) != e.starts_ms {
+                let _ = self.store.finish_escalation(&e.fingerprint);
+                continue;
+            }
+            if e.acked {
+                if !e.ack_notified {
+                    let row = self.store.get(&e.fingerprint).ok().flatten();
+                    let mut ack = notice.clone();
+                    ack.acked_by = row.as_ref().and_then(|r| r.acked_by.clone()).or(Some("someone".into()));
+                    ack.ack_comment = row.and_then(|r| r.ack_comment);
+                    let receivers = self
+                        .store
+                        .get(&e.fingerprint)
+                        .ok()
+                        .flatten()
+                        .map(|a| a.notified)
+                        .unwrap_or_default();
+                    tracing::info!(rule = %notice.alert.rule, target = %notice.alert.target, by = ?ack.acked_by, "Alert acknowledged; escalation stopped");
+                    self.send(&receivers, &Notification::Alert(Box::new(ack)), &[]);
+                    e.ack_notified = true;
+                    let _ = self.store.update_escalation(&e);
+                }
+                continue;
+            }
+            let progress = Progress {
+                next_step: e.next_step,
+                last_step_ms: e.last_step_ms,
+            };
+            let (steps, p) = escalation::due(policy, e.starts_ms, progress, now);
+            if steps.is_empty() {
+                continue;
+            }
+            for step in steps {
+                let receivers = policy.steps[step].notify.clone();
+                tracing::info!(rule = %notice.alert.rule, target = %notice.alert.target, policy = %e.policy, step, "Escalation step");
+                self.send(
+                    &receivers,
+                    &Notification::Alert(Box::new(notice.clone())),
+                    &[&e.fingerprint],
+                );
+            }
+            e.next_step = p.next_step;
+            e.last_step_ms = p.last_step_ms;
+            if let Err(err) = self.store.update_escalation(&e) {
+                tracing::error!(error = %err, "Cannot record escalation progress");
+            }
+        }
+    }
+}

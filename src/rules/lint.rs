@@ -1,0 +1,891 @@
+//! The warnings of `redops check`: rules that load but probably do not do
+//! what their author meant — a metric no source produces, a `for` shorter
+//! than a sample, a percentage past 100, a `clear` the wrong way round — and
+//! playbooks and receivers nothing reaches.
+//!
+//! Expressions are read as tokens, not evaluated: the checks look at the
+//! simple forms (`metric > 85`, `a > 1 && b > 2`) and say nothing about the
+//! rest, so a warning is always about something written plainly.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::expr::HISTORY_FUNCTIONS;
+use super::model::{Rule, SourceKind};
+use crate::config::{Config, document};
+use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::playbooks::PlaybookSet;
+use crate::redis::metrics::{METRIC_NAMES, is_known_metric};
+
+/// Variables of a keyspace rule (besides `target`).
+pub const KEYSPACE_VARIABLES: &[&str] = &["count", "window_secs"];
+
+/// Variables of a health rule (besides `target`).
+pub const HEALTH_VARIABLES: &[&str] = &["redis_up", "consecutive_failures", "reason"];
+
+/// Variables of a sentinel rule: what the evaluator adds to every notice,
+/// then every key `SentinelEvent::fields` can give.
+pub const SENTINEL_VARIABLES: &[&str] = &[
+    "event",
+    "group",
+    "sentinel",
+    "reconciled",
+    "master",
+    "old_ip",
+    "old_port",
+    "old_addr",
+    "new_ip",
+    "new_port",
+    "new_addr",
+    "kind",
+    "instance",
+    "ip",
+    "port",
+    "addr",
+    "master_ip",
+    "master_port",
+    "master_addr",
+    "agreeing",
+    "quorum",
+    "epoch",
+    "leader",
+    "path",
+    "signal",
+    "exit_code",
+    "pid",
+    "option",
+    "value",
+    "role",
+    "runid",
+    "count",
+    "detail",
+    "payload",
+    "reason",
+];
+
+/// The metrics of a Sentinel group's own sample (`group_metrics` in
+/// `src/sentinel/group.rs`; keep the two in step).
+pub const GROUP_METRICS: &[&str] = &[
+    "sentinels_configured",
+    "sentinels_reachable",
+    "sentinels_agree",
+    "quorum_ok",
+    "replicas",
+    "replicas_up",
+    "replicas_link_down",
+    "config_epoch",
+    "master",
+    "masters_seen",
+    "max_replication_lag_bytes",
+];
+
+/// Adds a warning to `diags` for each probable mistake in `rules`, the
+/// playbooks and the receivers. Reads the rule and config files again to
+/// locate what it reports.
+pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
+    let probes: BTreeSet<&str> = config
+        .targets
+        .iter()
+        .flat_map(|t| t.probes.keys())
+        .chain(config.sentinels.iter().flat_map(|g| g.probes.keys()))
+        .map(String::as_str)
+        .collect();
+    let scopes = Scopes::new(&probes);
+    let mut files: Vec<&PathBuf> = Vec::new();
+    for rule in rules {
+        if !files.contains(&&rule.file) {
+            files.push(&rule.file);
+        }
+    }
+    let by_name: HashMap<&str, &Rule> = rules.iter().map(|r| (r.name.as_str(), r)).collect();
+    for path in files {
+        let Ok(file) = SourceFile::read(path) else { continue };
+        for spans in rule_spans(&file) {
+            if let Some(rule) = by_name.get(spans.name.as_str()) {
+                lint_rule(&file, rule, &spans, &scopes, config.engine.sample_interval, diags);
+            }
+        }
+    }
+    unused_playbooks(rules, playbooks, diags);
+    unreached_receivers(config, rules, playbooks, diags);
+}
+
+/// Where a rule's parts are written.
+#[derive(Debug, Deserialize)]
+struct RuleSpans {
+    name: String,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
+    #[serde(default)]
+    clear: Option<Spanned<String>>,
+    #[serde(default, rename = "for")]
+    for_: Option<Spanned<String>>,
+}
+
+fn rule_spans(file: &SourceFile) -> Vec<RuleSpans> {
+    let mut ignored = Diagnostics::default();
+    let Some(root) = document::parse(file, &mut ignored) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in root.into_inner() {
+        if key.get_ref() != "rule" {
+            continue;
+        }
+        for item in crate::config::array_items(file, value, "[[rule]]", &mut ignored) {
+            out.extend(document::deserialize::<RuleSpans>(file, item, &mut ignored));
+        }
+    }
+    out
+}
+
+/// The names each source gives its rules' expressions.
+struct Scopes<'a> {
+    sample: Vec<&'a str>,
+    keyspace: Vec<&'a str>,
+    health: Vec<&'a str>,
+    sentinel: Vec<&'a str>,
+}
+
+impl<'a> Scopes<'a> {
+    fn new(probes: &BTreeSet<&'a str>) -> Self {
+        let with_target = |names: &[&'a str]| -> Vec<&'a str> { names.iter().copied().chain(["target"]).collect() };
+        let mut sample = with_target(METRIC_NAMES);
+        sample.extend(GROUP_METRICS);
+        sample.extend(probes.iter().copied());
+        Scopes {
+            sample,
+            keyspace: with_target(KEYSPACE_VARIABLES),
+            health: with_target(HEALTH_VARIABLES),
+            sentinel: with_target(SENTINEL_VARIABLES),
+        }
+    }
+
+    fn of(&self, source: SourceKind) -> &[&'a str] {
+        match source {
+            SourceKind::Sample => &self.sample,
+            SourceKind::Keyspace => &self.keyspace,
+            SourceKind::Health => &self.health,
+            SourceKind::Sentinel => &self.sentinel,
+        }
+    }
+
+    fn knows(&self, source: SourceKind, name: &str) -> bool {
+        self.of(source).contains(&name) || (source == SourceKind::Sample && is_known_metric(name))
+    }
+
+    /// Names a look-back function can read: numeric sample metrics.
+    fn knows_history(&self, name: &str) -> bool {
+        self.sample.contains(&name) || is_known_metric(name)
+    }
+}
+
+fn lint_rule(
+    file: &SourceFile,
+    rule: &Rule,
+    spans: &RuleSpans,
+    scopes: &Scopes<'_>,
+    sample_interval: Duration,
+    diags: &mut Diagnostics,
+) {
+    let when = spans.when.as_ref().map(|w| Expression::read(file, w));
+    let clear = spans.clear.as_ref().map(|c| Expression::read(file, c));
+    for expr in when.iter().chain(&clear) {
+        unknown_names(expr, rule, scopes, diags);
+        percentages(expr, rule, diags);
+    }
+    if let (Some(for_), SourceKind::Sample) = (&spans.for_, rule.source)
+        && !rule.for_.is_zero()
+        && rule.for_ < sample_interval
+    {
+        let interval = humantime::format_duration(sample_interval);
+        diags.push(
+            Diagnostic::warning(
+                file,
+                for_.span(),
+                format!(
+                    "rule `{}`: `for = \"{}\"` is shorter than [engine] sample_interval ({interval})",
+                    rule.name,
+                    for_.get_ref()
+                ),
+            )
+            .with_hint(format!(
+                "samples come every {interval}, so the alert fires on the second sample, {interval} after the \
+                 first; write \"0s\" to fire on the first sample, or \"{interval}\" or more"
+            )),
+        );
+    }
+    if let (Some(when), Some(clear)) = (&when, &clear) {
+        hysteresis(when, clear, rule, diags);
+    }
+}
+
+/// An expression as written in the file, with its tokens.
+struct Expression<'f> {
+    file: &'f SourceFile,
+    /// Byte offset in the file of each character of the text, then of the
+    /// closing quote.
+    offsets: Vec<usize>,
+    text: String,
+    tokens: Vec<Token>,
+}
+
+impl<'f> Expression<'f> {
+    fn read(file: &'f SourceFile, value: &Spanned<String>) -> Self {
+        let start = value.span().start;
+        let raw = file.text.get(start..).unwrap_or("");
+        let offsets = super::load::literal_offsets(raw, value.get_ref())
+            .into_iter()
+            .map(|o| start + o)
+            .collect();
+        Expression {
+            file,
+            offsets,
+            text: value.get_ref().clone(),
+            tokens: tokenize(value.get_ref()),
+        }
+    }
+
+    /// The file span of characters `chars` of the expression.
+    fn span(&self, chars: &Range<usize>) -> Range<usize> {
+        let at = |i: usize| self.offsets.get(i).or(self.offsets.last()).copied().unwrap_or(0);
+        at(chars.start)..at(chars.end)
+    }
+
+    fn slice(&self, chars: &Range<usize>) -> String {
+        self.text.chars().skip(chars.start).take(chars.len()).collect()
+    }
+
+    fn warning(&self, chars: &Range<usize>, message: String) -> Diagnostic {
+        Diagnostic::warning(self.file, self.span(chars), message)
+    }
+}
+
+fn unknown_names(expr: &Expression<'_>, rule: &Rule, scopes: &Scopes<'_>, diags: &mut Diagnostics) {
+    let tokens = &expr.tokens;
+    for (i, token) in tokens.iter().enumerate() {
+        let Tok::Ident { name, call, member } = &token.tok else {
+            continue;
+        };
+        if *member || is_keyword(name) {
+            continue;
+        }
+        if *call {
+            if HISTORY_FUNCTIONS.contains(&name.as_str()) {
+                look_back(expr, rule, scopes, name, &tokens[i + 1..], diags);
+            }
+            continue;
+        }
+        if scopes.knows(rule.source, name) {
+            continue;
+        }
+        let candidates = scopes.of(rule.source);
+        let mut d = expr.warning(
+            &token.chars,
+            format!(
+                "rule `{}`: no {} event has `{name}`, so this condition never has data",
+                rule.name,
+                rule.source.as_str()
+            ),
+        );
+        d = match document::closest(name, candidates) {
+            Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+            None => d.with_hint(scope_hint(rule.source)),
+        };
+        diags.push(d);
+    }
+}
+
+fn scope_hint(source: SourceKind) -> String {
+    match source {
+        SourceKind::Sample => "sample rules see the INFO metrics of docs/rules.md#metrics, the Sentinel group metrics \
+             and the probes declared on targets (probes = { name = \"LLEN queue\" })"
+            .into(),
+        SourceKind::Keyspace => format!("keyspace rules see {} and `target`", quoted(KEYSPACE_VARIABLES)),
+        SourceKind::Health => format!("health rules see {} and `target`", quoted(HEALTH_VARIABLES)),
+        SourceKind::Sentinel => "sentinel rules see `event`, `group`, `sentinel`, `reconciled`, `target` and the \
+             fields of the event (docs/rules.md)"
+            .into(),
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// `delta("metric", "5m")`: the metric must be a sample metric and the
+/// window a duration, or the call has no answer on every evaluation.
+fn look_back(
+    expr: &Expression<'_>,
+    rule: &Rule,
+    scopes: &Scopes<'_>,
+    function: &str,
+    after: &[Token],
+    diags: &mut Diagnostics,
+) {
+    let args: Vec<&Token> = after.iter().skip(1).take(3).collect();
+    if let Some(Token {
+        tok: Tok::Str(metric),
+        chars,
+    }) = args.first()
+        && !scopes.knows_history(metric)
+    {
+        let candidates: Vec<&str> = scopes.sample.to_vec();
+        let mut d = expr.warning(
+            chars,
+            format!(
+                "rule `{}`: `{function}` looks back over `{metric}`, which no sample has",
+                rule.name
+            ),
+        );
+        d = match document::closest(metric, &candidates) {
+            Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+            None => d.with_hint("look-back functions read the history of sample metrics and probes"),
+        };
+        diags.push(d);
+    }
+    if let (
+        Some(Token {
+            tok: Tok::Other(','), ..
+        }),
+        Some(Token {
+            tok: Tok::Str(window),
+            chars,
+        }),
+    ) = (args.get(1), args.get(2))
+        && humantime::parse_duration(window).is_err()
+    {
+        diags.push(
+            expr.warning(chars, format!("rule `{}`: `{window}` is not a duration", rule.name))
+                .with_hint(format!(
+                    "`{function}` fails on every evaluation; write a window like \"5m\" or \"1h\""
+                )),
+        );
+    }
+}
+
+fn is_percentage(name: &str) -> bool {
+    name.ends_with("_pct") || name == "hit_ratio"
+}
+
+fn percentages(expr: &Expression<'_>, rule: &Rule, diags: &mut Diagnostics) {
+    for cmp in comparisons(&expr.tokens) {
+        if !is_percentage(&cmp.metric) || (0.0..=100.0).contains(&cmp.value) {
+            continue;
+        }
+        let region = Region::of(cmp.op, cmp.value);
+        let verdict = if !region.overlaps(&Region::between(0.0, 100.0)) {
+            ", so it is never true"
+        } else if region.covers(0.0, 100.0) {
+            ", so it is always true"
+        } else {
+            ""
+        };
+        diags.push(
+            expr.warning(
+                &cmp.chars,
+                format!(
+                    "rule `{}`: `{}` compares a percentage (0–100) with {}{verdict}",
+                    rule.name,
+                    expr.slice(&cmp.chars),
+                    number(cmp.value)
+                ),
+            )
+            .with_hint(format!("`{}` runs from 0 to 100: 85 means 85 %", cmp.metric)),
+        );
+    }
+}
+
+/// `clear` must not hold where `when` does, or the alert resolves as soon as
+/// it fires (the same direction: when `x > 85`, clear `x > 80`) or resolves
+/// while still past its threshold (overlapping: when `x > 85`, clear `x < 90`).
+fn hysteresis(when: &Expression<'_>, clear: &Expression<'_>, rule: &Rule, diags: &mut Diagnostics) {
+    let Some(clear_cmp) = conjunction(&clear.tokens).and_then(|mut c| (c.len() == 1).then(|| c.remove(0))) else {
+        return;
+    };
+    let Some(when_cmps) = conjunction(&when.tokens) else {
+        return;
+    };
+    let Some(when_cmp) = when_cmps.iter().find(|c| c.metric == clear_cmp.metric) else {
+        return;
+    };
+    let (w, c) = (
+        Region::of(when_cmp.op, when_cmp.value),
+        Region::of(clear_cmp.op, clear_cmp.value),
+    );
+    // Only thresholds (`<`, `<=`, `>`, `>=`) have a way round.
+    let (Some(when_up), Some(clear_up)) = (w.upward(), c.upward()) else {
+        return;
+    };
+    if !w.overlaps(&c) {
+        return;
+    }
+    let (when_text, clear_text) = (when.slice(&when_cmp.chars), clear.slice(&clear_cmp.chars));
+    let threshold = number(when_cmp.value);
+    let (message, hint) = if when_up == clear_up {
+        let flipped = match clear_cmp.op {
+            ">" => "<",
+            ">=" => "<=",
+            "<" => ">",
+            _ => ">=",
+        };
+        let bound = if when_up {
+            clear_cmp.value.min(when_cmp.value)
+        } else {
+            clear_cmp.value.max(when_cmp.value)
+        };
+        (
+            format!(
+                "rule `{}`: `clear` ({clear_text}) holds whenever `when` ({when_text}) does: it is the wrong way \
+                 round, and the alert resolves on the evaluation after it fires",
+                rule.name
+            ),
+            format!(
+                "`clear` says when the alert is over, on the other side of the threshold: e.g. clear = \"{} {flipped} {}\"",
+                clear_cmp.metric,
+                number(bound)
+            ),
+        )
+    } else {
+        let side = if when_up { "at or below" } else { "at or above" };
+        (
+            format!(
+                "rule `{}`: `clear` ({clear_text}) and `when` ({when_text}) both hold between {threshold} and {}: \
+                 the alert resolves while still past its threshold, then fires again",
+                rule.name,
+                number(clear_cmp.value)
+            ),
+            format!("for hysteresis put clear's threshold {side} when's ({threshold}), a few points past it"),
+        )
+    };
+    diags.push(clear.warning(&clear_cmp.chars, message).with_hint(hint));
+}
+
+fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
+    for name in playbooks.names() {
+        if rules.iter().any(|r| r.playbook.as_deref() == Some(name)) {
+            continue;
+        }
+        let Some(playbook) = playbooks.get(name) else { continue };
+        let Ok(file) = SourceFile::read(&playbook.path) else {
+            continue;
+        };
+        diags.push(
+            Diagnostic::warning(&file, 0..0, format!("playbook `{name}` is not run by any rule")).with_hint(format!(
+                "name it in a rule (playbook = \"{name}\"); by hand: redops playbook run {name} --target T"
+            )),
+        );
+    }
+}
+
+/// A receiver no rule, route, escalation or playbook can reach. A rule with
+/// no `notify` tells every receiver, and so does a playbook that iterates
+/// `receivers()`: then nothing is unreached.
+fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
+    if rules.iter().any(|r| r.notify.is_empty()) {
+        return;
+    }
+    let mut reached: BTreeSet<String> = rules.iter().flat_map(|r| r.notify.iter().cloned()).collect();
+    for route in &config.routes {
+        reached.extend(route.receivers.iter().cloned());
+        if let Some(policy) = route.escalation.as_ref().and_then(|e| config.escalations.get(e)) {
+            reached.extend(policy.steps.iter().flat_map(|s| s.notify.iter().cloned()));
+        }
+    }
+    reached.extend(config.notify.fallback_receiver.iter().cloned());
+    for name in playbooks.names() {
+        let Some(text) = playbooks.get(name).and_then(|p| std::fs::read_to_string(&p.path).ok()) else {
+            continue;
+        };
+        let tokens = tokenize(&text);
+        for (i, t) in tokens.iter().enumerate() {
+            match &t.tok {
+                Tok::Ident { name, call: true, .. } if name == "receivers" => return,
+                Tok::Ident { name, call: true, .. } if name == "notify" => {
+                    if let Some(Token { tok: Tok::Str(r), .. }) = tokens.get(i + 2) {
+                        reached.insert(r.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let unreached: Vec<&String> = config.receivers.keys().filter(|r| !reached.contains(*r)).collect();
+    if unreached.is_empty() {
+        return;
+    }
+    let Ok(file) = SourceFile::read(&config.path) else {
+        return;
+    };
+    let spans = receiver_spans(&file);
+    for name in unreached {
+        let span = spans.get(name).cloned().unwrap_or(0..0);
+        diags.push(
+            Diagnostic::warning(&file, span, format!("receiver `{name}` is never notified")).with_hint(format!(
+                "every rule names its receivers with `notify` and none names `{name}`; add it to a rule's \
+                     notify or a [[route]]'s receivers (a rule without notify tells every receiver)"
+            )),
+        );
+    }
+}
+
+/// The span of each receiver's name in `[receiver.NAME]`.
+fn receiver_spans(file: &SourceFile) -> HashMap<String, Range<usize>> {
+    let mut ignored = Diagnostics::default();
+    let mut out = HashMap::new();
+    let Some(root) = document::parse(file, &mut ignored) else {
+        return out;
+    };
+    for (key, value) in root.into_inner() {
+        if key.get_ref() != "receiver" {
+            continue;
+        }
+        if let toml::de::DeValue::Table(table) = value.into_inner() {
+            for (name, _) in table {
+                out.insert(name.get_ref().to_string(), name.span());
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Reading expressions
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident { name: String, call: bool, member: bool },
+    Num(f64),
+    Str(String),
+    Op(&'static str),
+    Other(char),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Token {
+    tok: Tok,
+    /// Character positions in the expression.
+    chars: Range<usize>,
+}
+
+const OPERATORS: &[&str] = &[
+    "**", ">=", "<=", "==", "!=", "&&", "||", "..", "::", ">", "<", "+", "-", "*", "/", "%", "!", "&", "|",
+];
+const COMPARISONS: &[&str] = &[">", ">=", "<", "<=", "==", "!="];
+
+fn is_keyword(word: &str) -> bool {
+    matches!(
+        word,
+        "true"
+            | "false"
+            | "if"
+            | "else"
+            | "switch"
+            | "do"
+            | "while"
+            | "until"
+            | "loop"
+            | "for"
+            | "in"
+            | "continue"
+            | "break"
+            | "return"
+            | "throw"
+            | "try"
+            | "catch"
+            | "fn"
+            | "private"
+            | "let"
+            | "const"
+            | "import"
+            | "export"
+            | "as"
+            | "global"
+            | "this"
+            | "and"
+            | "or"
+            | "not"
+    )
+}
+
+/// Splits Rhai text into the tokens the checks need. Strings keep their
+/// contents; comments are dropped; anything else is a one-character token.
+fn tokenize(text: &str) -> Vec<Token> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens: Vec<Token> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '/' && chars.get(i + 1) == Some(&'/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '"' || c == '`' || c == '\'' {
+            i += 1;
+            let mut value = String::new();
+            while i < chars.len() && chars[i] != c {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                value.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            tokens.push(Token {
+                tok: Tok::Str(value),
+                chars: start..i.min(chars.len()),
+            });
+        } else if c.is_ascii_digit() {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric()
+                    || chars[i] == '_'
+                    || (chars[i] == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+                    || (matches!(chars[i], '+' | '-') && matches!(chars[i - 1], 'e' | 'E')))
+            {
+                i += 1;
+            }
+            let literal: String = chars[start..i].iter().filter(|c| **c != '_').collect();
+            let tok = literal.parse::<f64>().map_or(Tok::Other('0'), Tok::Num);
+            tokens.push(Token { tok, chars: start..i });
+        } else if c.is_alphabetic() || c == '_' {
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let name: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            let member = matches!(
+                tokens.last(),
+                Some(Token {
+                    tok: Tok::Other('.'),
+                    ..
+                })
+            );
+            // `#{ key: value }`: a map key is not a variable.
+            let map_key = next == Some(&':') && chars.get(i + 1) != Some(&':');
+            tokens.push(Token {
+                tok: Tok::Ident {
+                    name,
+                    call: next == Some(&'(') || next == Some(&'!'),
+                    member: member || map_key,
+                },
+                chars: start..i,
+            });
+        } else if let Some(op) = OPERATORS.iter().find(|op| {
+            let len = op.chars().count();
+            chars.get(i..i + len).is_some_and(|s| s.iter().copied().eq(op.chars()))
+        }) {
+            i += op.chars().count();
+            tokens.push(Token {
+                tok: Tok::Op(op),
+                chars: start..i,
+            });
+        } else {
+            i += 1;
+            tokens.push(Token {
+                tok: Tok::Other(c),
+                chars: start..i,
+            });
+        }
+    }
+    merge_negative_numbers(tokens)
+}
+
+/// `x > -5`: a minus where a value is due belongs to the number.
+fn merge_negative_numbers(tokens: Vec<Token>) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(t) = iter.next() {
+        let value_due = matches!(
+            out.last(),
+            None | Some(Token {
+                tok: Tok::Op(_) | Tok::Other('(' | ','),
+                ..
+            })
+        );
+        if t.tok == Tok::Op("-")
+            && value_due
+            && let Some(Token {
+                tok: Tok::Num(n),
+                chars,
+            }) = iter.peek()
+        {
+            let merged = Token {
+                tok: Tok::Num(-n),
+                chars: t.chars.start..chars.end,
+            };
+            iter.next();
+            out.push(merged);
+            continue;
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// `metric OP number`, normalised so the metric is on the left.
+#[derive(Debug, Clone, PartialEq)]
+struct Comparison {
+    metric: String,
+    op: &'static str,
+    value: f64,
+    chars: Range<usize>,
+}
+
+fn is_arithmetic(t: Option<&Token>) -> bool {
+    matches!(
+        t,
+        Some(Token {
+            tok: Tok::Op("+" | "-" | "*" | "/" | "%" | "**") | Tok::Other('.'),
+            ..
+        })
+    )
+}
+
+/// Every `metric OP number` (or `number OP metric`) in the tokens that is
+/// not part of arithmetic.
+fn comparisons(tokens: &[Token]) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    for i in 0..tokens.len().saturating_sub(2) {
+        let [a, op, b] = [&tokens[i], &tokens[i + 1], &tokens[i + 2]];
+        let Tok::Op(op) = op.tok else { continue };
+        if !COMPARISONS.contains(&op) || is_arithmetic(i.checked_sub(1).and_then(|p| tokens.get(p))) {
+            continue;
+        }
+        if is_arithmetic(tokens.get(i + 3))
+            || matches!(
+                tokens.get(i + 3),
+                Some(Token {
+                    tok: Tok::Other('('),
+                    ..
+                })
+            )
+        {
+            continue;
+        }
+        let chars = a.chars.start..b.chars.end;
+        match (&a.tok, &b.tok) {
+            (
+                Tok::Ident {
+                    name,
+                    call: false,
+                    member: false,
+                },
+                Tok::Num(v),
+            ) => out.push(Comparison {
+                metric: name.clone(),
+                op,
+                value: *v,
+                chars,
+            }),
+            (
+                Tok::Num(v),
+                Tok::Ident {
+                    name,
+                    call: false,
+                    member: false,
+                },
+            ) => out.push(Comparison {
+                metric: name.clone(),
+                op: flip(op),
+                value: *v,
+                chars,
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn flip(op: &'static str) -> &'static str {
+    match op {
+        ">" => "<",
+        ">=" => "<=",
+        "<" => ">",
+        "<=" => ">=",
+        other => other,
+    }
+}
+
+/// The comparisons of an expression made only of `a OP n && b OP m && ...`;
+/// `None` for anything else (`||`, parentheses, calls, arithmetic).
+fn conjunction(tokens: &[Token]) -> Option<Vec<Comparison>> {
+    let mut out = Vec::new();
+    for part in tokens.split(|t| t.tok == Tok::Op("&&")) {
+        let [_, _, _] = part else { return None };
+        out.push(comparisons(part).pop()?);
+    }
+    Some(out)
+}
+
+/// The values for which one comparison holds: an interval of the real line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Region {
+    low: f64,
+    low_closed: bool,
+    high: f64,
+    high_closed: bool,
+}
+
+impl Region {
+    fn of(op: &str, v: f64) -> Region {
+        let (inf, neg) = (f64::INFINITY, f64::NEG_INFINITY);
+        let r = |low, low_closed, high, high_closed| Region {
+            low,
+            low_closed,
+            high,
+            high_closed,
+        };
+        match op {
+            ">" => r(v, false, inf, false),
+            ">=" => r(v, true, inf, false),
+            "<" => r(neg, false, v, false),
+            "<=" => r(neg, false, v, true),
+            "==" => r(v, true, v, true),
+            // `!=` holds almost everywhere.
+            _ => r(neg, false, inf, false),
+        }
+    }
+
+    fn between(low: f64, high: f64) -> Region {
+        Region {
+            low,
+            low_closed: true,
+            high,
+            high_closed: true,
+        }
+    }
+
+    /// `Some(true)` for `x > a`, `Some(false)` for `x < a`.
+    fn upward(&self) -> Option<bool> {
+        match (self.low.is_infinite(), self.high.is_infinite()) {
+            (false, true) => Some(true),
+            (true, false) => Some(false),
+            _ => None,
+        }
+    }
+
+    fn overlaps(&self, other: &Region) -> bool {
+        let below = |a: &Region, b: &Region| a.high < b.low || (a.high == b.low && !(a.high_closed && b.low_closed));
+        !below(self, other) && !below(other, self)
+    }
+
+    fn covers(&self, low: f64, high: f64) -> bool {
+        (self.low < low || (self.low == low && self.low_closed))
+            && (self.high > high || (self.high == high && self.high_closed))
+    }
+}
+
+fn number(v: f64) -> String {
+    crate::event::MetricValue::Num(v).to_string()
+}
+
+#[cfg(test)]
+mod tests;

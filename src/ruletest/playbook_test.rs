@@ -1,0 +1,278 @@
+//! One `[[playbook_test]]`: runs a playbook on the real playbook engine
+//! (policy, dry run, audit trail and all) against a scripted world — canned
+//! Redis replies and a virtual clock — and compares what it did with what
+//! the test expects.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::alerts::Alert;
+use crate::glob::Glob;
+use crate::playbooks::context::{RunContext, ScriptedWorld};
+use crate::playbooks::policy::CommandPolicy;
+use crate::playbooks::{Playbook, PlaybookEngine, RunRecord};
+
+/// The script's clock starts here: 2024-01-01T00:00:00Z.
+const CLOCK_START: f64 = 1_704_067_200.0;
+
+pub struct PlaybookTest {
+    pub name: String,
+    pub line: usize,
+    pub playbook: Arc<Playbook>,
+    pub target: String,
+    pub target_labels: BTreeMap<String, String>,
+    pub params: BTreeMap<String, toml::Value>,
+    pub alert: Option<Alert>,
+    pub replies: Vec<CannedReply>,
+    pub receivers: Vec<String>,
+    pub dry_run: bool,
+    pub allow_commands: Vec<String>,
+    pub timeout: Duration,
+    pub expect: PlaybookExpect,
+}
+
+/// The reply to every command that starts with `words` (compared without
+/// regard to case); the longest match wins.
+#[derive(Debug, Clone)]
+pub struct CannedReply {
+    pub words: Vec<String>,
+    pub reply: Reply,
+}
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Value(redis::Value),
+    Error(String),
+    /// One reply per call, the last repeating.
+    Sequence(Vec<Reply>),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMatch {
+    /// The expected entries appear in this order, maybe with others between.
+    #[default]
+    Subsequence,
+    /// The audit trail is exactly the expected entries.
+    Exact,
+}
+
+#[derive(Default)]
+pub struct PlaybookExpect {
+    /// `succeeded`, `failed` or `timed_out`.
+    pub outcome: Option<String>,
+    pub error_contains: Option<String>,
+    pub result_contains: Option<String>,
+    /// Globs over the audit entries' details; `None` checks nothing.
+    pub audit: Option<Vec<String>>,
+    pub audit_match: AuditMatch,
+    pub no_audit: Vec<String>,
+    pub findings_contains: Vec<String>,
+}
+
+/// Canned replies and a clock that moves only when the playbook sleeps.
+struct Script {
+    replies: Vec<CannedReply>,
+    calls: Mutex<HashMap<usize, usize>>,
+    slept: Mutex<Duration>,
+}
+
+impl ScriptedWorld for Script {
+    fn redis(&self, args: &[String]) -> Result<redis::Value, String> {
+        let matches = |c: &CannedReply| {
+            c.words.len() <= args.len() && c.words.iter().zip(args).all(|(w, a)| w.eq_ignore_ascii_case(a))
+        };
+        let Some((index, canned)) = self
+            .replies
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches(c))
+            .max_by_key(|(_, c)| c.words.len())
+        else {
+            return Err(format!(
+                "no canned reply for `{}` in the test's `redis` table",
+                args.join(" ")
+            ));
+        };
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let call = calls.entry(index).or_default();
+        let reply = match &canned.reply {
+            Reply::Sequence(replies) => replies.get(*call).or(replies.last()),
+            single => Some(single),
+        };
+        *call += 1;
+        match reply {
+            Some(Reply::Value(v)) => Ok(v.clone()),
+            Some(Reply::Error(e)) => Err(e.clone()),
+            Some(Reply::Sequence(_)) | None => Err("an empty `replies` list".into()),
+        }
+    }
+
+    fn now(&self) -> f64 {
+        CLOCK_START + self.slept.lock().unwrap_or_else(|e| e.into_inner()).as_secs_f64()
+    }
+
+    fn advance(&self, by: Duration) -> Duration {
+        let mut slept = self.slept.lock().unwrap_or_else(|e| e.into_inner());
+        *slept += by;
+        *slept
+    }
+}
+
+/// Runs the test; the failures, as lines of text (empty when it passes).
+pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
+    let notifier = match offline_notifier() {
+        Ok(n) => n,
+        Err(e) => return vec![format!("cannot set up the run: {e}")],
+    };
+    let script = Script {
+        replies: test.replies.clone(),
+        calls: Mutex::default(),
+        slept: Mutex::default(),
+    };
+    let ctx = RunContext {
+        run_id: "test".into(),
+        playbook: test.playbook.name.clone(),
+        target: test.target.clone(),
+        target_labels: test.target_labels.clone(),
+        connection: None,
+        rule: test.alert.as_ref().map(|a| a.rule.clone()),
+        alert: test.alert.clone(),
+        params: test.params.clone(),
+        dry_run: test.dry_run,
+        deadline: std::time::Instant::now() + test.timeout,
+        command_timeout: Duration::from_secs(1),
+        policy: Arc::new(CommandPolicy::playbook(&test.allow_commands)),
+        receivers: Arc::new(test.receivers.iter().cloned().collect::<HashSet<_>>()),
+        notifier,
+        scripted: Some(Arc::new(script)),
+        backups: None,
+    };
+    let record = engine.run(&test.playbook, ctx);
+    compare(&test.expect, &record)
+}
+
+/// A notifier with no receivers: a scripted run that is not a dry run
+/// records its `notify` calls as queued, and they go nowhere.
+fn offline_notifier() -> Result<crate::notify::Notifier, String> {
+    let outbox = crate::notify::outbox::Outbox::open(crate::store::Store::in_memory()).map_err(|e| e.to_string())?;
+    let (notifier, _workers) = crate::notify::Notifier::spawn(
+        &BTreeMap::new(),
+        outbox,
+        None,
+        tokio_util::sync::CancellationToken::new(),
+    )?;
+    Ok(notifier)
+}
+
+fn compare(expect: &PlaybookExpect, record: &RunRecord) -> Vec<String> {
+    use crate::playbooks::RunOutcome;
+    let mut lines = Vec::new();
+    let (error, result) = match &record.outcome {
+        RunOutcome::Failed { error } => (Some(error.as_str()), None),
+        RunOutcome::Succeeded { result } => (None, Some(result.as_str())),
+        RunOutcome::TimedOut { .. } => (None, None),
+    };
+    let got_outcome = match &record.outcome {
+        RunOutcome::Failed { error } => format!("failed: {error}"),
+        RunOutcome::Succeeded { result } if result.is_empty() => "succeeded".into(),
+        RunOutcome::Succeeded { result } => format!("succeeded: {result:?}"),
+        RunOutcome::TimedOut { .. } => "timed_out (the run passed its deadline)".into(),
+    };
+    if let Some(want) = &expect.outcome
+        && want != record.outcome.label()
+    {
+        lines.push(format!("outcome   expected: {want}"));
+        lines.push(format!("               got: {got_outcome}"));
+    }
+    if let Some(want) = &expect.error_contains
+        && !error.is_some_and(|e| e.contains(want.as_str()))
+    {
+        lines.push(format!("error     expected: containing {want:?}"));
+        lines.push(format!("               got: {got_outcome}"));
+    }
+    if let Some(want) = &expect.result_contains
+        && !result.is_some_and(|r| r.contains(want.as_str()))
+    {
+        lines.push(format!("result    expected: containing {want:?}"));
+        lines.push(format!("               got: {got_outcome}"));
+    }
+
+    let details: Vec<&str> = record.audit.iter().map(|e| e.detail.as_str()).collect();
+    let audit_problem = audit_problem(expect, &details);
+    let forbidden: Vec<(&String, &str)> = expect
+        .no_audit
+        .iter()
+        .filter_map(|p| {
+            let glob = Glob::new(p);
+            details.iter().find(|d| glob.matches(d.as_bytes())).map(|d| (p, *d))
+        })
+        .collect();
+    if let Some(problem) = &audit_problem {
+        lines.push(format!("audit     {problem}"));
+    }
+    for (pattern, entry) in &forbidden {
+        lines.push(format!(
+            "audit     expected no entry matching {pattern:?}, got {entry:?}"
+        ));
+    }
+    if audit_problem.is_some() || !forbidden.is_empty() {
+        lines.push("          the audit trail was:".into());
+        if record.audit.is_empty() {
+            lines.push("            (empty)".into());
+        }
+        for e in &record.audit {
+            lines.push(format!("            {:<7} {}  -> {}", e.kind, e.detail, e.outcome));
+        }
+    }
+
+    let missing: Vec<&String> = expect
+        .findings_contains
+        .iter()
+        .filter(|want| !record.findings.iter().any(|f| f.contains(want.as_str())))
+        .collect();
+    for want in &missing {
+        lines.push(format!("findings  expected one containing {want:?}"));
+    }
+    if !missing.is_empty() {
+        lines.push("          the findings were:".into());
+        if record.findings.is_empty() {
+            lines.push("            (none)".into());
+        }
+        for f in &record.findings {
+            lines.push(format!("            {f}"));
+        }
+    }
+    if !lines.is_empty() && expect.outcome.is_none() {
+        lines.push(format!("outcome   {got_outcome}"));
+    }
+    lines
+}
+
+/// What is wrong with the audit trail against `expect_audit`, if anything.
+fn audit_problem(expect: &PlaybookExpect, details: &[&str]) -> Option<String> {
+    let patterns = expect.audit.as_ref()?;
+    let globs: Vec<(&String, Glob)> = patterns.iter().map(|p| (p, Glob::new(p))).collect();
+    match expect.audit_match {
+        AuditMatch::Exact => {
+            let same =
+                globs.len() == details.len() && globs.iter().zip(details).all(|((_, g), d)| g.matches(d.as_bytes()));
+            (!same).then(|| format!("expected exactly: {patterns:?}"))
+        }
+        AuditMatch::Subsequence => {
+            let mut rest = details.iter();
+            let mut previous: Option<&String> = None;
+            for (pattern, glob) in &globs {
+                if !rest.any(|d| glob.matches(d.as_bytes())) {
+                    return Some(match previous {
+                        Some(p) => format!("expected an entry matching {pattern:?} after one matching {p:?}"),
+                        None => format!("expected an entry matching {pattern:?}"),
+                    });
+                }
+                previous = Some(pattern);
+            }
+            None
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! One `[[test]]`: feeds series and events to the real [`Evaluator`] on a
+//! virtual clock and compares, at each `[[test.expect]]`, the alerts pending
+//! and firing and the playbooks started with what the test expects.
+//!
+//! Time is virtual: every input carries its offset from the start of the
+//! test, and the evaluator is handed `start + offset` as its clock. Nothing
+//! sleeps, so a test of hours runs in microseconds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use regex::Regex;
+use tokio::time::Instant;
+
+use super::series::{Point, Series};
+use crate::alerts::{Alert, AlertStatus, Phase, Severity};
+use crate::event::{Event, Health, KeyspaceCounts, MetricValue, Metrics, Sample, SentinelNotice};
+use crate::rules::expr::ExprEngine;
+use crate::rules::{Action, Evaluator, Rule, SourceKind};
+use crate::sentinel::events::SentinelEvent;
+
+/// The wall clock at the start of every test, so output never depends on
+/// the day the test runs: 2024-01-01T00:00:00Z.
+const WALL_START: Duration = Duration::from_secs(1_704_067_200);
+
+pub struct RuleTest {
+    pub name: String,
+    pub line: usize,
+    pub interval: Duration,
+    pub targets: BTreeMap<String, TargetInput>,
+    pub events: Vec<TimedEvent>,
+    pub expects: Vec<Expect>,
+}
+
+#[derive(Default)]
+pub struct TargetInput {
+    pub labels: BTreeMap<String, String>,
+    pub series: BTreeMap<String, Series>,
+}
+
+pub struct TimedEvent {
+    pub at: Duration,
+    pub input: EventInput,
+}
+
+pub enum EventInput {
+    /// `count` more keyspace events matched `rule` on `target`.
+    Keyspace {
+        target: String,
+        rule: String,
+        count: u64,
+    },
+    Sentinel(SentinelNotice),
+    Health {
+        target: String,
+        up: bool,
+        reason: Option<String>,
+    },
+}
+
+pub struct Expect {
+    pub at: Duration,
+    pub line: usize,
+    pub alerts: Option<Vec<ExpectedAlert>>,
+    pub playbooks: Option<Vec<ExpectedRun>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Pending,
+    Firing,
+}
+
+impl AlertState {
+    fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+        }
+    }
+}
+
+pub enum TextMatch {
+    Exact(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+impl TextMatch {
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            TextMatch::Exact(s) => text == s,
+            TextMatch::Contains(s) => text.contains(s.as_str()),
+            TextMatch::Regex(r) => r.is_match(text),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            TextMatch::Exact(s) => format!("{s:?}"),
+            TextMatch::Contains(s) => format!("containing {s:?}"),
+            TextMatch::Regex(r) => format!("matching /{}/", r.as_str()),
+        }
+    }
+}
+
+pub struct ExpectedAlert {
+    pub rule: String,
+    pub target: Option<String>,
+    pub state: AlertState,
+    pub severity: Option<Severity>,
+    pub labels: BTreeMap<String, String>,
+    pub summary: Option<TextMatch>,
+    pub value: Option<String>,
+}
+
+pub struct ExpectedRun {
+    pub playbook: String,
+    pub rule: Option<String>,
+    pub target: Option<String>,
+    pub params: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// An alert as the test sees it at one moment.
+struct Actual {
+    rule: String,
+    target: String,
+    state: AlertState,
+    severity: Severity,
+    /// The alert as it fired; `None` while pending.
+    fired: Option<Alert>,
+}
+
+struct Run {
+    at: Duration,
+    playbook: String,
+    rule: String,
+    target: String,
+    params: BTreeMap<String, toml::Value>,
+}
+
+/// Runs the test; the failures, as lines of text (empty when it passes).
+pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>) -> Vec<String> {
+    let mut evaluator = Evaluator::new(
+        rules.to_vec(),
+        expr.clone(),
+        test.targets.iter().map(|(n, t)| (n.clone(), t.labels.clone())),
+        crate::loader::history_retention(rules),
+    );
+    let start = Instant::now();
+    let clock = |at: Duration| (start + at, UNIX_EPOCH + WALL_START + at);
+
+    let mut expects: Vec<&Expect> = test.expects.iter().collect();
+    expects.sort_by_key(|e| e.at);
+    let end = expects.last().map_or(Duration::ZERO, |e| e.at);
+    let last_step = (end.as_nanos() / test.interval.as_nanos().max(1)) as u32;
+    let steps: BTreeSet<Duration> = (0..=last_step).map(|k| test.interval * k).collect();
+    let moments: BTreeSet<Duration> = steps
+        .iter()
+        .copied()
+        .chain(test.events.iter().map(|e| e.at))
+        .chain(expects.iter().map(|e| e.at))
+        .filter(|at| *at <= end)
+        .collect();
+
+    let keyspace_rules: Vec<&Arc<Rule>> = rules.iter().filter(|r| r.source == SourceKind::Keyspace).collect();
+    let mut keyspace_counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for target in test.targets.keys() {
+        for rule in keyspace_rules.iter().filter(|r| r.applies_to(target)) {
+            keyspace_counts.insert((target.clone(), rule.name.clone()), 0);
+        }
+    }
+    let mut failures_in_a_row: HashMap<&str, u32> = HashMap::new();
+    let mut fired: HashMap<(String, String), Alert> = HashMap::new();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut runs_checked = 0;
+    let mut failures = Vec::new();
+
+    for &at in &moments {
+        let (now, wall) = clock(at);
+        let mut inputs = Vec::new();
+        if steps.contains(&at) {
+            let step = (at.as_nanos() / test.interval.as_nanos().max(1)) as usize;
+            for (name, target) in test.targets.iter().filter(|(_, t)| !t.series.is_empty()) {
+                let failures = failures_in_a_row.entry(name).or_default();
+                inputs.extend(sample_events(name, target, step, failures, wall));
+            }
+        }
+        for event in test.events.iter().filter(|e| e.at == at) {
+            match &event.input {
+                EventInput::Keyspace { target, rule, count } => {
+                    *keyspace_counts.entry((target.clone(), rule.clone())).or_default() += count;
+                }
+                EventInput::Sentinel(notice) => inputs.push(Event::Sentinel(notice.clone())),
+                EventInput::Health { target, up, reason } => {
+                    let failures = failures_in_a_row.entry(target).or_default();
+                    *failures = if *up { 0 } else { *failures + 1 };
+                    inputs.push(Event::Health(Health {
+                        target: target.clone(),
+                        up: *up,
+                        reason: if *up {
+                            None
+                        } else {
+                            reason.clone().or(Some("down".into()))
+                        },
+                        consecutive_failures: *failures,
+                    }));
+                }
+            }
+        }
+        // Keyspace rules are evaluated on a tick, whether events came or not.
+        let mut per_target: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+        for ((target, rule), count) in &keyspace_counts {
+            per_target.entry(target).or_default().push((rule.clone(), *count));
+        }
+        inputs.extend(per_target.into_iter().map(|(target, counts)| {
+            Event::KeyspaceCounts(KeyspaceCounts {
+                target: target.to_owned(),
+                counts,
+            })
+        }));
+
+        let mut actions = Vec::new();
+        for event in &inputs {
+            actions.extend(evaluator.on_event(event, now, wall));
+        }
+        actions.extend(evaluator.tick(now, wall));
+        for action in actions {
+            match action {
+                Action::Alert(alert) => {
+                    let key = (alert.rule.clone(), alert.target.clone());
+                    match alert.status {
+                        AlertStatus::Firing => fired.insert(key, alert),
+                        AlertStatus::Resolved => fired.remove(&key),
+                    };
+                }
+                Action::RunPlaybook(inv) => runs.push(Run {
+                    at,
+                    playbook: inv.playbook,
+                    rule: inv.rule,
+                    target: inv.target,
+                    params: inv.params,
+                }),
+            }
+        }
+
+        for expect in expects.iter().filter(|e| e.at == at) {
+            if let Some(expected) = &expect.alerts {
+                let actual = actual_alerts(&evaluator, rules, &fired);
+                let diff = compare_alerts(expected, &actual);
+                if !diff.is_empty() {
+                    failures.push(format!("at {} (line {}), alerts:", human(at), expect.line));
+                    failures.extend(diff.into_iter().map(|l| format!("  {l}")));
+                }
+            }
+            if let Some(expected) = &expect.playbooks {
+                let since = runs_checked;
+                runs_checked = runs.len();
+                let diff = compare_runs(expected, &runs[since..]);
+                if !diff.is_empty() {
+                    failures.push(format!("at {} (line {}), playbook runs:", human(at), expect.line));
+                    failures.extend(diff.into_iter().map(|l| format!("  {l}")));
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// The health event and the sample of one target at one step, as the
+/// sampler emits them.
+fn sample_events(name: &str, target: &TargetInput, step: usize, failures: &mut u32, wall: SystemTime) -> Vec<Event> {
+    let stale = target.series.values().any(|s| *s.at(step) == Point::Stale);
+    *failures = if stale { *failures + 1 } else { 0 };
+    let health = Event::Health(Health {
+        target: name.to_owned(),
+        up: !stale,
+        reason: stale.then(|| "stale".to_owned()),
+        consecutive_failures: *failures,
+    });
+    let mut metrics = Metrics::from([("redis_up".to_owned(), MetricValue::Num(if stale { 0.0 } else { 1.0 }))]);
+    if !stale {
+        for (metric, series) in &target.series {
+            match series.at(step) {
+                Point::Num(v) => metrics.insert(metric.clone(), MetricValue::Num(*v)),
+                Point::Text(t) => metrics.insert(metric.clone(), MetricValue::Text(t.clone())),
+                Point::Missing | Point::Stale => None,
+            };
+        }
+    }
+    let sample = Event::Sample(Sample {
+        target: name.to_owned(),
+        at: wall,
+        metrics,
+    });
+    vec![health, sample]
+}
+
+fn actual_alerts(evaluator: &Evaluator, rules: &[Arc<Rule>], fired: &HashMap<(String, String), Alert>) -> Vec<Actual> {
+    let mut out: Vec<Actual> = evaluator
+        .phases()
+        .filter_map(|(rule, target, phase)| {
+            let state = match phase {
+                Phase::Inactive => return None,
+                Phase::Pending { .. } => AlertState::Pending,
+                Phase::Firing { .. } => AlertState::Firing,
+            };
+            let severity = rules.iter().find(|r| r.name == rule)?.severity;
+            Some(Actual {
+                rule: rule.to_owned(),
+                target: target.to_owned(),
+                state,
+                severity,
+                fired: fired.get(&(rule.to_owned(), target.to_owned())).cloned(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.rule, &a.target).cmp(&(&b.rule, &b.target)));
+    out
+}
+
+/// The differences between field values, as `(field, expected, got)`.
+fn field_diffs(expected: &ExpectedAlert, actual: &Actual) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    if expected.state != actual.state {
+        out.push((
+            "state".into(),
+            expected.state.as_str().into(),
+            actual.state.as_str().into(),
+        ));
+    }
+    if let Some(s) = expected.severity
+        && s != actual.severity
+    {
+        out.push(("severity".into(), s.to_string(), actual.severity.to_string()));
+    }
+    let Some(alert) = &actual.fired else {
+        return out;
+    };
+    for (label, value) in &expected.labels {
+        let got = alert.labels.get(label);
+        if got != Some(value) {
+            let got = got.map_or_else(|| "(no such label)".to_owned(), |g| format!("{g:?}"));
+            out.push((format!("labels.{label}"), format!("{value:?}"), got));
+        }
+    }
+    if let Some(summary) = &expected.summary
+        && !summary.matches(&alert.summary)
+    {
+        out.push(("summary".into(), summary.describe(), format!("{:?}", alert.summary)));
+    }
+    if let Some(value) = &expected.value
+        && alert.value.as_ref() != Some(value)
+    {
+        let got = alert
+            .value
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), |v| format!("{v:?}"));
+        out.push(("value".into(), format!("{value:?}"), got));
+    }
+    out
+}
+
+fn describe_actual(a: &Actual) -> String {
+    match &a.fired {
+        Some(alert) => format!("{} on {}: {}, {:?}", a.rule, a.target, a.state.as_str(), alert.summary),
+        None => format!("{} on {}: {}", a.rule, a.target, a.state.as_str()),
+    }
+}
+
+fn describe_expected(e: &ExpectedAlert) -> String {
+    let target = e.target.as_deref().unwrap_or("any target");
+    format!("{} on {target}: {}", e.rule, e.state.as_str())
+}
+
+/// Pairs each expected alert with an actual one of the same rule (and
+/// target, when given) — the one that matches best — and reports what
+/// differs, what is missing and what was not expected.
+fn compare_alerts(expected: &[ExpectedAlert], actual: &[Actual]) -> Vec<String> {
+    let mut claimed = vec![false; actual.len()];
+    let mut lines = Vec::new();
+    let mut missing = Vec::new();
+    for e in expected {
+        let candidates: Vec<usize> = (0..actual.len())
+            .filter(|&i| {
+                !claimed[i] && actual[i].rule == e.rule && e.target.as_ref().is_none_or(|t| *t == actual[i].target)
+            })
+            .collect();
+        let Some(&best) = candidates.iter().min_by_key(|&&i| field_diffs(e, &actual[i]).len()) else {
+            missing.push(e);
+            continue;
+        };
+        claimed[best] = true;
+        let diffs = field_diffs(e, &actual[best]);
+        if diffs.is_empty() {
+            continue;
+        }
+        lines.push(format!("{} on {}:", e.rule, actual[best].target));
+        let width = diffs.iter().map(|d| d.0.len()).max().unwrap_or(0);
+        for (field, want, got) in diffs {
+            lines.push(format!("  {field:<width$}  expected: {want}"));
+            lines.push(format!("  {:<width$}       got: {got}", ""));
+        }
+    }
+    for e in missing {
+        lines.push(format!("missing:    {}", describe_expected(e)));
+    }
+    for (i, a) in actual.iter().enumerate() {
+        if !claimed[i] {
+            lines.push(format!("unexpected: {}", describe_actual(a)));
+        }
+    }
+    if !lines.is_empty() && actual.is_empty() {
+        lines.push("(no alert is pending or firing)".into());
+    }
+    lines
+}
+
+fn run_matches(e: &ExpectedRun, r: &Run) -> bool {
+    e.playbook == r.playbook
+        && e.rule.as_ref().is_none_or(|x| *x == r.rule)
+        && e.target.as_ref().is_none_or(|x| *x == r.target)
+        && e.params.as_ref().is_none_or(|p| *p == r.params)
+}
+
+fn compare_runs(expected: &[ExpectedRun], got: &[Run]) -> Vec<String> {
+    if expected.len() == got.len() && expected.iter().zip(got).all(|(e, r)| run_matches(e, r)) {
+        return Vec::new();
+    }
+    let mut lines = vec!["expected:".to_owned()];
+    if expected.is_empty() {
+        lines.push("  (none)".into());
+    }
+    for e in expected {
+        let mut line = format!("  {}", e.playbook);
+        if let Some(rule) = &e.rule {
+            let _ = write!(line, " for {rule}");
+        }
+        if let Some(target) = &e.target {
+            let _ = write!(line, " on {target}");
+        }
+        if let Some(params) = &e.params {
+            let _ = write!(line, ", params {}", inline_table(params));
+        }
+        lines.push(line);
+    }
+    lines.push("got:".into());
+    if got.is_empty() {
+        lines.push("  (none)".into());
+    }
+    for r in got {
+        lines.push(format!(
+            "  {} for {} on {}, params {} (at {})",
+            r.playbook,
+            r.rule,
+            r.target,
+            inline_table(&r.params),
+            human(r.at)
+        ));
+    }
+    lines
+}
+
+fn inline_table(params: &BTreeMap<String, toml::Value>) -> String {
+    if params.is_empty() {
+        return "{}".into();
+    }
+    let fields: Vec<String> = params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    format!("{{ {} }}", fields.join(", "))
+}
+
+/// `2m 30s`, or `0s`.
+pub fn human(d: Duration) -> String {
+    if d.is_zero() {
+        "0s".into()
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+/// Where a Sentinel event lands, as the group source decides: an event about
+/// a master or replica goes to that node (`group/host:port`), others to the
+/// group.
+pub fn sentinel_target(group: &str, event: &SentinelEvent) -> String {
+    let fields = event.fields();
+    match (
+        fields.get("kind").map(String::as_str),
+        fields.get("ip"),
+        fields.get("port"),
+    ) {
+        (Some("master" | "replica" | "slave"), Some(ip), Some(port)) => format!("{group}/{ip}:{port}"),
+        _ => group.to_owned(),
+    }
+}

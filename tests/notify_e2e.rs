@@ -1,0 +1,293 @@
+//! Notifications that reach a human, against real receivers: mail through a
+//! real SMTP server (plain and STARTTLS), a webhook receiver that is down for
+//! 30 s, a kill -9 with deliveries pending, escalation stopped by an ack,
+//! and silences.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{Redops, SmtpServer, TestRedis, WebhookReceiver, alerts, engine_dir, make_certs, run_redops};
+
+/// `count` rules `marker_N` firing when the `marker` probe is at least N.
+fn marker_rules(count: usize, extra: &str) -> String {
+    (1..=count)
+        .map(|n| {
+            format!(
+                "[[rule]]\nname = \"marker_{n:03}\"\nsource = \"sample\"\nwhen = \"marker >= {n}\"\nseverity = \"warning\"\nsummary = \"marker {n} on {{{{ target }}}}\"\n{extra}\n"
+            )
+        })
+        .collect()
+}
+
+fn probe_target(redis: &TestRedis) -> String {
+    format!(
+        "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ marker = \"GET marker\", other = \"GET other\" }}\n\n",
+        redis.url(0)
+    )
+}
+
+fn email_receiver(smtp: &SmtpServer, extra: &str) -> String {
+    format!(
+        "[receiver.mail]\ntype = \"email\"\nsmtp = \"smtp://localhost:{}\"\nfrom = \"redops@example.com\"\nto = [\"oncall@example.com\"]\n{extra}\n",
+        smtp.port()
+    )
+}
+
+#[test]
+fn firing_and_resolved_mails_reach_a_real_smtp_server() {
+    let redis = TestRedis::start(&[]);
+    let smtp = SmtpServer::start(None);
+    let config = [probe_target(&redis), email_receiver(&smtp, "tls = \"none\"")].concat();
+    let rules = marker_rules(1, "runbook = \"https://runbooks.example.com/marker\"");
+    let dir = engine_dir("300ms", &config, &[("marker", &rules)], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    redis.cli(&["SET", "marker", "1"]);
+    let mails = smtp.wait_for_mails(1, Duration::from_secs(10));
+    let firing = &mails[0];
+    assert!(
+        firing.contains("Subject: [FIRING] WARNING: marker_001 on cache"),
+        "{firing}"
+    );
+    assert!(firing.contains("marker 1 on cache"), "{firing}");
+    assert!(
+        firing.contains("Runbook: https://runbooks.example.com/marker"),
+        "{firing}"
+    );
+    assert!(firing.contains("To: oncall@example.com"), "{firing}");
+
+    redis.cli(&["SET", "marker", "0"]);
+    let mails = smtp.wait_for_mails(2, Duration::from_secs(10));
+    assert!(
+        mails[1].contains("Subject: [RESOLVED] WARNING: marker_001 on cache"),
+        "{}",
+        mails[1]
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+#[test]
+fn mail_goes_over_starttls_and_alert_text_cannot_inject_headers() {
+    let redis = TestRedis::start(&[]);
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(certs_dir.path());
+    let smtp = SmtpServer::start(Some(&certs));
+    // The key name comes from Redis: a CR/LF in it must not become a header.
+    redis.cli(&["SET", "key:evil\r\nBcc: attacker@example.com", "1"]);
+    let mail_extra = format!(
+        "ca_file = \"{}\"\nsubject = \"{{{{ status }}}} {{{{ summary }}}}\"",
+        certs.ca.display()
+    );
+    let config = [probe_target(&redis), email_receiver(&smtp, &mail_extra)].concat();
+    let rules = "[[rule]]\nname = \"evil\"\nsource = \"sample\"\nwhen = \"marker >= 1\"\nseverity = \"high\"\n\
+                 summary = \"key:evil\\r\\nBcc: attacker@example.com\"\n";
+    let dir = engine_dir("300ms", &config, &[("evil", rules)], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+    redis.cli(&["SET", "marker", "1"]);
+    let mails = smtp.wait_for_mails(1, Duration::from_secs(15));
+    let mail = &mails[0];
+    let headers = mail.split("\n\n").next().unwrap();
+    assert!(
+        !headers.lines().any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+        "a header was injected:\n{mail}"
+    );
+    assert!(
+        headers.contains("Subject: FIRING key:evil  Bcc: attacker@example.com"),
+        "{mail}"
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+#[test]
+fn a_receiver_down_for_30s_gets_all_50_alerts_in_order_once() {
+    let redis = TestRedis::start(&[]);
+    let mut hook = WebhookReceiver::start();
+    let config = [
+        probe_target(&redis),
+        format!("[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n", hook.url()),
+    ]
+    .concat();
+    let dir = engine_dir("300ms", &config, &[("markers", &marker_rules(50, ""))], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    hook.stop();
+    redis.cli(&["SET", "marker", "50"]);
+    redops.wait_log("Delivery failed; retrying", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(30));
+    hook.restart();
+    hook.wait_for(Duration::from_secs(60), |r| r.len() >= 50);
+    std::thread::sleep(Duration::from_secs(1));
+    let got = hook.received();
+    let rules: Vec<String> = got
+        .iter()
+        .map(|r| r.body["rule"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=50).map(|n| format!("marker_{n:03}")).collect();
+    assert_eq!(rules, expected, "all 50, in the order they fired, none twice");
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+#[test]
+fn kill_9_with_20_pending_delivers_all_20_after_restart() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    hook.set_status(500);
+    let config = [
+        probe_target(&redis),
+        format!("[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n", hook.url()),
+    ]
+    .concat();
+    let dir = engine_dir("300ms", &config, &[("markers", &marker_rules(20, ""))], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+    redis.cli(&["SET", "marker", "20"]);
+    hook.wait_for(Duration::from_secs(10), |r| !r.is_empty());
+    redops.kill9();
+
+    hook.clear();
+    hook.set_status(200);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Restored firing alerts", Duration::from_secs(10));
+    hook.wait_for(Duration::from_secs(30), |r| r.len() >= 20);
+    // Let any duplicate arrive before counting.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut rules: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|r| r.body["rule"].as_str().unwrap().to_owned())
+        .collect();
+    rules.sort();
+    let expected: Vec<String> = (1..=20).map(|n| format!("marker_{n:03}")).collect();
+    assert_eq!(
+        rules, expected,
+        "each pending notification once; restored alerts did not fire again"
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+#[test]
+fn escalation_pages_step_by_step_until_acknowledged() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let receivers: String = ["primary", "secondary", "director"]
+        .iter()
+        .map(|r| {
+            format!(
+                "[receiver.{r}]\ntype = \"webhook\"\nurl = \"{}\"\n\n",
+                hook.url_for(&format!("/{r}"))
+            )
+        })
+        .collect();
+    let config = [probe_target(&redis), receivers].concat()
+        + "[[route]]\nmatch = { severity = \"critical\" }\nescalation = \"critical\"\n\n\
+           [escalation.critical]\nsteps = [\n  { after = \"0s\", notify = [\"primary\"] },\n  \
+           { after = \"2s\", notify = [\"secondary\"] },\n  { after = \"6s\", notify = [\"director\"] },\n]\n";
+    let rules = "[[rule]]\nname = \"outage\"\nsource = \"sample\"\nwhen = \"marker >= 1\"\nseverity = \"critical\"\n";
+    let dir = engine_dir("300ms", &config, &[("outage", rules)], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    redis.cli(&["SET", "marker", "1"]);
+    let started = Instant::now();
+    let got = hook.wait_for(Duration::from_secs(10), |r| r.iter().any(|m| m.path == "/secondary"));
+    let primary = got.iter().find(|m| m.path == "/primary").expect("primary paged first");
+    let secondary = got.iter().find(|m| m.path == "/secondary").unwrap();
+    let gap = secondary.at.duration_since(primary.at);
+    assert!(
+        gap >= Duration::from_millis(1500) && gap < Duration::from_secs(4),
+        "secondary after {gap:?}"
+    );
+
+    let config_path = dir.path().join("redops.toml");
+    let id = &primary.body["fingerprint"].as_str().unwrap()[..8];
+    let ack = run_redops(
+        &[
+            "alerts",
+            "ack",
+            id,
+            "--comment",
+            "on it",
+            "--by",
+            "alice",
+            "--config",
+            config_path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ack.status.success(), "{}", String::from_utf8_lossy(&ack.stderr));
+    // The ack is announced to whoever was paged, and the director never is.
+    hook.wait_for(Duration::from_secs(5), |r| {
+        r.iter().any(|m| m.body["acked_by"] == "alice")
+    });
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(started.elapsed()));
+    let all = hook.received();
+    assert!(!all.iter().any(|m| m.path == "/director"), "{}", hook.describe());
+    let listed = run_redops(
+        &["alerts", "list", "--json", "--config", config_path.to_str().unwrap()],
+        &[],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows[0]["acked_by"], "alice");
+    assert_eq!(rows[0]["ack_comment"], "on it");
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+#[test]
+fn a_silence_mutes_what_it_matches_and_nothing_else_until_it_expires() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let config = [
+        probe_target(&redis),
+        format!("[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n", hook.url()),
+    ]
+    .concat();
+    let rules = "[[rule]]\nname = \"maintained\"\nsource = \"sample\"\nwhen = \"marker >= 1\"\nseverity = \"warning\"\n\n\
+                 [[rule]]\nname = \"unrelated\"\nsource = \"sample\"\nwhen = \"other >= 1\"\nseverity = \"warning\"\n";
+    let dir = engine_dir("300ms", &config, &[("rules", rules)], &[]);
+    let config_path = dir.path().join("redops.toml");
+    let cfg = config_path.to_str().unwrap();
+    let added = run_redops(
+        &[
+            "silence",
+            "add",
+            "rule=maintained",
+            "--duration",
+            "4s",
+            "--comment",
+            "maintenance",
+            "--config",
+            cfg,
+        ],
+        &[],
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    redis.cli(&["SET", "marker", "1"]);
+    redis.cli(&["SET", "other", "1"]);
+    hook.wait_for(Duration::from_secs(5), |r| !alerts(r, "unrelated", "firing").is_empty());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        alerts(&hook.received(), "maintained", "firing").is_empty(),
+        "{}",
+        hook.describe()
+    );
+    assert!(redops.output().contains("Notification silenced"));
+
+    // After the silence ends, the next change notifies again.
+    std::thread::sleep(Duration::from_secs(4));
+    redis.cli(&["SET", "marker", "0"]);
+    std::thread::sleep(Duration::from_millis(800));
+    redis.cli(&["SET", "marker", "1"]);
+    hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "maintained", "firing").is_empty()
+    });
+    let listed = run_redops(&["silence", "list", "--all", "--config", cfg], &[]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("expired"));
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
