@@ -34,14 +34,16 @@ fn cmd(conn: &mut redis::Connection, args: &[&str]) -> redis::Value {
     for a in &args[1..] {
         c.arg(*a);
     }
-    c.query(conn)
-        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")))
+    c.query(conn).unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")))
 }
 
 fn populate(conn: &mut redis::Connection, keys: u64, size: u64) -> Duration {
     let started = Instant::now();
     cmd(conn, &["FLUSHALL"]);
-    cmd(conn, &["DEBUG", "POPULATE", &keys.to_string(), "key", &size.to_string()]);
+    cmd(
+        conn,
+        &["DEBUG", "POPULATE", &keys.to_string(), "key", &size.to_string()],
+    );
     started.elapsed()
 }
 
@@ -144,7 +146,10 @@ fn main() {
 
     // --- Logical backup and restore
     let took = populate(&mut conn, logical_keys, value_size);
-    println!("loaded {logical_keys} keys of {value_size} B in {:.1}s", took.as_secs_f64());
+    println!(
+        "loaded {logical_keys} keys of {value_size} B in {:.1}s",
+        took.as_secs_f64()
+    );
     let (mut dump_rates, mut restore_rates) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let started = Instant::now();
@@ -182,9 +187,15 @@ fn main() {
     println!();
     println!("| measure (median of {runs}) | value |");
     println!("| --- | --- |");
-    println!("| RDB size | {:.1} MB ({rdb_keys} keys × {value_size} B) |", rdb_bytes as f64 / 1e6);
+    println!(
+        "| RDB size | {:.1} MB ({rdb_keys} keys × {value_size} B) |",
+        rdb_bytes as f64 / 1e6
+    );
     println!("| `redis-cli --rdb` | {cli:.0} MB/s |");
-    println!("| redops rdb backup, uncompressed | {ours:.0} MB/s ({:.0} % of redis-cli) |", ours / cli * 100.0);
+    println!(
+        "| redops rdb backup, uncompressed | {ours:.0} MB/s ({:.0} % of redis-cli) |",
+        ours / cli * 100.0
+    );
     println!(
         "| redops rdb backup, zstd level {} | {ours_zstd:.0} MB/s of RDB ({:.0} % of redis-cli), archive {:.1} MB |",
         config.compression_level,
@@ -204,8 +215,10 @@ fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
         })
         .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -72,6 +72,29 @@ impl Silence {
     }
 }
 
+const SELECT_ALERT: &str = "SELECT fingerprint, rule, target, severity, status, summary, starts_ms, ends_ms, acked_by,
+    acked_ms, ack_comment, notified, silenced, alert_json FROM alerts";
+
+fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+    let notified: String = r.get(11)?;
+    Ok(AlertRow {
+        fingerprint: r.get(0)?,
+        rule: r.get(1)?,
+        target: r.get(2)?,
+        severity: r.get(3)?,
+        status: r.get(4)?,
+        summary: r.get(5)?,
+        starts_ms: r.get(6)?,
+        ends_ms: r.get(7)?,
+        acked_by: r.get(8)?,
+        acked_ms: r.get(9)?,
+        ack_comment: r.get(10)?,
+        notified: serde_json::from_str(&notified).unwrap_or_default(),
+        silenced: r.get(12)?,
+        alert_json: r.get(13)?,
+    })
+}
+
 impl AlertStore {
     pub fn open(store: Store) -> Result<AlertStore, StoreError> {
         store.conn().execute_batch(
@@ -161,37 +184,18 @@ impl AlertStore {
     }
 
     pub fn get(&self, fingerprint: &str) -> Result<Option<AlertRow>, StoreError> {
-        Ok(self.list(true)?.into_iter().find(|a| a.fingerprint == fingerprint))
+        let conn = self.store.conn();
+        let mut stmt = conn.prepare_cached(&format!("{SELECT_ALERT} WHERE fingerprint = ?1"))?;
+        Ok(stmt.query_row(params![fingerprint], row_to_alert).optional()?)
     }
 
     /// Alerts, firing first then most recent; resolved ones only with `all`.
     pub fn list(&self, all: bool) -> Result<Vec<AlertRow>, StoreError> {
         let conn = self.store.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT fingerprint, rule, target, severity, status, summary, starts_ms, ends_ms, acked_by, acked_ms,
-                    ack_comment, notified, silenced, alert_json
-             FROM alerts WHERE ?1 OR status = 'firing'
-             ORDER BY status = 'firing' DESC, starts_ms DESC",
-        )?;
-        let rows = stmt.query_map(params![all], |r| {
-            let notified: String = r.get(11)?;
-            Ok(AlertRow {
-                fingerprint: r.get(0)?,
-                rule: r.get(1)?,
-                target: r.get(2)?,
-                severity: r.get(3)?,
-                status: r.get(4)?,
-                summary: r.get(5)?,
-                starts_ms: r.get(6)?,
-                ends_ms: r.get(7)?,
-                acked_by: r.get(8)?,
-                acked_ms: r.get(9)?,
-                ack_comment: r.get(10)?,
-                notified: serde_json::from_str(&notified).unwrap_or_default(),
-                silenced: r.get(12)?,
-                alert_json: r.get(13)?,
-            })
-        })?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT_ALERT} WHERE ?1 OR status = 'firing' ORDER BY status = 'firing' DESC, starts_ms DESC"
+        ))?;
+        let rows = stmt.query_map(params![all], row_to_alert)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

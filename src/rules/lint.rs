@@ -466,6 +466,10 @@ fn hysteresis(when: &Expression<'_>, clear: &Expression<'_>, rule: &Rule, diags:
     diags.push(clear.warning(&clear_cmp.chars, message).with_hint(hint));
 }
 
+/// The line that marks a playbook meant to be run by hand only (`redops
+/// playbook run`, `redops restore`): no rule needs to name it.
+pub const MANUAL_MARKER: &str = "// redops: manual";
+
 fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
     for name in playbooks.names() {
         if rules.iter().any(|r| r.playbook.as_deref() == Some(name)) {
@@ -475,9 +479,12 @@ fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnos
         let Ok(file) = SourceFile::read(&playbook.path) else {
             continue;
         };
+        if file.text.lines().any(|l| l.trim() == MANUAL_MARKER) {
+            continue;
+        }
         diags.push(
             Diagnostic::warning(&file, 0..0, format!("playbook `{name}` is not run by any rule")).with_hint(format!(
-                "name it in a rule (playbook = \"{name}\"); by hand: redops playbook run {name} --target T"
+                "name it in a rule (playbook = \"{name}\"), or mark it `{MANUAL_MARKER}` if it is only run by hand"
             )),
         );
     }

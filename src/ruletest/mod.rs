@@ -113,3 +113,6 @@ fn report(out: &mut dyn Write, path: &Path, name: &str, line: usize, failures: &
         let _ = writeln!(out, "        {f}");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::alerts::Alert;
 use crate::glob::Glob;
-use crate::playbooks::context::{RunContext, ScriptedWorld};
+use crate::playbooks::context::{AuditEntry, RunContext, ScriptedWorld};
 use crate::playbooks::policy::CommandPolicy;
 use crate::playbooks::{Playbook, PlaybookEngine, RunRecord};
 
@@ -126,6 +126,10 @@ pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
         Ok(n) => n,
         Err(e) => return vec![format!("cannot set up the run: {e}")],
     };
+    let state = match ThrowawayDir::new() {
+        Ok(d) => d,
+        Err(e) => return vec![format!("cannot set up the run: a temporary state directory: {e}")],
+    };
     let script = Script {
         replies: test.replies.clone(),
         calls: Mutex::default(),
@@ -147,10 +151,34 @@ pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
         receivers: Arc::new(test.receivers.iter().cloned().collect::<HashSet<_>>()),
         notifier,
         scripted: Some(Arc::new(script)),
-        backups: None,
+        // backup.* works on an empty catalog of its own: `list()` is empty,
+        // and in a dry run nothing is written but the catalog itself.
+        backups: Some(crate::backup::BackupSettings {
+            state_dir: state.0.clone(),
+            config: crate::config::backup::BackupConfig::default(),
+        }),
     };
     let record = engine.run(&test.playbook, ctx);
     compare(&test.expect, &record)
+}
+
+/// A state directory for one run, removed after it.
+struct ThrowawayDir(std::path::PathBuf);
+
+impl ThrowawayDir {
+    fn new() -> std::io::Result<ThrowawayDir> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("redops-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(ThrowawayDir(dir))
+    }
+}
+
+impl Drop for ThrowawayDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A notifier with no receivers: a scripted run that is not a dry run
@@ -199,14 +227,13 @@ fn compare(expect: &PlaybookExpect, record: &RunRecord) -> Vec<String> {
         lines.push(format!("               got: {got_outcome}"));
     }
 
-    let details: Vec<&str> = record.audit.iter().map(|e| e.detail.as_str()).collect();
-    let audit_problem = audit_problem(expect, &details);
-    let forbidden: Vec<(&String, &str)> = expect
+    let audit_problem = audit_problem(expect, &record.audit);
+    let forbidden: Vec<(&String, &AuditEntry)> = expect
         .no_audit
         .iter()
         .filter_map(|p| {
-            let glob = Glob::new(p);
-            details.iter().find(|d| glob.matches(d.as_bytes())).map(|d| (p, *d))
+            let pattern = AuditPattern::new(p);
+            record.audit.iter().find(|e| pattern.matches(e)).map(|e| (p, e))
         })
         .collect();
     if let Some(problem) = &audit_problem {
@@ -214,7 +241,8 @@ fn compare(expect: &PlaybookExpect, record: &RunRecord) -> Vec<String> {
     }
     for (pattern, entry) in &forbidden {
         lines.push(format!(
-            "audit     expected no entry matching {pattern:?}, got {entry:?}"
+            "audit     expected no entry matching {pattern:?}, got {:?}",
+            entry.detail
         ));
     }
     if audit_problem.is_some() || !forbidden.is_empty() {
@@ -223,7 +251,7 @@ fn compare(expect: &PlaybookExpect, record: &RunRecord) -> Vec<String> {
             lines.push("            (empty)".into());
         }
         for e in &record.audit {
-            lines.push(format!("            {:<7} {}  -> {}", e.kind, e.detail, e.outcome));
+            lines.push(format!("            {:<7} {} -> {}", e.kind, e.detail, e.outcome));
         }
     }
 
@@ -250,21 +278,45 @@ fn compare(expect: &PlaybookExpect, record: &RunRecord) -> Vec<String> {
     lines
 }
 
+/// A glob over an audit entry: over its detail (`MEMORY PURGE`), or over
+/// `detail -> outcome` when it holds ` -> ` (`MEMORY PURGE -> ok`).
+struct AuditPattern {
+    glob: Glob,
+    with_outcome: bool,
+}
+
+impl AuditPattern {
+    fn new(text: &str) -> AuditPattern {
+        AuditPattern {
+            glob: Glob::new(text),
+            with_outcome: text.contains(" -> "),
+        }
+    }
+
+    fn matches(&self, entry: &AuditEntry) -> bool {
+        if self.with_outcome {
+            self.glob
+                .matches(format!("{} -> {}", entry.detail, entry.outcome).as_bytes())
+        } else {
+            self.glob.matches(entry.detail.as_bytes())
+        }
+    }
+}
+
 /// What is wrong with the audit trail against `expect_audit`, if anything.
-fn audit_problem(expect: &PlaybookExpect, details: &[&str]) -> Option<String> {
+fn audit_problem(expect: &PlaybookExpect, audit: &[AuditEntry]) -> Option<String> {
     let patterns = expect.audit.as_ref()?;
-    let globs: Vec<(&String, Glob)> = patterns.iter().map(|p| (p, Glob::new(p))).collect();
+    let globs: Vec<(&String, AuditPattern)> = patterns.iter().map(|p| (p, AuditPattern::new(p))).collect();
     match expect.audit_match {
         AuditMatch::Exact => {
-            let same =
-                globs.len() == details.len() && globs.iter().zip(details).all(|((_, g), d)| g.matches(d.as_bytes()));
+            let same = globs.len() == audit.len() && globs.iter().zip(audit).all(|((_, g), e)| g.matches(e));
             (!same).then(|| format!("expected exactly: {patterns:?}"))
         }
         AuditMatch::Subsequence => {
-            let mut rest = details.iter();
+            let mut rest = audit.iter();
             let mut previous: Option<&String> = None;
             for (pattern, glob) in &globs {
-                if !rest.any(|d| glob.matches(d.as_bytes())) {
+                if !rest.any(|e| glob.matches(e)) {
                     return Some(match previous {
                         Some(p) => format!("expected an entry matching {pattern:?} after one matching {p:?}"),
                         None => format!("expected an entry matching {pattern:?}"),

@@ -212,7 +212,14 @@ fn an_unused_playbook_warns_at_its_file() {
     let w = warnings_with(
         CONFIG,
         &rule("sample", "when = \"memory_used_pct > 85\"\nplaybook = \"used\""),
-        &[("used", "log.info(\"x\");\n"), ("spare", "log.info(\"y\");\n")],
+        &[
+            ("used", "log.info(\"x\");\n"),
+            ("spare", "log.info(\"y\");\n"),
+            (
+                "by_hand",
+                "// Restores a backup.\n// redops: manual\nlog.info(\"z\");\n",
+            ),
+        ],
     );
     assert_eq!(w, ["playbooks/spare.rhai:1:1: playbook `spare` is not run by any rule"]);
 }
