@@ -15,12 +15,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use self::expression::{Expression, Region, Tok, Token, comparisons, conjunction, is_keyword, number, tokenize};
 use super::expr::HISTORY_FUNCTIONS;
 use super::model::{Rule, SourceKind};
 use crate::config::{Config, document};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::playbooks::PlaybookSet;
 use crate::redis::metrics::{METRIC_NAMES, is_known_metric};
+
+mod expression;
 
 /// Variables of a keyspace rule (besides `target`).
 pub const KEYSPACE_VARIABLES: &[&str] = &["count", "window_secs"];
@@ -222,47 +225,6 @@ fn lint_rule(
     }
     if let (Some(when), Some(clear)) = (&when, &clear) {
         hysteresis(when, clear, rule, diags);
-    }
-}
-
-/// An expression as written in the file, with its tokens.
-struct Expression<'f> {
-    file: &'f SourceFile,
-    /// Byte offset in the file of each character of the text, then of the
-    /// closing quote.
-    offsets: Vec<usize>,
-    text: String,
-    tokens: Vec<Token>,
-}
-
-impl<'f> Expression<'f> {
-    fn read(file: &'f SourceFile, value: &Spanned<String>) -> Self {
-        let start = value.span().start;
-        let raw = file.text.get(start..).unwrap_or("");
-        let offsets = super::load::literal_offsets(raw, value.get_ref())
-            .into_iter()
-            .map(|o| start + o)
-            .collect();
-        Expression {
-            file,
-            offsets,
-            text: value.get_ref().clone(),
-            tokens: tokenize(value.get_ref()),
-        }
-    }
-
-    /// The file span of characters `chars` of the expression.
-    fn span(&self, chars: &Range<usize>) -> Range<usize> {
-        let at = |i: usize| self.offsets.get(i).or(self.offsets.last()).copied().unwrap_or(0);
-        at(chars.start)..at(chars.end)
-    }
-
-    fn slice(&self, chars: &Range<usize>) -> String {
-        self.text.chars().skip(chars.start).take(chars.len()).collect()
-    }
-
-    fn warning(&self, chars: &Range<usize>, message: String) -> Diagnostic {
-        Diagnostic::warning(self.file, self.span(chars), message)
     }
 }
 
@@ -490,18 +452,22 @@ fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnos
     }
 }
 
-/// A receiver no rule, route, escalation or playbook can reach. A rule with
-/// no `notify` tells every receiver, and so does a playbook that iterates
-/// `receivers()`: then nothing is unreached.
+/// A receiver nothing can notify. Alerts of a rule with `notify` go to those
+/// receivers; of a rule without, to the routes, or to every receiver when
+/// there are no routes (`Router::on_alert`). Playbooks reach a receiver by
+/// name with `notify("name", ...)`, or all of them through `receivers()`.
 fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
-    if rules.iter().any(|r| r.notify.is_empty()) {
+    let routed = rules.iter().any(|r| r.notify.is_empty());
+    if routed && config.routes.is_empty() {
         return;
     }
     let mut reached: BTreeSet<String> = rules.iter().flat_map(|r| r.notify.iter().cloned()).collect();
-    for route in &config.routes {
-        reached.extend(route.receivers.iter().cloned());
-        if let Some(policy) = route.escalation.as_ref().and_then(|e| config.escalations.get(e)) {
-            reached.extend(policy.steps.iter().flat_map(|s| s.notify.iter().cloned()));
+    if routed {
+        for route in &config.routes {
+            reached.extend(route.receivers.iter().cloned());
+            if let Some(policy) = route.escalation.as_ref().and_then(|e| config.escalations.get(e)) {
+                reached.extend(policy.steps.iter().flat_map(|s| s.notify.iter().cloned()));
+            }
         }
     }
     reached.extend(config.notify.fallback_receiver.iter().cloned());
@@ -534,8 +500,9 @@ fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookSet,
         let span = spans.get(name).cloned().unwrap_or(0..0);
         diags.push(
             Diagnostic::warning(&file, span, format!("receiver `{name}` is never notified")).with_hint(format!(
-                "every rule names its receivers with `notify` and none names `{name}`; add it to a rule's \
-                     notify or a [[route]]'s receivers (a rule without notify tells every receiver)"
+                "no rule's `notify`, no [[route]] that gets alerts, no escalation step and no playbook names \
+                 `{name}`; a rule with `notify` bypasses the routes, a rule without goes to them (or to every \
+                 receiver when there are none)"
             )),
         );
     }
@@ -559,339 +526,6 @@ fn receiver_spans(file: &SourceFile) -> HashMap<String, Range<usize>> {
         }
     }
     out
-}
-
-// ---------------------------------------------------------------------------
-// Reading expressions
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident { name: String, call: bool, member: bool },
-    Num(f64),
-    Str(String),
-    Op(&'static str),
-    Other(char),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Token {
-    tok: Tok,
-    /// Character positions in the expression.
-    chars: Range<usize>,
-}
-
-const OPERATORS: &[&str] = &[
-    "**", ">=", "<=", "==", "!=", "&&", "||", "..", "::", ">", "<", "+", "-", "*", "/", "%", "!", "&", "|",
-];
-const COMPARISONS: &[&str] = &[">", ">=", "<", "<=", "==", "!="];
-
-fn is_keyword(word: &str) -> bool {
-    matches!(
-        word,
-        "true"
-            | "false"
-            | "if"
-            | "else"
-            | "switch"
-            | "do"
-            | "while"
-            | "until"
-            | "loop"
-            | "for"
-            | "in"
-            | "continue"
-            | "break"
-            | "return"
-            | "throw"
-            | "try"
-            | "catch"
-            | "fn"
-            | "private"
-            | "let"
-            | "const"
-            | "import"
-            | "export"
-            | "as"
-            | "global"
-            | "this"
-            | "and"
-            | "or"
-            | "not"
-    )
-}
-
-/// Splits Rhai text into the tokens the checks need. Strings keep their
-/// contents; comments are dropped; anything else is a one-character token.
-fn tokenize(text: &str) -> Vec<Token> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut tokens: Vec<Token> = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let start = i;
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '/' && chars.get(i + 1) == Some(&'/') {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '"' || c == '`' || c == '\'' {
-            i += 1;
-            let mut value = String::new();
-            while i < chars.len() && chars[i] != c {
-                if chars[i] == '\\' && i + 1 < chars.len() {
-                    i += 1;
-                }
-                value.push(chars[i]);
-                i += 1;
-            }
-            i += 1;
-            tokens.push(Token {
-                tok: Tok::Str(value),
-                chars: start..i.min(chars.len()),
-            });
-        } else if c.is_ascii_digit() {
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric()
-                    || chars[i] == '_'
-                    || (chars[i] == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-                    || (matches!(chars[i], '+' | '-') && matches!(chars[i - 1], 'e' | 'E')))
-            {
-                i += 1;
-            }
-            let literal: String = chars[start..i].iter().filter(|c| **c != '_').collect();
-            let tok = literal.parse::<f64>().map_or(Tok::Other('0'), Tok::Num);
-            tokens.push(Token { tok, chars: start..i });
-        } else if c.is_alphabetic() || c == '_' {
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            let name: String = chars[start..i].iter().collect();
-            let next = chars[i..].iter().find(|c| !c.is_whitespace());
-            let member = matches!(
-                tokens.last(),
-                Some(Token {
-                    tok: Tok::Other('.'),
-                    ..
-                })
-            );
-            // `#{ key: value }`: a map key is not a variable.
-            let map_key = next == Some(&':') && chars.get(i + 1) != Some(&':');
-            tokens.push(Token {
-                tok: Tok::Ident {
-                    name,
-                    call: next == Some(&'(') || next == Some(&'!'),
-                    member: member || map_key,
-                },
-                chars: start..i,
-            });
-        } else if let Some(op) = OPERATORS.iter().find(|op| {
-            let len = op.chars().count();
-            chars.get(i..i + len).is_some_and(|s| s.iter().copied().eq(op.chars()))
-        }) {
-            i += op.chars().count();
-            tokens.push(Token {
-                tok: Tok::Op(op),
-                chars: start..i,
-            });
-        } else {
-            i += 1;
-            tokens.push(Token {
-                tok: Tok::Other(c),
-                chars: start..i,
-            });
-        }
-    }
-    merge_negative_numbers(tokens)
-}
-
-/// `x > -5`: a minus where a value is due belongs to the number.
-fn merge_negative_numbers(tokens: Vec<Token>) -> Vec<Token> {
-    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
-    let mut iter = tokens.into_iter().peekable();
-    while let Some(t) = iter.next() {
-        let value_due = matches!(
-            out.last(),
-            None | Some(Token {
-                tok: Tok::Op(_) | Tok::Other('(' | ','),
-                ..
-            })
-        );
-        if t.tok == Tok::Op("-")
-            && value_due
-            && let Some(Token {
-                tok: Tok::Num(n),
-                chars,
-            }) = iter.peek()
-        {
-            let merged = Token {
-                tok: Tok::Num(-n),
-                chars: t.chars.start..chars.end,
-            };
-            iter.next();
-            out.push(merged);
-            continue;
-        }
-        out.push(t);
-    }
-    out
-}
-
-/// `metric OP number`, normalised so the metric is on the left.
-#[derive(Debug, Clone, PartialEq)]
-struct Comparison {
-    metric: String,
-    op: &'static str,
-    value: f64,
-    chars: Range<usize>,
-}
-
-fn is_arithmetic(t: Option<&Token>) -> bool {
-    matches!(
-        t,
-        Some(Token {
-            tok: Tok::Op("+" | "-" | "*" | "/" | "%" | "**") | Tok::Other('.'),
-            ..
-        })
-    )
-}
-
-/// Every `metric OP number` (or `number OP metric`) in the tokens that is
-/// not part of arithmetic.
-fn comparisons(tokens: &[Token]) -> Vec<Comparison> {
-    let mut out = Vec::new();
-    for i in 0..tokens.len().saturating_sub(2) {
-        let [a, op, b] = [&tokens[i], &tokens[i + 1], &tokens[i + 2]];
-        let Tok::Op(op) = op.tok else { continue };
-        if !COMPARISONS.contains(&op) || is_arithmetic(i.checked_sub(1).and_then(|p| tokens.get(p))) {
-            continue;
-        }
-        if is_arithmetic(tokens.get(i + 3))
-            || matches!(
-                tokens.get(i + 3),
-                Some(Token {
-                    tok: Tok::Other('('),
-                    ..
-                })
-            )
-        {
-            continue;
-        }
-        let chars = a.chars.start..b.chars.end;
-        match (&a.tok, &b.tok) {
-            (
-                Tok::Ident {
-                    name,
-                    call: false,
-                    member: false,
-                },
-                Tok::Num(v),
-            ) => out.push(Comparison {
-                metric: name.clone(),
-                op,
-                value: *v,
-                chars,
-            }),
-            (
-                Tok::Num(v),
-                Tok::Ident {
-                    name,
-                    call: false,
-                    member: false,
-                },
-            ) => out.push(Comparison {
-                metric: name.clone(),
-                op: flip(op),
-                value: *v,
-                chars,
-            }),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn flip(op: &'static str) -> &'static str {
-    match op {
-        ">" => "<",
-        ">=" => "<=",
-        "<" => ">",
-        "<=" => ">=",
-        other => other,
-    }
-}
-
-/// The comparisons of an expression made only of `a OP n && b OP m && ...`;
-/// `None` for anything else (`||`, parentheses, calls, arithmetic).
-fn conjunction(tokens: &[Token]) -> Option<Vec<Comparison>> {
-    let mut out = Vec::new();
-    for part in tokens.split(|t| t.tok == Tok::Op("&&")) {
-        let [_, _, _] = part else { return None };
-        out.push(comparisons(part).pop()?);
-    }
-    Some(out)
-}
-
-/// The values for which one comparison holds: an interval of the real line.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Region {
-    low: f64,
-    low_closed: bool,
-    high: f64,
-    high_closed: bool,
-}
-
-impl Region {
-    fn of(op: &str, v: f64) -> Region {
-        let (inf, neg) = (f64::INFINITY, f64::NEG_INFINITY);
-        let r = |low, low_closed, high, high_closed| Region {
-            low,
-            low_closed,
-            high,
-            high_closed,
-        };
-        match op {
-            ">" => r(v, false, inf, false),
-            ">=" => r(v, true, inf, false),
-            "<" => r(neg, false, v, false),
-            "<=" => r(neg, false, v, true),
-            "==" => r(v, true, v, true),
-            // `!=` holds almost everywhere.
-            _ => r(neg, false, inf, false),
-        }
-    }
-
-    fn between(low: f64, high: f64) -> Region {
-        Region {
-            low,
-            low_closed: true,
-            high,
-            high_closed: true,
-        }
-    }
-
-    /// `Some(true)` for `x > a`, `Some(false)` for `x < a`.
-    fn upward(&self) -> Option<bool> {
-        match (self.low.is_infinite(), self.high.is_infinite()) {
-            (false, true) => Some(true),
-            (true, false) => Some(false),
-            _ => None,
-        }
-    }
-
-    fn overlaps(&self, other: &Region) -> bool {
-        let below = |a: &Region, b: &Region| a.high < b.low || (a.high == b.low && !(a.high_closed && b.low_closed));
-        !below(self, other) && !below(other, self)
-    }
-
-    fn covers(&self, low: f64, high: f64) -> bool {
-        (self.low < low || (self.low == low && self.low_closed))
-            && (self.high > high || (self.high == high && self.high_closed))
-    }
-}
-
-fn number(v: f64) -> String {
-    crate::event::MetricValue::Num(v).to_string()
 }
 
 #[cfg(test)]

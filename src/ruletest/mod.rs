@@ -6,7 +6,8 @@
 //!                 └──> PlaybookTest ─playbook_test──> PlaybookEngine (the real one, scripted world)
 //! ```
 //!
-//! - [`spec`]: the TOML format and its loading, every problem located.
+//! - [`spec`]: the TOML format and its loading, every problem located; its
+//!   `rules` and `playbooks` read `[[test]]` and `[[playbook_test]]`.
 //! - [`series`]: the `"50+5x10 90x20"` notation for sampled values.
 //! - [`rule_test`]: drives the evaluator and compares alerts and runs.
 //! - [`playbook_test`]: runs a playbook against canned Redis replies and

@@ -70,13 +70,16 @@ pub struct Expect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
+    /// Neither pending nor firing: asserts the alert is absent.
+    Inactive,
     Pending,
     Firing,
 }
 
 impl AlertState {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
+            AlertState::Inactive => "inactive",
             AlertState::Pending => "pending",
             AlertState::Firing => "firing",
         }
@@ -332,6 +335,9 @@ fn field_diffs(expected: &ExpectedAlert, actual: &Actual) -> Vec<(String, String
             actual.state.as_str().into(),
         ));
     }
+    if expected.state == AlertState::Inactive {
+        return out;
+    }
     if let Some(s) = expected.severity
         && s != actual.severity
     {
@@ -390,7 +396,9 @@ fn compare_alerts(expected: &[ExpectedAlert], actual: &[Actual]) -> Vec<String> 
             })
             .collect();
         let Some(&best) = candidates.iter().min_by_key(|&&i| field_diffs(e, &actual[i]).len()) else {
-            missing.push(e);
+            if e.state != AlertState::Inactive {
+                missing.push(e);
+            }
             continue;
         };
         claimed[best] = true;

@@ -67,9 +67,24 @@ at = "30s"
 alerts = [{ rule = "hot" }]
 [[test.expect]]
 at = "40s"
-alerts = []
+alerts = [{ rule = "hot", state = "inactive" }]
 "#,
     );
+}
+
+#[test]
+fn an_inactive_expectation_fails_on_a_pending_or_firing_alert() {
+    let (summary, out, _) = run(r#"
+[[test]]
+name = "t"
+[test.targets.a]
+series = { temp = "60x9" }
+[[test.expect]]
+at = "30s"
+alerts = [{ rule = "hot", state = "inactive" }]
+"#);
+    assert_eq!(summary.failed, 1, "{out}");
+    assert!(out.contains("state  expected: inactive\n"), "{out}");
 }
 
 #[test]
@@ -136,7 +151,10 @@ alerts = [{ rule = "hot", summary = "hot", summary_match = "contains" }]
         }
     );
     assert!(
-        out.contains("summary  expected: containing \"hot\"\n                      got: \"60 degrees on a\"\n"),
+        out.contains(concat!(
+            "            summary  expected: containing \"hot\"\n",
+            "                          got: \"60 degrees on a\"\n"
+        )),
         "{out}"
     );
 }

@@ -261,3 +261,25 @@ fn regions_overlap_at_shared_closed_ends_only() {
     assert!(!Region::of(">=", 5.0).overlaps(&Region::of("<", 5.0)));
     assert!(Region::of("<", 200.0).covers(0.0, 100.0));
 }
+
+#[test]
+fn with_routes_a_rule_without_notify_reaches_only_what_the_routes_name() {
+    let config = format!(
+        "{CONFIG}\n[receiver.pager]\ntype = \"log\"\n\n[receiver.spare]\ntype = \"log\"\n\n\
+         [[route]]\nmatch = {{ severity = \"critical\" }}\nreceivers = [\"pager\"]\n"
+    );
+    let routed = rule("sample", "when = \"memory_used_pct > 85\"");
+    let w = warnings_with(&config, &routed, &[]);
+    assert_eq!(
+        w,
+        [
+            "redops.toml:11:11: receiver `oncall` is never notified",
+            "redops.toml:18:11: receiver `spare` is never notified",
+        ]
+    );
+    // When every rule names its receivers the routes get nothing.
+    let named = rule("sample", "when = \"memory_used_pct > 85\"\nnotify = [\"oncall\"]");
+    let w = warnings_with(&config, &named, &[]);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains("`pager`") && w[1].contains("`spare`"), "{w:?}");
+}
