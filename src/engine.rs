@@ -92,6 +92,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let (invocations_tx, invocations_rx) = mpsc::channel::<Invocation>(INVOCATION_QUEUE);
     let (records_tx, mut records_rx) = mpsc::channel::<RunRecord>(INVOCATION_QUEUE);
     let runner = Runner::new(&config, playbook_engine, playbooks, notifier.clone(), options.dry_run);
+    let live_playbooks = runner.playbooks();
     let runner_task = tokio::spawn(runner.run(invocations_rx, records_tx));
 
     let target_labels = config.targets.iter().map(|t| (t.name.clone(), t.labels.clone()));
@@ -119,11 +120,27 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         "Engine started"
     );
 
+    let (reload_tx, mut reload_rx) = mpsc::channel::<String>(1);
+    let _watcher = crate::reload::watch(
+        &config.path,
+        &[config.engine.rules_dir.clone(), config.engine.playbooks_dir.clone()],
+        reload_tx.clone(),
+    )
+    .map_err(|e| tracing::warn!(error = %e, "Hot reload from file changes is off; SIGHUP still reloads"))
+    .ok();
+    spawn_sighup(reload_tx);
+    let mut reload_failed: Option<Alert> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(why) = reload_rx.recv() => {
+                let actions = reload(&config, &why, &mut evaluator, &live_playbooks, &mut reload_failed, &mut router);
+                for action in actions {
+                    dispatch(action, &evaluator, &mut router, &invocations_tx);
+                }
+            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 for action in evaluator.tick(now, SystemTime::now()) {
@@ -186,6 +203,101 @@ fn dispatch(action: Action, evaluator: &Evaluator, router: &mut Router, invocati
             }
         }
     }
+}
+
+/// Loads everything again and swaps it in, or keeps the last good set and
+/// raises `config_reload_failed` until a reload succeeds.
+fn reload(
+    running: &crate::config::Config,
+    why: &str,
+    evaluator: &mut Evaluator,
+    playbooks: &std::sync::RwLock<crate::playbooks::PlaybookSet>,
+    failed: &mut Option<Alert>,
+    router: &mut Router,
+) -> Vec<Action> {
+    let now = Instant::now();
+    match crate::loader::load(&running.path) {
+        Ok(new) => {
+            if new.config.targets.len() != running.targets.len()
+                || new.config.sentinels.len() != running.sentinels.len()
+                || new.config.receivers.keys().ne(running.receivers.keys())
+            {
+                tracing::warn!("Targets, Sentinel groups or receivers changed: they take effect at the next restart");
+            }
+            *playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
+            let rules = new.rules.len();
+            let actions = evaluator.replace_rules(new.rules, SystemTime::now());
+            tracing::info!(
+                changed = why,
+                rules,
+                playbooks = new.playbooks.names().len(),
+                "Reloaded"
+            );
+            if let Some(mut alert) = failed.take() {
+                alert.status = crate::alerts::AlertStatus::Resolved;
+                alert.ends_at = Some(SystemTime::now());
+                router.on_alert(alert, &[], now);
+            }
+            actions
+        }
+        Err(diags) => {
+            tracing::error!(
+                changed = why,
+                errors = diags.error_count(),
+                "Reload failed; the last good rules and playbooks keep running:\n{}",
+                diags.render()
+            );
+            let first = diags
+                .iter()
+                .next()
+                .map(|d| format!("{}: {}", d.location(), d.message))
+                .unwrap_or_default();
+            let alert = reload_alert(&first, diags.error_count(), failed.as_ref());
+            let changed = failed.as_ref().is_none_or(|a| a.summary != alert.summary);
+            if changed {
+                router.on_alert(alert.clone(), &[], now);
+            }
+            *failed = Some(alert);
+            Vec::new()
+        }
+    }
+}
+
+fn reload_alert(first_error: &str, errors: usize, previous: Option<&Alert>) -> Alert {
+    let (rule, target) = ("config_reload_failed", "redops");
+    Alert {
+        fingerprint: fingerprint(rule, target),
+        rule: rule.into(),
+        target: target.into(),
+        severity: crate::alerts::Severity::High,
+        status: crate::alerts::AlertStatus::Firing,
+        labels: [("rule", rule), ("target", target), ("severity", "high")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        summary: format!(
+            "Reload failed with {errors} error(s), the last good rules keep running; first: {first_error}"
+        ),
+        value: Some(errors.to_string()),
+        starts_at: previous.map_or_else(SystemTime::now, |p| p.starts_at),
+        ends_at: None,
+        runbook: None,
+        description: Some("Run `redops check` for every problem.".into()),
+    }
+}
+
+fn spawn_sighup(tx: mpsc::Sender<String>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = tx.try_send("SIGHUP".into());
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).

@@ -41,6 +41,7 @@ pub mod loader;
 pub mod notify;
 pub mod playbooks;
 pub mod redis;
+pub mod reload;
 pub mod rules;
 pub mod ruletest;
 pub mod secrets;

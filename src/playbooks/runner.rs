@@ -25,7 +25,8 @@ pub struct TargetRuntime {
 pub struct Runner {
     groups: Vec<crate::config::SentinelGroupConfig>,
     engine: Arc<PlaybookEngine>,
-    playbooks: PlaybookSet,
+    /// Swapped whole on reload; a run keeps the `Arc<Playbook>` it started with.
+    playbooks: Arc<std::sync::RwLock<PlaybookSet>>,
     targets: HashMap<String, TargetRuntime>,
     policy: Arc<CommandPolicy>,
     receivers: Arc<HashSet<String>>,
@@ -62,7 +63,7 @@ impl Runner {
         Runner {
             groups: config.sentinels.clone(),
             engine,
-            playbooks,
+            playbooks: Arc::new(std::sync::RwLock::new(playbooks)),
             targets,
             policy: Arc::new(CommandPolicy::playbook(&config.playbooks.allow_commands)),
             receivers: Arc::new(config.receivers.keys().cloned().collect()),
@@ -73,6 +74,11 @@ impl Runner {
             running: Arc::default(),
             backups: crate::backup::BackupSettings::from_config(config),
         }
+    }
+
+    /// A handle to swap the playbooks in on reload.
+    pub fn playbooks(&self) -> Arc<std::sync::RwLock<PlaybookSet>> {
+        self.playbooks.clone()
     }
 
     /// Runs invocations until `invocations` closes, then waits for the runs
@@ -109,7 +115,12 @@ impl Runner {
     /// Runs one invocation on the calling thread (which may block).
     pub fn run_blocking(&self, inv: Invocation) -> RunRecord {
         let run_id = new_run_id();
-        let Some(playbook) = self.playbooks.get(&inv.playbook) else {
+        let found = self
+            .playbooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&inv.playbook);
+        let Some(playbook) = found else {
             return RunRecord {
                 id: run_id,
                 playbook: inv.playbook.clone(),

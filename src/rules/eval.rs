@@ -263,6 +263,36 @@ impl Evaluator {
         actions
     }
 
+    /// Swaps in a reloaded rule set. A rule whose definition did not change
+    /// keeps its state (no re-firing, no lost `for` progress); a changed
+    /// rule starts over and a deleted one resolves its alerts.
+    pub fn replace_rules(&mut self, rules: Vec<Arc<Rule>>, wall: SystemTime) -> Vec<Action> {
+        let kept: HashMap<&str, &str> = rules.iter().map(|r| (r.name.as_str(), r.digest.as_str())).collect();
+        let old: HashMap<String, String> = self.rules.iter().map(|r| (r.name.clone(), r.digest.clone())).collect();
+        let mut actions = Vec::new();
+        let stale: Vec<(String, String)> = self
+            .states
+            .keys()
+            .filter(|(rule, _)| kept.get(rule.as_str()) != old.get(rule).map(String::as_str).as_ref())
+            .cloned()
+            .collect();
+        for key in stale {
+            if let Some(mut state) = self.states.remove(&key) {
+                let why = if kept.contains_key(key.0.as_str()) {
+                    "the rule changed"
+                } else {
+                    "the rule was deleted"
+                };
+                resolve_stored(&mut state, wall, why, &mut actions);
+            }
+        }
+        for target in self.targets.values_mut() {
+            target.keyspace.retain(|rule, _| kept.contains_key(rule.as_str()));
+        }
+        self.rules = rules;
+        actions
+    }
+
     /// Takes back alerts that were firing before a restart, so they neither
     /// fire again nor stay unresolved. Alerts of rules that no longer exist
     /// are left to the store.

@@ -151,9 +151,15 @@ fn parse_rules(
     rules
 }
 
+/// A digest of what a rule says, not where it is written: moving a rule
+/// or editing its neighbour must not count as changing it on reload.
 fn digest_of(item: &toml::Spanned<DeValue<'_>>) -> String {
+    use serde::Deserialize;
+    let canonical = toml::Value::deserialize(toml::de::ValueDeserializer::from(item.clone()))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let mut h = Sha256::new();
-    h.update(format!("{:?}", item.get_ref()).as_bytes());
+    h.update(canonical.as_bytes());
     hex::encode(&h.finalize()[..8])
 }
 
