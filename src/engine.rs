@@ -24,6 +24,7 @@ use crate::rules::{Action, Evaluator, Invocation};
 use crate::sentinel::group::spawn_sentinel_group;
 use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
 use crate::sources::sampler::{SamplerSpec, spawn_sampler};
+use crate::sources::schedule::{Schedule, ScheduleStore, spawn_schedules};
 use crate::store::Store;
 
 /// Events queued between the sources and the evaluator.
@@ -68,6 +69,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
             sources_stop.clone(),
         ));
     }
+    let events_tx_for_schedules = events_tx.clone();
     drop(events_tx);
 
     let store = match Store::open(&config.engine.state_dir) {
@@ -89,6 +91,38 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     )
     .map_err(anyhow::Error::msg)?;
     let mut router = Router::new(&config, notifier.clone(), alert_store.clone());
+    let every_target: Vec<String> = config
+        .targets
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(config.sentinels.iter().map(|g| g.name.clone()))
+        .collect();
+    let schedules: Vec<Schedule> = rules
+        .iter()
+        .filter_map(|r| {
+            let spec = r.schedule.as_ref()?;
+            Some(Schedule {
+                rule: r.name.clone(),
+                cron: spec.cron.clone(),
+                tz: spec.tz,
+                catch_up: spec.catch_up,
+                targets: if r.targets.is_empty() {
+                    every_target.clone()
+                } else {
+                    r.targets.clone()
+                },
+            })
+        })
+        .collect();
+    if !schedules.is_empty() {
+        sources.push(spawn_schedules(
+            schedules,
+            ScheduleStore::open(store.clone())?,
+            events_tx_for_schedules.clone(),
+            sources_stop.clone(),
+        ));
+    }
+    drop(events_tx_for_schedules);
     let (invocations_tx, invocations_rx) = mpsc::channel::<Invocation>(INVOCATION_QUEUE);
     let (records_tx, mut records_rx) = mpsc::channel::<RunRecord>(INVOCATION_QUEUE);
     let runner = Runner::new(&config, playbook_engine, playbooks, notifier.clone(), options.dry_run);

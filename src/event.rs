@@ -60,6 +60,8 @@ pub enum Event {
     Target(TargetChange),
     /// A Sentinel event, once per incident however many Sentinels told it.
     Sentinel(SentinelNotice),
+    /// A schedule rule fell due for a target.
+    Schedule(ScheduleTick),
 }
 
 impl Event {
@@ -70,6 +72,7 @@ impl Event {
             Event::Health(h) => &h.target,
             Event::Target(t) => &t.target,
             Event::Sentinel(n) => &n.target,
+            Event::Schedule(s) => &s.target,
         }
     }
 }
@@ -117,4 +120,12 @@ pub struct SentinelNotice {
     /// True when redops inferred the event on reconnecting to a Sentinel,
     /// because it was not listening when the event was published.
     pub reconciled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleTick {
+    pub target: String,
+    pub rule: String,
+    /// A run missed while redops was down, made up at start.
+    pub catch_up: bool,
 }

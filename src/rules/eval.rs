@@ -206,6 +206,19 @@ impl Evaluator {
                     }
                 }
             }
+            Event::Schedule(tick) => {
+                if let Some(rule) = self.rules.iter().find(|r| r.name == tick.rule)
+                    && let Some(playbook) = &rule.playbook
+                {
+                    actions.push(Action::RunPlaybook(Invocation {
+                        playbook: playbook.clone(),
+                        rule: rule.name.clone(),
+                        target: target_name.clone(),
+                        params: rule.params.clone(),
+                        alert: None,
+                    }));
+                }
+            }
             Event::Sentinel(notice) => {
                 let name = notice.event.name().to_owned();
                 let mut metrics: Metrics = notice

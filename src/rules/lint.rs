@@ -153,6 +153,7 @@ struct Scopes<'a> {
     keyspace: Vec<&'a str>,
     health: Vec<&'a str>,
     sentinel: Vec<&'a str>,
+    schedule: Vec<&'a str>,
 }
 
 impl<'a> Scopes<'a> {
@@ -166,6 +167,7 @@ impl<'a> Scopes<'a> {
             keyspace: with_target(KEYSPACE_VARIABLES),
             health: with_target(HEALTH_VARIABLES),
             sentinel: with_target(SENTINEL_VARIABLES),
+            schedule: with_target(&[]),
         }
     }
 
@@ -175,6 +177,8 @@ impl<'a> Scopes<'a> {
             SourceKind::Keyspace => &self.keyspace,
             SourceKind::Health => &self.health,
             SourceKind::Sentinel => &self.sentinel,
+            // A schedule's condition sees only its target.
+            SourceKind::Schedule => &self.schedule,
         }
     }
 
@@ -273,6 +277,7 @@ fn scope_hint(source: SourceKind) -> String {
         SourceKind::Sentinel => "sentinel rules see `event`, `group`, `sentinel`, `reconciled`, `target` and the \
              fields of the event (docs/rules.md)"
             .into(),
+        SourceKind::Schedule => "schedule rules see only `target`".into(),
     }
 }
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use toml::de::DeValue;
 
 use super::expr::ExprEngine;
-use super::model::{KeyspaceSelector, Rule, RuleSpec, SentinelSelector, SourceKind};
+use super::model::{KeyspaceSelector, Rule, RuleSpec, ScheduleSpec, SentinelSelector, SourceKind};
 
 /// How long a Sentinel alert stays firing without an event that resolves it.
 const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(600);
@@ -177,8 +177,9 @@ fn compile(
 
     let when = match &spec.when {
         Some(w) => compile_expr(file, w, expr, diags),
-        // A Sentinel rule fires on its events; a condition only narrows them.
-        None if spec.source == SourceKind::Sentinel => expr.compile("true").ok(),
+        // A Sentinel rule fires on its events, a schedule on its clock; a
+        // condition only narrows them.
+        None if matches!(spec.source, SourceKind::Sentinel | SourceKind::Schedule) => expr.compile("true").ok(),
         None => {
             diags.push(
                 Diagnostic::error(
@@ -321,6 +322,55 @@ fn compile(
         }
     };
 
+    let schedule = match (spec.source, &spec.cron) {
+        (SourceKind::Schedule, Some(cron)) => {
+            if spec.playbook.is_none() {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        name_span.clone(),
+                        format!("schedule rule `{name}` has no `playbook` to run"),
+                    )
+                    .with_hint("e.g. playbook = \"backup\""),
+                );
+            }
+            match crate::sources::schedule::parse(cron.get_ref(), spec.timezone.as_deref()) {
+                Ok((cron, tz)) => Some(ScheduleSpec {
+                    cron,
+                    tz,
+                    catch_up: spec.catch_up.unwrap_or_default(),
+                }),
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(file, cron.span(), format!("rule `{name}`: {e}"))
+                            .with_hint("five fields: minute hour day-of-month month day-of-week, e.g. \"30 3 * * *\""),
+                    );
+                    None
+                }
+            }
+        }
+        (SourceKind::Schedule, None) => {
+            diags.push(
+                Diagnostic::error(file, name_span.clone(), format!("schedule rule `{name}` has no `cron`"))
+                    .with_hint("e.g. cron = \"0 * * * *\" (hourly) and timezone = \"Europe/Berlin\""),
+            );
+            None
+        }
+        (_, cron) => {
+            if cron.is_some() || spec.timezone.is_some() || spec.catch_up.is_some() {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        name_span.clone(),
+                        format!("rule `{name}`: `cron`, `timezone` and `catch_up` only apply to schedule rules"),
+                    )
+                    .with_hint("set source = \"schedule\""),
+                );
+            }
+            None
+        }
+    };
+
     if diags.error_count() > errors_before {
         return None;
     }
@@ -345,6 +395,7 @@ fn compile(
         labels: spec.labels,
         keyspace,
         sentinel,
+        schedule,
         targets: spec.targets.into_iter().map(|t| t.into_inner()).collect(),
         notify: spec.notify.into_iter().map(|t| t.into_inner()).collect(),
         runbook: spec.runbook,

@@ -23,6 +23,8 @@ pub enum SourceKind {
     Health,
     /// Events published by the Sentinels of a group.
     Sentinel,
+    /// A cron schedule: runs the rule's playbook, raises no alert.
+    Schedule,
 }
 
 impl SourceKind {
@@ -32,6 +34,7 @@ impl SourceKind {
             SourceKind::Keyspace => "keyspace",
             SourceKind::Health => "health",
             SourceKind::Sentinel => "sentinel",
+            SourceKind::Schedule => "schedule",
         }
     }
 }
@@ -52,6 +55,14 @@ impl KeyspaceSelector {
             && (self.events.is_empty() || self.events.iter().any(|e| e == event))
             && self.keys.matches(key)
     }
+}
+
+/// When a schedule rule runs.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    pub cron: croner::Cron,
+    pub tz: chrono_tz::Tz,
+    pub catch_up: crate::sources::schedule::CatchUp,
 }
 
 /// Which Sentinel events a sentinel rule fires and resolves on.
@@ -92,6 +103,7 @@ pub struct Rule {
     pub labels: BTreeMap<String, String>,
     pub keyspace: Option<KeyspaceSelector>,
     pub sentinel: Option<SentinelSelector>,
+    pub schedule: Option<ScheduleSpec>,
     /// Targets the rule applies to; empty means all.
     pub targets: Vec<String>,
     /// Receivers to tell; empty means every receiver.
@@ -155,6 +167,12 @@ pub(super) struct RuleSpec {
     pub resolve_events: Vec<String>,
     #[serde(default, with = "crate::config::duration::option")]
     pub resolve_after: Option<Duration>,
+    #[serde(default)]
+    pub cron: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub catch_up: Option<crate::sources::schedule::CatchUp>,
     #[serde(default)]
     pub targets: Vec<toml::Spanned<String>>,
     #[serde(default)]

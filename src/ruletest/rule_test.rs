@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::series::{Point, Series};
 use crate::alerts::{Alert, AlertStatus, Phase, Severity};
-use crate::event::{Event, Health, KeyspaceCounts, MetricValue, Metrics, Sample, SentinelNotice};
+use crate::event::{Event, Health, KeyspaceCounts, MetricValue, Metrics, Sample, ScheduleTick, SentinelNotice};
 use crate::rules::expr::ExprEngine;
 use crate::rules::{Action, Evaluator, Rule, SourceKind};
 use crate::sentinel::events::SentinelEvent;
@@ -57,6 +57,11 @@ pub enum EventInput {
         target: String,
         up: bool,
         reason: Option<String>,
+    },
+    /// A schedule rule falls due for `target`.
+    Schedule {
+        target: String,
+        rule: String,
     },
 }
 
@@ -198,6 +203,11 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>) -> Vec<
                     *keyspace_counts.entry((target.clone(), rule.clone())).or_default() += count;
                 }
                 EventInput::Sentinel(notice) => inputs.push(Event::Sentinel(notice.clone())),
+                EventInput::Schedule { target, rule } => inputs.push(Event::Schedule(ScheduleTick {
+                    target: target.clone(),
+                    rule: rule.clone(),
+                    catch_up: false,
+                })),
                 EventInput::Health { target, up, reason } => {
                     let failures = failures_in_a_row.entry(target).or_default();
                     *failures = if *up { 0 } else { *failures + 1 };

@@ -7,3 +7,4 @@
 
 pub mod keyspace;
 pub mod sampler;
+pub mod schedule;

@@ -64,6 +64,9 @@ struct EventSpec {
     health: Option<HealthSpec>,
     #[serde(default)]
     reason: Option<String>,
+    /// A schedule rule falling due, by rule name.
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -262,12 +265,18 @@ pub(super) fn rule_test(
         let Some(at) = duration(file, &e.at, diags) else {
             continue;
         };
-        let kinds =
-            usize::from(e.keyspace.is_some()) + usize::from(e.sentinel.is_some()) + usize::from(e.health.is_some());
+        let kinds = usize::from(e.keyspace.is_some())
+            + usize::from(e.sentinel.is_some())
+            + usize::from(e.health.is_some())
+            + usize::from(e.schedule.is_some());
         if kinds != 1 {
             diags.push(
-                Diagnostic::error(file, span, "an event is one of `keyspace`, `sentinel` or `health`")
-                    .with_hint("e.g. keyspace = { rule = \"eviction_storm\", count = 2000 }, or health = \"down\""),
+                Diagnostic::error(
+                    file,
+                    span,
+                    "an event is one of `keyspace`, `sentinel`, `health` or `schedule`",
+                )
+                .with_hint("e.g. keyspace = { rule = \"eviction_storm\", count = 2000 }, or health = \"down\""),
             );
             continue;
         }
@@ -303,6 +312,28 @@ pub(super) fn rule_test(
                 target,
                 rule: ks.rule.into_inner(),
                 count: ks.count,
+            }
+        } else if let Some(rule) = e.schedule {
+            if !rules
+                .iter()
+                .any(|r| r.name == *rule.get_ref() && r.source == SourceKind::Schedule)
+            {
+                diags.push(unknown_name(
+                    file,
+                    rule.span(),
+                    "schedule rule",
+                    rule.get_ref(),
+                    &rule_names,
+                ));
+                continue;
+            }
+            let Some(target) = target else {
+                diags.push(needs_target(file, span));
+                continue;
+            };
+            EventInput::Schedule {
+                target,
+                rule: rule.into_inner(),
             }
         } else if let Some(line) = e.sentinel {
             let event = parse_line(line.get_ref());
