@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_backup
-//! BENCH_RDB_KEYS=8000000 BENCH_VALUE_SIZE=128 BENCH_LOGICAL_KEYS=1000000 BENCH_RUNS=3 cargo run --release --example bench_backup
+//! BENCH_RDB_KEYS=7000000 BENCH_VALUE_SIZE=128 BENCH_LOGICAL_KEYS=1000000 BENCH_RUNS=3 cargo run --release --example bench_backup
 //! ```
 //!
 //! It starts its own redis-server (with `enable-debug-command yes`) and
@@ -88,7 +88,7 @@ fn mb_per_s(bytes: u64, secs: f64) -> f64 {
 }
 
 fn main() {
-    let rdb_keys = env_or("BENCH_RDB_KEYS", 8_000_000);
+    let rdb_keys = env_or("BENCH_RDB_KEYS", 7_000_000);
     let value_size = env_or("BENCH_VALUE_SIZE", 128);
     let logical_keys = env_or("BENCH_LOGICAL_KEYS", 1_000_000);
     let runs = env_or("BENCH_RUNS", 3).max(1) as usize;

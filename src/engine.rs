@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::store::AlertStore;
 use crate::alerts::{Alert, fingerprint};
+use crate::api::state::EngineView;
 use crate::loader::{Loaded, history_retention};
 use crate::notify::outbox::Outbox;
 use crate::notify::router::Router;
@@ -91,6 +92,25 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     )
     .map_err(anyhow::Error::msg)?;
     let mut router = Router::new(&config, notifier.clone(), alert_store.clone());
+    let view = EngineView::default();
+    for t in &config.targets {
+        view.record_sample(&t.name, Some(&t.labels), &Default::default());
+    }
+    if config.api.enabled {
+        let addr = crate::api::check_bind(&config.api).map_err(anyhow::Error::msg)?;
+        let app = crate::api::router(
+            view.clone(),
+            alert_store.clone(),
+            Some(notifier.outbox().clone()),
+            &config.api,
+        );
+        let stop = effects_stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(addr, app, stop).await {
+                tracing::error!(%addr, error = %e, "API not available: cannot listen");
+            }
+        });
+    }
     let every_target: Vec<String> = config
         .targets
         .iter()
@@ -125,7 +145,16 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     drop(events_tx_for_schedules);
     let (invocations_tx, invocations_rx) = mpsc::channel::<Invocation>(INVOCATION_QUEUE);
     let (records_tx, mut records_rx) = mpsc::channel::<RunRecord>(INVOCATION_QUEUE);
-    let runner = Runner::new(&config, playbook_engine, playbooks, notifier.clone(), options.dry_run);
+    let run_store = crate::playbooks::runs::RunStore::open(store.clone())?;
+    let interrupted = run_store.mark_interrupted().unwrap_or(0);
+    if interrupted > 0 {
+        tracing::warn!(
+            runs = interrupted,
+            "Playbook runs cut short by the last stop marked interrupted"
+        );
+    }
+    let runner = Runner::new(&config, playbook_engine, playbooks, notifier.clone(), options.dry_run)
+        .with_run_store(run_store.clone());
     let live_playbooks = runner.playbooks();
     let runner_task = tokio::spawn(runner.run(invocations_rx, records_tx));
 
@@ -184,12 +213,20 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
             }
             event = events_rx.recv() => {
                 let Some(event) = event else { break };
+                observe(&view, &event);
                 for action in evaluator.on_event(&event, Instant::now(), SystemTime::now()) {
                     dispatch(action, &evaluator, &mut router, &invocations_tx);
                 }
             }
             Some(record) = records_rx.recv() => {
+                let outcome = if matches!(record.outcome, crate::playbooks::RunOutcome::Succeeded { .. }) {
+                    &view.counters.playbook_runs_ok
+                } else {
+                    &view.counters.playbook_runs_failed
+                };
+                outcome.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(run_id = %record.id, outcome = record.outcome.label(), "Playbook run recorded");
+                run_store.record(&record);
                 if let Some(rule) = &record.rule {
                     router.on_playbook(&fingerprint(rule, &record.target), PlaybookSummary {
                         name: record.playbook.clone(),
@@ -218,6 +255,35 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     notifier_handle.join().await;
     tracing::info!("Engine stopped");
     Ok(())
+}
+
+/// Keeps the API's view of targets and the event counters current.
+fn observe(view: &EngineView, event: &crate::event::Event) {
+    use crate::event::Event;
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &view.counters;
+    match event {
+        Event::Sample(s) => {
+            c.events_sample.fetch_add(1, Relaxed);
+            view.record_sample(&s.target, None, &s.metrics);
+        }
+        Event::KeyspaceCounts(_) => {
+            c.events_keyspace.fetch_add(1, Relaxed);
+        }
+        Event::Health(_) => {
+            c.events_health.fetch_add(1, Relaxed);
+        }
+        Event::Sentinel(_) => {
+            c.events_sentinel.fetch_add(1, Relaxed);
+        }
+        Event::Schedule(_) => {
+            c.events_schedule.fetch_add(1, Relaxed);
+        }
+        Event::Target(t) if t.present => {
+            view.record_sample(&t.target, Some(&t.labels), &Default::default());
+        }
+        Event::Target(t) => view.remove(&t.target),
+    }
 }
 
 fn dispatch(action: Action, evaluator: &Evaluator, router: &mut Router, invocations: &mpsc::Sender<Invocation>) {

@@ -5,7 +5,8 @@ use std::fmt;
 use std::time::SystemTime;
 
 /// One sampled value. Most metrics are numbers; a few (`role`) are text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum MetricValue {
     Num(f64),
     Text(String),

@@ -29,6 +29,7 @@
 //!   summaries), [`secrets`] (redaction of every secret we know).
 
 pub mod alerts;
+pub mod api;
 pub mod backup;
 pub mod cli;
 pub mod config;

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod document;
 pub mod duration;
+pub mod exec;
 pub mod notify;
 pub mod sentinel;
 
@@ -20,6 +21,7 @@ use toml::de::DeValue;
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::secrets::Secret;
 pub use backup::BackupConfig;
+pub use exec::ExecConfig;
 pub use notify::{EmailConfig, EscalationConfig, NotifyConfig, RouteConfig};
 pub use sentinel::SentinelGroupConfig;
 
@@ -34,8 +36,11 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub escalations: BTreeMap<String, EscalationConfig>,
     pub notify: NotifyConfig,
+    pub api: ApiConfig,
     pub playbooks: PlaybookConfig,
     pub backup: BackupConfig,
+    /// `[exec.NAME]`: the only programs a playbook's `exec(NAME, args)` may run.
+    pub exec: BTreeMap<String, ExecConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +180,30 @@ pub enum WebhookFormat {
     Alertmanager,
 }
 
+/// `[api]`: the HTTP API, metrics and dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    /// Loopback by default; any other address requires `token`.
+    pub listen: String,
+    /// Bearer token for everything that changes state, from the environment.
+    pub token: Option<Secret>,
+    /// Request bodies larger than this get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: "127.0.0.1:9187".into(),
+            token: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlaybookConfig {
@@ -186,6 +215,8 @@ pub struct PlaybookConfig {
     /// Commands the default policy denies that playbooks may run anyway,
     /// e.g. `["FLUSHDB"]` or `["CONFIG SET requirepass"]`.
     pub allow_commands: Vec<String>,
+    /// Keys one `redis.scan(...)` returns at most before it stops.
+    pub scan_limit: usize,
 }
 
 impl Default for PlaybookConfig {
@@ -194,6 +225,7 @@ impl Default for PlaybookConfig {
             timeout: Duration::from_secs(30),
             max_operations: 5_000_000,
             allow_commands: Vec::new(),
+            scan_limit: 100_000,
         }
     }
 }
@@ -273,8 +305,10 @@ impl Config {
             routes: Vec::new(),
             escalations: BTreeMap::new(),
             notify: NotifyConfig::default(),
+            api: ApiConfig::default(),
             playbooks: PlaybookConfig::default(),
             backup: BackupConfig::default(),
+            exec: BTreeMap::new(),
         };
         let mut dirs_known = true;
         let mut broken_targets = Vec::new();
@@ -363,6 +397,16 @@ impl Config {
                         )),
                     }
                 }
+                "exec" => {
+                    if let Some(e) = document::deserialize(file, value, diags) {
+                        config.exec = e;
+                    }
+                }
+                "api" => {
+                    if let Some(a) = document::deserialize(file, value, diags) {
+                        config.api = a;
+                    }
+                }
                 "notify" => {
                     if let Some(n) = document::deserialize(file, value, diags) {
                         config.notify = n;
@@ -398,8 +442,10 @@ impl Config {
                         "route",
                         "escalation",
                         "notify",
+                        "api",
                         "playbooks",
                         "backup",
+                        "exec",
                     ];
                     let mut d = Diagnostic::error(file, key.span(), format!("unknown section `{other}`"));
                     d = match document::closest(other, &options) {
@@ -627,6 +673,14 @@ impl Config {
                     }
                 }
             }
+        }
+        if self.api.enabled
+            && let Err(e) = crate::api::check_bind(&self.api)
+        {
+            diags.push(
+                Diagnostic::error(file, find_key(file, "listen"), e)
+                    .with_hint("the API must never be reachable from the network without authentication"),
+            );
         }
         if let Some(f) = &self.notify.fallback_receiver
             && !self.receivers.contains_key(f)

@@ -41,6 +41,48 @@ pub struct RunContext {
     /// Where `backup.*` keeps archives and how it seals them; `None` where
     /// a run has no state directory (then `backup.*` fails, saying so).
     pub backups: Option<crate::backup::BackupSettings>,
+    /// What `redis.scan`, `exec` and `escalate` may do, from the config.
+    pub host: Arc<HostSettings>,
+}
+
+/// The parts of the config the host API needs beyond the target.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// `[playbooks] scan_limit`.
+    pub scan_limit: usize,
+    /// `[exec.NAME]`, the only programs `exec` runs.
+    pub exec: BTreeMap<String, crate::config::ExecConfig>,
+    /// The receivers of each escalation policy's first step, for `escalate`.
+    pub escalations: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings {
+            scan_limit: crate::config::PlaybookConfig::default().scan_limit,
+            exec: BTreeMap::new(),
+            escalations: BTreeMap::new(),
+        }
+    }
+}
+
+impl HostSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        HostSettings {
+            scan_limit: config.playbooks.scan_limit,
+            exec: config.exec.clone(),
+            escalations: config
+                .escalations
+                .iter()
+                .map(|(name, e)| {
+                    (
+                        name.clone(),
+                        e.steps.first().map(|s| s.notify.clone()).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The world outside a run, scripted: what `redops test` puts in place of
@@ -62,7 +104,7 @@ pub trait ScriptedWorld: Send + Sync {
 pub struct AuditEntry {
     #[serde(with = "humantime_serde_compat")]
     pub at: SystemTime,
-    /// `redis`, `notify`, `log`.
+    /// `redis`, `notify`, `log`, `http`, `exec`, `escalate`.
     pub kind: &'static str,
     pub detail: String,
     /// True when the call was recorded instead of performed (dry run).

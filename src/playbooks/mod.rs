@@ -6,6 +6,7 @@ pub mod context;
 pub mod engine;
 pub mod policy;
 pub mod runner;
+pub mod runs;
 
 pub use context::{RunOutcome, RunRecord};
 pub use engine::{Playbook, PlaybookEngine, PlaybookSet};

@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::context::{RunContext, RunOutcome, RunRecord};
+use super::context::{HostSettings, RunContext, RunOutcome, RunRecord};
 use super::engine::{PlaybookEngine, PlaybookSet};
 use super::policy::CommandPolicy;
+use super::runs::{RunStore, Trigger};
 use crate::config::Config;
 use crate::notify::Notifier;
 use crate::rules::Invocation;
@@ -36,6 +37,9 @@ pub struct Runner {
     command_timeout: Duration,
     running: Arc<Mutex<HashSet<(String, String)>>>,
     backups: crate::backup::BackupSettings,
+    host: Arc<HostSettings>,
+    /// Where each run gets its row when it starts.
+    runs: Option<RunStore>,
 }
 
 impl Runner {
@@ -73,7 +77,15 @@ impl Runner {
             command_timeout: config.engine.command_timeout,
             running: Arc::default(),
             backups: crate::backup::BackupSettings::from_config(config),
+            host: Arc::new(HostSettings::from_config(config)),
+            runs: None,
         }
+    }
+
+    /// Stores each run as `running` when it starts; its record completes it.
+    pub fn with_run_store(mut self, runs: RunStore) -> Self {
+        self.runs = Some(runs);
+        self
     }
 
     /// A handle to swap the playbooks in on reload.
@@ -114,6 +126,18 @@ impl Runner {
 
     /// Runs one invocation on the calling thread (which may block).
     pub fn run_blocking(&self, inv: Invocation) -> RunRecord {
+        let trigger = if inv.alert.is_some() {
+            Trigger::Alert
+        } else if inv.rule.is_empty() {
+            Trigger::Manual
+        } else {
+            Trigger::Schedule
+        };
+        self.run_triggered(inv, trigger)
+    }
+
+    /// Runs one invocation on the calling thread, stored with its trigger.
+    pub fn run_triggered(&self, inv: Invocation, trigger: Trigger) -> RunRecord {
         let run_id = new_run_id();
         let found = self
             .playbooks
@@ -156,7 +180,13 @@ impl Runner {
             notifier: self.notifier.clone(),
             scripted: None,
             backups: Some(self.backups.clone()),
+            host: self.host.clone(),
         };
+        if let Some(runs) = &self.runs
+            && let Err(e) = runs.start(&ctx, trigger)
+        {
+            tracing::error!(run_id = %ctx.run_id, error = %e, "Cannot store the start of the playbook run");
+        }
         let record = self.engine.run(&playbook, ctx);
         for entry in record.audit.iter().filter(|e| e.dry_run) {
             tracing::info!(playbook = %record.playbook, target = %record.target, run_id = %record.id, action = %entry.detail, "Dry run: not performed");
@@ -180,7 +210,7 @@ impl Runner {
     /// How a run reaches its target. A Sentinel group's target is its
     /// current master, asked of the Sentinels when the run starts; a node of
     /// a group (`group/host:port`) is that node.
-    fn resolve_target(&self, name: &str) -> TargetRuntime {
+    pub fn resolve_target(&self, name: &str) -> TargetRuntime {
         if let Some(t) = self.targets.get(name) {
             return t.clone();
         }

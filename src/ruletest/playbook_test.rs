@@ -157,6 +157,7 @@ pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
             state_dir: state.0.clone(),
             config: crate::config::backup::BackupConfig::default(),
         }),
+        host: Default::default(),
     };
     let record = engine.run(&test.playbook, ctx);
     compare(&test.expect, &record)

@@ -2,6 +2,9 @@
 //! the playbook engine. See docs/playbook-api.md.
 
 pub mod backup;
+pub mod escalate;
+pub mod exec;
+pub mod http;
 pub mod log;
 pub mod notify;
 pub mod redis;
@@ -17,6 +20,9 @@ pub fn register(engine: &mut Engine) {
     notify::register(engine);
     time::register(engine);
     backup::register(engine);
+    http::register(engine);
+    exec::register(engine);
+    escalate::register(engine);
 }
 
 /// The objects whose methods make up the API: `redis.cmd(...)`, `log.info(...)`.
@@ -25,6 +31,7 @@ pub fn push_objects(scope: &mut Scope) {
     scope.push_constant("log", log::LogApi);
     scope.push_constant("time", time::TimeApi);
     scope.push_constant("backup", backup::BackupApi);
+    scope.push_constant("http", http::HttpApi);
 }
 
 pub fn to_dynamic_map(map: &BTreeMap<String, String>) -> Dynamic {

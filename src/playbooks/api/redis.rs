@@ -1,5 +1,6 @@
-//! `redis.cmd([...])` and `redis.info(section)`: commands against the run's
-//! target, under the command policy. In a dry run, reads are sent (a
+//! `redis.cmd([...])`, `redis.info(section)` and the named helpers
+//! (`scan`, `config_get`, `bigkeys`, ...): commands against the run's
+//! target, each through [`run_command`] and so under the command policy. In a dry run, reads are sent (a
 //! playbook decides from them) and writes are recorded, not sent.
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
@@ -23,6 +24,192 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("info", |_: &mut RedisApi| info(""));
     engine.register_fn("info", |_: &mut RedisApi, section: &str| info(section));
+    engine.register_fn("config_get", |_: &mut RedisApi, name: &str| config_get(name));
+    engine.register_fn("config_set", |_: &mut RedisApi, name: &str, value: Dynamic| {
+        execute(&strings(["CONFIG", "SET", name, &value.to_string()]))
+    });
+    engine.register_fn("scan", |_: &mut RedisApi, pattern: &str| scan(pattern, 100, ""));
+    engine.register_fn("scan", |_: &mut RedisApi, pattern: &str, count: i64| {
+        scan(pattern, count, "")
+    });
+    engine.register_fn("scan", |_: &mut RedisApi, pattern: &str, count: i64, kind: &str| {
+        scan(pattern, count, kind)
+    });
+    engine.register_fn("memory_usage", |_: &mut RedisApi, key: &str| {
+        execute(&strings(["MEMORY", "USAGE", key]))
+    });
+    engine.register_fn("ttl", |_: &mut RedisApi, key: &str| execute(&strings(["TTL", key])));
+    engine.register_fn("expire", |_: &mut RedisApi, key: &str, secs: i64| {
+        execute(&strings(["EXPIRE", key, &secs.to_string()]))
+    });
+    engine.register_fn("unlink", |_: &mut RedisApi, key: &str| {
+        execute(&strings(["UNLINK", key]))
+    });
+    engine.register_fn("slowlog", |_: &mut RedisApi, n: i64| slowlog(n));
+    engine.register_fn("latency_latest", |_: &mut RedisApi| latency_latest());
+    engine.register_fn("client_list", |_: &mut RedisApi| client_list());
+    engine.register_fn("bigkeys", |_: &mut RedisApi, options: Map| bigkeys(&options));
+    engine.register_fn("bigkeys", |_: &mut RedisApi| bigkeys(&Map::new()));
+}
+
+fn strings<const N: usize>(args: [&str; N]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// `redis.config_get("maxmemory*")` → `#{maxmemory: "0", ...}`.
+fn config_get(name: &str) -> RhaiResult {
+    let reply = execute(&strings(["CONFIG", "GET", name]))?;
+    if reply.is_map() {
+        return Ok(reply);
+    }
+    let items = reply.into_array().map_err(|t| format!("CONFIG GET returned a {t}"))?;
+    let map: Map = items
+        .chunks(2)
+        .filter(|pair| pair.len() == 2)
+        .map(|pair| (pair[0].to_string().into(), pair[1].clone()))
+        .collect();
+    Ok(map.into())
+}
+
+/// Keys matching `pattern`, by SCAN (never KEYS), at most `[playbooks] scan_limit`.
+fn scan(pattern: &str, count: i64, kind: &str) -> RhaiResult {
+    let limit = context::with_run(|run| run.ctx.host.scan_limit)?;
+    let keys = scan_keys(pattern, count, kind, limit)?;
+    Ok(keys.into_iter().map(Dynamic::from).collect::<Array>().into())
+}
+
+fn scan_keys(pattern: &str, count: i64, kind: &str, limit: usize) -> Result<Vec<String>, Box<EvalAltResult>> {
+    let count = count.clamp(1, 10_000).to_string();
+    let mut cursor = "0".to_owned();
+    let mut keys = Vec::new();
+    loop {
+        let mut args = strings(["SCAN", &cursor, "MATCH", pattern, "COUNT", &count]);
+        if !kind.is_empty() {
+            args.extend(strings(["TYPE", kind]));
+        }
+        let reply = execute(&args)?
+            .into_array()
+            .map_err(|t| format!("SCAN returned a {t}"))?;
+        let [next, batch] = <[Dynamic; 2]>::try_from(reply).map_err(|_| "SCAN returned no cursor")?;
+        for key in batch.into_array().map_err(|t| format!("SCAN returned keys as a {t}"))? {
+            if keys.len() >= limit {
+                api_log(
+                    "warn",
+                    &format!("scan stopped at {limit} keys ([playbooks] scan_limit); more match `{pattern}`"),
+                );
+                return Ok(keys);
+            }
+            keys.push(key.to_string());
+        }
+        cursor = next.to_string();
+        if cursor == "0" {
+            return Ok(keys);
+        }
+        if context::past_deadline() {
+            return Err("redis.scan: the run's deadline passed during the scan".into());
+        }
+    }
+}
+
+fn api_log(level: &str, msg: &str) {
+    super::log::write(level, msg);
+}
+
+/// `SLOWLOG GET n` as maps: `#{id, time, duration_us, command, client, client_name}`.
+fn slowlog(n: i64) -> RhaiResult {
+    let reply = execute(&strings(["SLOWLOG", "GET", &n.max(0).to_string()]))?;
+    let entries = reply.into_array().map_err(|t| format!("SLOWLOG GET returned a {t}"))?;
+    let out: Array = entries
+        .into_iter()
+        .filter_map(|e| e.into_array().ok())
+        .map(|f| {
+            let field = |i: usize| f.get(i).cloned().unwrap_or(Dynamic::UNIT);
+            let command = field(3)
+                .into_array()
+                .map(|a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default();
+            let mut m = Map::new();
+            m.insert("id".into(), field(0));
+            m.insert("time".into(), field(1));
+            m.insert("duration_us".into(), field(2));
+            m.insert("command".into(), audit_line(&[command]).into());
+            m.insert("client".into(), field(4));
+            m.insert("client_name".into(), field(5));
+            Dynamic::from_map(m)
+        })
+        .collect();
+    Ok(out.into())
+}
+
+/// `LATENCY LATEST` as maps: `#{event, time, latest_ms, max_ms}`.
+fn latency_latest() -> RhaiResult {
+    let reply = execute(&strings(["LATENCY", "LATEST"]))?;
+    let entries = reply
+        .into_array()
+        .map_err(|t| format!("LATENCY LATEST returned a {t}"))?;
+    let out: Array = entries
+        .into_iter()
+        .filter_map(|e| e.into_array().ok())
+        .map(|f| {
+            let field = |i: usize| f.get(i).cloned().unwrap_or(Dynamic::UNIT);
+            let mut m = Map::new();
+            m.insert("event".into(), field(0));
+            m.insert("time".into(), field(1));
+            m.insert("latest_ms".into(), field(2));
+            m.insert("max_ms".into(), field(3));
+            Dynamic::from_map(m)
+        })
+        .collect();
+    Ok(out.into())
+}
+
+/// `CLIENT LIST` as one map per connection; numbers are numbers.
+fn client_list() -> RhaiResult {
+    let reply = execute(&strings(["CLIENT", "LIST"]))?;
+    let text = reply.into_string().map_err(|t| format!("CLIENT LIST returned a {t}"))?;
+    Ok(parse_client_list(&text).into())
+}
+
+fn parse_client_list(text: &str) -> Array {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let m: Map = line
+                .split_ascii_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.into(), scalar(v)))
+                .collect();
+            Dynamic::from_map(m)
+        })
+        .collect()
+}
+
+/// `redis.bigkeys(#{sample: 1000, top: 10})`: the biggest keys by MEMORY
+/// USAGE among the first `sample` keys SCAN returns, as `#{key, type, bytes}`.
+fn bigkeys(options: &Map) -> RhaiResult {
+    let int = |name: &str, default: i64| options.get(name).and_then(|v| v.as_int().ok()).unwrap_or(default);
+    let sample = int("sample", 1000).max(1) as usize;
+    let top = int("top", 10).max(0) as usize;
+    let limit = context::with_run(|run| run.ctx.host.scan_limit)?.min(sample);
+    let mut sized = Vec::new();
+    for key in scan_keys("*", 1000, "", limit)? {
+        // A key that expired between SCAN and MEMORY USAGE answers nil.
+        if let Ok(bytes) = execute(&strings(["MEMORY", "USAGE", &key]))?.as_int() {
+            sized.push((bytes, key));
+        }
+    }
+    sized.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    sized.truncate(top);
+    let mut out = Array::new();
+    for (bytes, key) in sized {
+        let kind = execute(&strings(["TYPE", &key]))?.to_string();
+        let mut m = Map::new();
+        m.insert("key".into(), key.into());
+        m.insert("type".into(), kind.into());
+        m.insert("bytes".into(), bytes.into());
+        out.push(Dynamic::from_map(m));
+    }
+    Ok(out.into())
 }
 
 /// `redis.info("memory")` → a map of the section's fields; numbers are numbers.
@@ -153,5 +340,18 @@ pub fn to_dynamic(v: ::redis::Value) -> Dynamic {
         V::Push { data, .. } => data.into_iter().map(to_dynamic).collect::<Array>().into(),
         V::ServerError(e) => format!("{e:?}").into(),
         other => format!("{other:?}").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_list_lines_become_maps() {
+        let clients =
+            super::parse_client_list("id=3 addr=127.0.0.1:5000 name= age=12 cmd=client|list\nid=4 addr=x age=1\n");
+        assert_eq!(clients.len(), 2);
+        let first = clients[0].clone_cast::<rhai::Map>();
+        assert_eq!(first["id"].as_int().unwrap(), 3);
+        assert_eq!(first["cmd"].to_string(), "client|list");
     }
 }

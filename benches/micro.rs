@@ -1,0 +1,278 @@
+//! Micro benchmarks of the hot paths (issue 8, figure 6), with a small
+//! timing harness (std `Instant` and `black_box`, no criterion).
+//!
+//! Run: `cargo bench --bench micro` (optionally a filter: `cargo bench
+//! --bench micro -- keyspace`). Each case is calibrated to ~100 ms a batch,
+//! then timed over 7 batches; the median batch is reported in ns per
+//! operation, with the fastest and slowest batch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redops::event::{MetricValue, Metrics};
+use redops::glob::Glob;
+use redops::redis::info;
+use redops::redis::metrics::{Limits, MetricsDeriver};
+use redops::rules::expr::ExprEngine;
+use redops::rules::history::History;
+use redops::rules::model::KeyspaceSelector;
+use redops::sources::keyspace::KeyspaceCounter;
+use rhai::{Dynamic, Scope};
+
+const BATCHES: usize = 7;
+const BATCH_TIME: Duration = Duration::from_millis(100);
+
+/// Times `f` (one operation a call): median, min and max ns/op over batches.
+fn bench(name: &str, filter: &Option<String>, mut f: impl FnMut()) {
+    if filter.as_ref().is_some_and(|flt| !name.contains(flt.as_str())) {
+        return;
+    }
+    // Calibrate: double the batch until it takes BATCH_TIME (bounded).
+    let mut iters: u64 = 1;
+    for _ in 0..40 {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        if t.elapsed() >= BATCH_TIME / 4 {
+            break;
+        }
+        iters *= 2;
+    }
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    let per = t.elapsed().as_secs_f64() / iters as f64;
+    let iters = ((BATCH_TIME.as_secs_f64() / per.max(1e-9)) as u64).max(1);
+    let mut ns: Vec<f64> = (0..BATCHES)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e9 / iters as f64
+        })
+        .collect();
+    ns.sort_by(f64::total_cmp);
+    println!(
+        "{name:<58} {:>12.1} ns/op   (min {:.1}, max {:.1}; {BATCHES} batches x {iters})",
+        ns[BATCHES / 2],
+        ns[0],
+        ns[BATCHES - 1]
+    );
+}
+
+fn scope_of(target: &str, metrics: &Metrics) -> Scope<'static> {
+    // As the evaluator builds it for each sample.
+    let mut scope = Scope::new();
+    scope.push_constant("target", target.to_owned());
+    for (name, value) in metrics {
+        let v: Dynamic = match value {
+            MetricValue::Num(n) => (*n).into(),
+            MetricValue::Text(t) => t.clone().into(),
+        };
+        scope.push_constant_dynamic(name.clone(), v);
+    }
+    scope
+}
+
+fn selectors() -> Vec<(String, KeyspaceSelector)> {
+    let mut globs = Vec::new();
+    for d in 0..10 {
+        globs.push(format!("key:000000{d}*"));
+        globs.push(format!("key:*{d}"));
+        globs.push(format!("key:000000[0-{d}]*"));
+        globs.push(format!("key:0000001?{d}*"));
+        globs.push(format!("*:00000{d}*"));
+        globs.push(format!("key:000000{d:06}"));
+        globs.push(format!("key:*{d}{d}"));
+        globs.push(format!("user:{d}*"));
+        globs.push(format!("key:0000005{d}*"));
+        globs.push(format!("key:[^{d}]*"));
+    }
+    globs.truncate(93);
+    let mut all: Vec<String> = vec!["*".to_string(); 7];
+    all.extend(globs);
+    all.into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            (
+                format!("rule_{i}"),
+                KeyspaceSelector {
+                    events: vec!["set".into()],
+                    keys: Glob::new(&g),
+                    window: Duration::from_secs(60),
+                    db: None,
+                },
+            )
+        })
+        .collect()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else is a name filter.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    println!("redops micro benchmarks (release; median of {BATCHES} batches of ~{BATCH_TIME:?})");
+
+    // INFO parsing of a full `INFO ALL` reply.
+    let info_text = include_str!("../tests/fixtures/info_all_master.txt");
+    println!(
+        "INFO ALL fixture: {} bytes, {} fields",
+        info_text.len(),
+        info::parse(&info_text).fields().count()
+    );
+    bench("info::parse (INFO ALL, master)", &filter, || {
+        black_box(info::parse(black_box(&info_text)));
+    });
+    let parsed = info::parse(&info_text);
+    let limits = Limits {
+        maxmemory: 64 << 20,
+        maxclients: 10_000,
+    };
+    let mut deriver = MetricsDeriver::new();
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    bench("info::parse + MetricsDeriver::derive (one sample)", &filter, || {
+        let i = info::parse(black_box(&info_text));
+        black_box(deriver.derive(&i, &limits, Some(Duration::from_secs(1)), unix));
+    });
+
+    // `when` evaluation: compiled once, evaluated against a sample's scope.
+    let mut deriver = MetricsDeriver::new();
+    deriver.derive(&parsed, &limits, None, unix);
+    let metrics = deriver.derive(&parsed, &limits, Some(Duration::from_secs(1)), unix);
+    println!("scope: {} metrics from the fixture", metrics.len());
+    let expr = ExprEngine::new();
+    let mut history = History::new(Duration::from_secs(600));
+    let now = tokio::time::Instant::now();
+    for (text, label) in [
+        ("memory_used_pct > 85", "simple comparison"),
+        (
+            "mem_fragmentation_ratio > 1.5 && used_memory > 67108864",
+            "two comparisons",
+        ),
+        ("hit_ratio < 90", "comparison on a late metric"),
+    ] {
+        let ast = expr.compile(text).unwrap();
+        let mut scope = scope_of("cache", &metrics);
+        assert!(expr.eval_bool(&ast, &mut scope, &mut history, now).is_ok(), "{text}");
+        bench(&format!("eval_bool `{text}` ({label})"), &filter, || {
+            black_box(expr.eval_bool(&ast, &mut scope, &mut history, now).ok());
+        });
+    }
+    let ast = expr.compile("memory_used_pct > 85").unwrap();
+    bench("scope build (sample) + eval_bool", &filter, || {
+        let mut scope = scope_of("cache", black_box(&metrics));
+        black_box(expr.eval_bool(&ast, &mut scope, &mut history, now).ok());
+    });
+    bench("compile `memory_used_pct > 85` (load time only)", &filter, || {
+        black_box(expr.compile(black_box("memory_used_pct > 85")).ok());
+    });
+
+    // Keyspace reader: parse the channel, match 100 selectors, count.
+    let mut counter = KeyspaceCounter::new(selectors());
+    let keys: Vec<Vec<u8>> = (0..4096u64)
+        .map(|i| format!("key:{:012}", (i * 2_654_435_761) % 1_000_000).into_bytes())
+        .collect();
+    let mut i = 0usize;
+    bench("KeyspaceCounter::observe, 100 selectors on `set`", &filter, || {
+        counter.observe(black_box(b"__keyevent@0__:set"), black_box(&keys[i & 4095]));
+        i += 1;
+    });
+    let mut one = KeyspaceCounter::new(selectors().into_iter().take(1).collect());
+    bench("KeyspaceCounter::observe, 1 selector (`*`)", &filter, || {
+        one.observe(black_box(b"__keyevent@0__:set"), black_box(&keys[i & 4095]));
+        i += 1;
+    });
+    bench("KeyspaceCounter::observe, event no rule listens to", &filter, || {
+        counter.observe(black_box(b"__keyevent@0__:expired"), black_box(&keys[i & 4095]));
+        i += 1;
+    });
+    bench("KeyspaceCounter::snapshot (100 rules, once a tick)", &filter, || {
+        black_box(counter.snapshot("t"));
+    });
+
+    // Playbook start: the AST is cached; one run of an empty playbook.
+    playbook_run(&filter);
+}
+
+fn playbook_run(filter: &Option<String>) {
+    use redops::config::PlaybookConfig;
+    use redops::diagnostics::{Diagnostics, SourceFile};
+    use redops::notify::Notifier;
+    use redops::notify::outbox::Outbox;
+    use redops::playbooks::context::RunContext;
+    use redops::playbooks::engine::PlaybookEngine;
+    use redops::playbooks::policy::CommandPolicy;
+    use redops::store::Store;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (notifier, _handle) = Notifier::spawn(
+        &BTreeMap::new(),
+        Outbox::open(Store::in_memory()).unwrap(),
+        None,
+        shutdown,
+    )
+    .unwrap();
+    let engine = PlaybookEngine::new(&PlaybookConfig::default());
+    let mut diags = Diagnostics::default();
+    let empty = engine
+        .compile(&SourceFile::new("empty.rhai", "()\n".to_string()), &mut diags)
+        .unwrap();
+    let first = engine
+        .compile(
+            &SourceFile::new("first.rhai", "let t = time.now();\n".to_string()),
+            &mut diags,
+        )
+        .unwrap();
+    let alert = redops::alerts::Alert {
+        fingerprint: redops::alerts::fingerprint("bench", "t"),
+        rule: "bench".into(),
+        target: "t".into(),
+        severity: redops::alerts::Severity::High,
+        status: redops::alerts::AlertStatus::Firing,
+        labels: [("rule", "bench"), ("target", "t"), ("severity", "high")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        summary: "bench".into(),
+        value: None,
+        starts_at: SystemTime::now(),
+        ends_at: None,
+        runbook: None,
+        description: None,
+    };
+    let policy = Arc::new(CommandPolicy::playbook(&[]));
+    let receivers: Arc<HashSet<String>> = Arc::default();
+    let ctx = || RunContext {
+        run_id: "bench".into(),
+        playbook: "empty".into(),
+        target: "t".into(),
+        target_labels: BTreeMap::new(),
+        connection: None,
+        rule: Some("bench".into()),
+        alert: Some(alert.clone()),
+        params: BTreeMap::new(),
+        dry_run: false,
+        deadline: Instant::now() + Duration::from_secs(30),
+        command_timeout: Duration::from_secs(1),
+        policy: policy.clone(),
+        receivers: receivers.clone(),
+        notifier: notifier.clone(),
+        scripted: None,
+        backups: None,
+    };
+    bench("PlaybookEngine::run, empty playbook (cached AST)", filter, || {
+        black_box(engine.run(&empty, ctx()));
+    });
+    bench("PlaybookEngine::run, `let t = time.now();`", filter, || {
+        black_box(engine.run(&first, ctx()));
+    });
+}

@@ -1,0 +1,498 @@
+//! Keyspace firehose (issue 8, figure 1): `redis-benchmark -t set -n 1000000
+//! -P 16 -r 1000000` against a server publishing `E$` keyevents, with the
+//! real `redops` binary counting them for 100 keyspace rules, and, in the
+//! same run, a plain redis-py subscriber (`scripts/redis_py_subscriber.py`)
+//! doing the same job.
+//!
+//! ```text
+//! cargo build --release --examples
+//! target/release/examples/bench_keyspace [--requests 1000000] [--no-python]
+//! ```
+//!
+//! What redops counted is read from what it pages: seven of the 100 rules
+//! count every `set` (window 10m) with thresholds from 50 % to 100 % of the
+//! requests and quote `{{ count }}`; the highest that fires bounds the count.
+//! The other 93 rules (prefix, class, `?`, suffix and exact globs, window 1m)
+//! never fire and are there to be matched. Disconnections are read from
+//! `CLIENT LIST` (sampled every 100 ms: client ids, output buffer), the
+//! server's log and redops' log.
+//!
+//! `REDOPS_BIN` names the binary (default `target/release/redops`); `PYTHON`
+//! the interpreter with redis-py (default `python3`).
+
+use std::future::IntoFuture;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use redops::lab::process::{RedisProcess, RedisSpec};
+
+#[derive(Clone, Debug)]
+struct Got {
+    at: Instant,
+    body: serde_json::Value,
+}
+
+struct Hook {
+    port: u16,
+    got: Arc<Mutex<Vec<Got>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let g = got.clone();
+        let thread = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+                    let at = Instant::now();
+                    let g = g.clone();
+                    async move {
+                        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                        g.lock().unwrap().push(Got { at, body });
+                        "ok"
+                    }
+                });
+                tokio::select! {
+                    _ = axum::serve(listener, app).into_future() => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Hook {
+            port,
+            got,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn all(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn redops_bin() -> PathBuf {
+    std::env::var_os("REDOPS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/redops"))
+}
+
+/// A child process killed (TERM, then KILL) on drop.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?;
+    Some(ticks / clk_tck())
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A `Vm*` line of /proc/<pid>/status, in MiB.
+fn vm(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn conn(addr: &str) -> redis::Connection {
+    let c = redis::Client::open(format!("redis://{addr}"))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The 100 rules: 7 counting tiers and 93 matched-but-silent selectors.
+fn rules(requests: u64) -> (String, Vec<(String, u64)>) {
+    let mut text = String::new();
+    let mut tiers = Vec::new();
+    for (i, permille) in [500u64, 900, 990, 999, 9990, 9999, 10000].iter().enumerate() {
+        // Last three are per ten thousand: 99.9 %, 99.99 %, 100 %.
+        let threshold = if i < 4 {
+            requests * permille / 1000
+        } else {
+            requests * permille / 10000
+        };
+        let name = format!("all_sets_{i}");
+        text.push_str(&format!(
+            "[[rule]]\nname = \"{name}\"\nsource = \"keyspace\"\nevents = [\"set\"]\nkeys = \"*\"\nwindow = \"10m\"\n\
+             when = \"count >= {threshold}\"\nseverity = \"info\"\nsummary = \"{{{{ count }}}}\"\n\n"
+        ));
+        tiers.push((name, threshold));
+    }
+    let mut globs = Vec::new();
+    for d in 0..10 {
+        globs.push(format!("key:000000{d}*")); // prefix: a tenth of the keys each
+        globs.push(format!("key:*{d}")); // suffix: general matcher
+        globs.push(format!("key:000000[0-{d}]*")); // class
+        globs.push(format!("key:0000001?{d}*")); // ?
+        globs.push(format!("*:00000{d}*")); // leading star
+        globs.push(format!("key:000000{d:06}")); // exact
+        globs.push(format!("key:*{d}{d}")); // suffix, two digits
+        globs.push(format!("user:{d}*")); // prefix that never matches
+        globs.push(format!("key:0000005{d}*"));
+        globs.push(format!("key:[^{d}]*"));
+    }
+    globs.truncate(93);
+    for (i, g) in globs.iter().enumerate() {
+        text.push_str(&format!(
+            "[[rule]]\nname = \"sel_{i}\"\nsource = \"keyspace\"\nevents = [\"set\"]\nkeys = \"{g}\"\nwindow = \"1m\"\n\
+             when = \"count > 1000000000\"\nseverity = \"info\"\n\n"
+        ));
+    }
+    (text, tiers)
+}
+
+#[derive(Default, Debug)]
+struct Watch {
+    /// Distinct client ids seen for redops' subscription and python's.
+    redops_ids: Vec<u64>,
+    py_ids: Vec<u64>,
+    redops_max_omem: u64,
+    py_max_omem: u64,
+    py_max_rss_mib: f64,
+}
+
+fn watch_clients(addr: &str, stop: &AtomicBool, py_pid: Option<u32>) -> Watch {
+    let mut c = conn(addr);
+    let mut w = Watch::default();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        if let Some(rss) = py_pid.and_then(|p| vm(p, "VmRSS")) {
+            w.py_max_rss_mib = w.py_max_rss_mib.max(rss);
+        }
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap_or_default();
+        for line in list.lines().filter(|l| l.contains("psub=1")) {
+            let field = |k: &str| -> Option<&str> {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            };
+            let id: u64 = field("id").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let omem: u64 = field("omem").and_then(|v| v.parse().ok()).unwrap_or(0);
+            if field("name") == Some("pybench") {
+                if !w.py_ids.contains(&id) {
+                    w.py_ids.push(id);
+                }
+                w.py_max_omem = w.py_max_omem.max(omem);
+            } else {
+                if !w.redops_ids.contains(&id) {
+                    w.redops_ids.push(id);
+                }
+                w.redops_max_omem = w.redops_max_omem.max(omem);
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    w
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let requests: u64 = arg(&args, "--requests", 1_000_000);
+    let python = !args.iter().any(|a| a == "--no-python");
+    println!(
+        "bench_keyspace: binary {} (modified {:?}), {requests} SETs",
+        redops_bin().display(),
+        std::fs::metadata(redops_bin()).and_then(|m| m.modified()).ok()
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = RedisProcess::start(RedisSpec::new(tmp.path().join("redis")).with("notify-keyspace-events", "E$"))
+        .expect("redis-server");
+    let addr = redis.addr();
+    let hook = Hook::start();
+    let dir = tmp.path().join("engine");
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    std::fs::write(
+        dir.join("redops.toml"),
+        format!(
+            "[engine]\nrules_dir = \"rules\"\nplaybooks_dir = \"playbooks\"\nstate_dir = \"state\"\nsample_interval = \"5s\"\n\n\
+             [[target]]\nname = \"t\"\nurl = \"{}\"\nkeyspace_events = \"E$\"\n\n[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+            redis.url(0),
+            hook.url()
+        ),
+    )
+    .unwrap();
+    let (text, tiers) = rules(requests);
+    std::fs::write(dir.join("rules/firehose.toml"), text).unwrap();
+
+    let log = dir.join("redops.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let redops = Proc {
+        child: Command::new(redops_bin())
+            .args(["run", "--config"])
+            .arg(dir.join("redops.toml"))
+            .current_dir(&dir)
+            .env("RUST_LOG", "redops=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("redops"),
+    };
+    let redops_pid = redops.child.id();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !read_log().contains("Keyspace subscription active") {
+        assert!(Instant::now() < deadline, "redops did not subscribe:\n{}", read_log());
+        thread::sleep(Duration::from_millis(50));
+    }
+    let rules_loaded = read_log()
+        .lines()
+        .find(|l| l.contains("Engine started"))
+        .unwrap_or("")
+        .to_string();
+    println!("redops: {rules_loaded}");
+
+    let mut py = None;
+    let mut py_pid = None;
+    if python {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/redis_py_subscriber.py");
+        let interpreter = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(interpreter)
+            .arg(script)
+            .args(["--port", &redis.port().to_string(), "--silence", "5"])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "python subscriber: {line}");
+        py_pid = Some(child.id());
+        py = Some((Proc { child }, out));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        thread::spawn(move || watch_clients(&addr, &stop, py_pid))
+    };
+
+    let cpu0 = cpu_secs(redops_pid).unwrap();
+    let py_cpu0 = py_pid.and_then(cpu_secs);
+    let t_start = Instant::now();
+    let wall_start = SystemTime::now();
+    let bench = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &redis.port().to_string()])
+        .args([
+            "-t",
+            "set",
+            "-n",
+            &requests.to_string(),
+            "-P",
+            "16",
+            "-r",
+            "1000000",
+            "-q",
+        ])
+        .output()
+        .expect("redis-benchmark");
+    let bench_secs = t_start.elapsed().as_secs_f64();
+    let bench_out = String::from_utf8_lossy(&bench.stdout);
+    let bench_line = bench_out.rsplit('\r').next().unwrap_or("").trim().to_string();
+    println!("redis-benchmark: {bench_line} ({bench_secs:.2} s)");
+
+    // Wait for the tiers to stop firing: until the top one fires or 15 s
+    // pass without a new one (at most 120 s).
+    let top = tiers.last().unwrap().0.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_change = Instant::now();
+    let mut seen = 0;
+    loop {
+        let all = hook.all();
+        if all.iter().any(|g| g.body["rule"] == top.as_str()) {
+            break;
+        }
+        if all.len() != seen {
+            seen = all.len();
+            last_change = Instant::now();
+        }
+        if last_change.elapsed() > Duration::from_secs(15) || Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let all = hook.all();
+    let mut best: Option<(String, u64, f64, String)> = None;
+    for (name, threshold) in &tiers {
+        if let Some(g) = all
+            .iter()
+            .find(|g| g.body["rule"] == name.as_str() && g.body["status"] == "firing")
+        {
+            let at = g.at.duration_since(t_start).as_secs_f64();
+            let count = g.body["summary"].as_str().unwrap_or("").to_string();
+            println!("  tier {name} (count >= {threshold}) fired at +{at:.3} s, count {count}");
+            best = Some((name.clone(), *threshold, at, count));
+        } else {
+            println!("  tier {name} (count >= {threshold}) did NOT fire");
+        }
+    }
+    let cpu1 = cpu_secs(redops_pid).unwrap();
+
+    let mut py_result = serde_json::Value::Null;
+    if let Some((mut proc_, mut out)) = py.take() {
+        let mut line = String::new();
+        // The subscriber exits after 5 s of silence (bounded by its own max).
+        let _ = out.read_line(&mut line);
+        py_result = serde_json::from_str(line.trim()).unwrap_or(serde_json::Value::Null);
+        let _ = proc_.child.wait();
+    }
+    let py_cpu1 = py_pid.and_then(cpu_secs);
+    stop.store(true, Ordering::Relaxed);
+    let w = watcher.join().unwrap();
+
+    let hwm = vm(redops_pid, "VmHWM").unwrap_or(0.0);
+    let rss = vm(redops_pid, "VmRSS").unwrap_or(0.0);
+    let mut c = conn(&addr);
+    let stats: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    let obl = stats
+        .lines()
+        .find(|l| l.starts_with("client_output_buffer_limit_disconnections"))
+        .unwrap_or("client_output_buffer_limit_disconnections: (not reported by this Redis)")
+        .to_string();
+    let server_log = std::fs::read_to_string(redis.log_path()).unwrap_or_default();
+    let closed = server_log
+        .lines()
+        .filter(|l| l.contains("output buffer") || l.contains("closed ASAP"))
+        .collect::<Vec<_>>();
+    let redops_log = read_log();
+    let lost = redops_log.matches("Keyspace subscription lost").count();
+
+    println!("--- results");
+    match &best {
+        Some((name, threshold, at, count)) => {
+            let counted: f64 = count.parse().unwrap_or(*threshold as f64);
+            println!(
+                "RESULT redops counted >= {counted} of {requests} ({:.3} %), highest tier {name}, fired at +{at:.3} s => {:.0} events/s",
+                counted * 100.0 / requests as f64,
+                counted / at
+            );
+        }
+        None => println!("RESULT redops: no tier fired (counted < 50 %)"),
+    }
+    println!(
+        "RESULT redops CPU {:.2} s over the run ({:.0} % of a core over the {:.2} s of redis-benchmark + tail), VmHWM {hwm:.1} MiB, VmRSS after {rss:.1} MiB",
+        cpu1 - cpu0,
+        (cpu1 - cpu0) * 100.0 / best.as_ref().map_or(bench_secs, |b| b.2.max(bench_secs)),
+        bench_secs
+    );
+    println!(
+        "RESULT redops subscription client ids seen {:?} (more than one = reconnected), max omem {} B, 'subscription lost' log lines {lost}",
+        w.redops_ids, w.redops_max_omem
+    );
+    if python {
+        let count = py_result["count"].as_u64().unwrap_or(0);
+        let span = match (py_result["first"].as_f64(), py_result["last"].as_f64()) {
+            (Some(_), Some(l)) => {
+                let start = wall_start.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+                l - start
+            }
+            _ => 0.0,
+        };
+        println!(
+            "RESULT python redis-py received {count} of {requests} ({:.3} %), last message at +{span:.2} s => {:.0} events/s, CPU {:.2} s, max RSS {:.1} MiB, disconnected: {}",
+            count as f64 * 100.0 / requests as f64,
+            if span > 0.0 { count as f64 / span } else { 0.0 },
+            match (py_cpu0, py_cpu1) {
+                (Some(a), Some(b)) => b - a,
+                _ => f64::NAN,
+            },
+            w.py_max_rss_mib,
+            py_result["disconnected"]
+        );
+        println!(
+            "RESULT python client ids seen {:?} (more than one = redis-py reconnected), max omem {} B",
+            w.py_ids, w.py_max_omem
+        );
+        if let Some((_, threshold, _, count)) = &best {
+            let counted: f64 = count.parse().unwrap_or(*threshold as f64);
+            println!(
+                "RESULT ratio redops/python counted: {:.2}",
+                counted / (count_or_one(py_result["count"].as_u64()))
+            );
+        }
+    }
+    println!("RESULT server: {obl}; log lines about closed clients: {}", closed.len());
+    for l in closed.iter().take(5) {
+        println!("  server log: {l}");
+    }
+}
+
+fn count_or_one(c: Option<u64>) -> f64 {
+    c.filter(|c| *c > 0).unwrap_or(1) as f64
+}

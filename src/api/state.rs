@@ -1,0 +1,173 @@
+//! What the engine shows the API: each target's latest sample and
+//! connection state, and engine-wide counters. The engine loop writes it;
+//! API handlers read a snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::event::{MetricValue, Metrics};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetView {
+    pub labels: BTreeMap<String, String>,
+    pub up: bool,
+    #[serde(with = "crate::alerts::rfc3339")]
+    pub sampled_at: SystemTime,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub targets: BTreeMap<String, TargetView>,
+    pub uptime_seconds: u64,
+    pub reload_ok: bool,
+}
+
+/// Engine-wide counters, exported on /metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub events_sample: AtomicU64,
+    pub events_keyspace: AtomicU64,
+    pub events_health: AtomicU64,
+    pub events_sentinel: AtomicU64,
+    pub events_schedule: AtomicU64,
+    pub alerts_firing: AtomicU64,
+    pub alerts_resolved: AtomicU64,
+    pub playbook_runs_ok: AtomicU64,
+    pub playbook_runs_failed: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct EngineView {
+    targets: Arc<RwLock<BTreeMap<String, TargetView>>>,
+    pub counters: Arc<Counters>,
+    reload_ok: Arc<AtomicBool>,
+    started: Instant,
+}
+
+impl Default for EngineView {
+    fn default() -> Self {
+        EngineView {
+            targets: Arc::default(),
+            counters: Arc::default(),
+            reload_ok: Arc::new(AtomicBool::new(true)),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl EngineView {
+    pub fn record_sample(&self, target: &str, labels: Option<&BTreeMap<String, String>>, metrics: &Metrics) {
+        let up = metrics
+            .get("redis_up")
+            .and_then(MetricValue::as_f64)
+            .is_none_or(|v| v > 0.0);
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        let entry = targets.entry(target.to_owned()).or_insert_with(|| TargetView {
+            labels: BTreeMap::new(),
+            up,
+            sampled_at: SystemTime::now(),
+            metrics: Metrics::new(),
+        });
+        if let Some(l) = labels {
+            entry.labels = l.clone();
+        }
+        entry.up = up;
+        entry.sampled_at = SystemTime::now();
+        // A down target's sample carries only redis_up: keep the last
+        // known values, with up = false saying they are stale.
+        if up {
+            entry.metrics = metrics.clone();
+        } else {
+            entry.metrics.insert("redis_up".into(), MetricValue::Num(0.0));
+        }
+    }
+
+    pub fn set_labels(&self, target: &str, labels: &BTreeMap<String, String>) {
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = targets.get_mut(target) {
+            t.labels = labels.clone();
+        }
+    }
+
+    pub fn remove(&self, target: &str) {
+        self.targets.write().unwrap_or_else(|e| e.into_inner()).remove(target);
+    }
+
+    pub fn set_reload_ok(&self, ok: bool) {
+        self.reload_ok.store(ok, Ordering::Relaxed);
+        if !ok {
+            self.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            targets: self.targets.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            reload_ok: self.reload_ok.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub metric: &'static str,
+    pub value: Option<f64>,
+    pub status: &'static str,
+    pub thresholds: &'static str,
+}
+
+/// The guide's dashboard thresholds: memory < 70 % (warning 70–85,
+/// critical > 85), hit ratio > 90 % (warning 80–90, critical < 80),
+/// fragmentation < 1.5 (warning 1.5–2.0, critical > 2.0).
+pub fn guide_checks(t: &TargetView) -> Vec<Check> {
+    let get = |m: &str| t.metrics.get(m).and_then(MetricValue::as_f64);
+    let above = |v: Option<f64>, warn: f64, crit: f64| match v {
+        Some(v) if v > crit => "critical",
+        Some(v) if v > warn => "warning",
+        _ => "ok",
+    };
+    let below = |v: Option<f64>, warn: f64, crit: f64| match v {
+        Some(v) if v < crit => "critical",
+        Some(v) if v < warn => "warning",
+        _ => "ok",
+    };
+    let memory = get("memory_used_pct");
+    let hit = get("hit_ratio");
+    let frag = get("mem_fragmentation_ratio");
+    vec![
+        Check {
+            metric: "memory_used_pct",
+            value: memory,
+            status: above(memory, 70.0, 85.0),
+            thresholds: "warning > 70, critical > 85",
+        },
+        Check {
+            metric: "hit_ratio",
+            value: hit,
+            status: below(hit, 90.0, 80.0),
+            thresholds: "warning < 90, critical < 80",
+        },
+        Check {
+            metric: "mem_fragmentation_ratio",
+            value: frag,
+            status: above(frag, 1.5, 2.0),
+            thresholds: "warning > 1.5, critical > 2.0",
+        },
+    ]
+}
+
+pub fn worst<'a>(statuses: impl IntoIterator<Item = &'a str>) -> &'a str {
+    let rank = |s: &str| match s {
+        "critical" => 2,
+        "warning" => 1,
+        _ => 0,
+    };
+    statuses.into_iter().max_by_key(|s| rank(s)).unwrap_or("ok")
+}
