@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use harness::{Redops, TestRedis, engine_dir, run_redops, write_file};
+use harness::{Redops, TestRedis, WebhookReceiver, engine_dir, run_redops, target_and_hook, write_file};
 use redops::backup::{Silent, archive, logical, rdb};
 
 // ---------------------------------------------------------------------------
@@ -684,4 +684,79 @@ fn the_playbook_backup_api_records_in_a_dry_run_and_backs_up_for_real() {
     assert_eq!(rows.len(), 1, "{}", describe(&out));
     assert_eq!(rows[0]["target"], "cache");
     assert_eq!(rows[0]["kind"], "full");
+}
+
+fn shipped(name: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("playbooks/{name}.rhai"))).unwrap()
+}
+
+#[test]
+fn shipped_playbooks_back_up_verify_alert_and_restore_only_when_confirmed() {
+    let redis = start_redis(&[]);
+    redis.cli(&["SET", "precious", "data"]);
+    let hook = WebhookReceiver::start();
+    let config = target_and_hook("cache", &redis.url(0), "", &hook.url());
+    let playbooks: Vec<(&str, String)> = ["backup", "verify_backup", "restore"]
+        .into_iter()
+        .map(|n| (n, shipped(n)))
+        .collect();
+    let playbooks: Vec<(&str, &str)> = playbooks.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let dir = engine_dir("1s", &config, &[], &playbooks);
+    let run = |args: &[&str]| {
+        let mut all = vec!["playbook", "run"];
+        all.extend_from_slice(args);
+        all.extend(["--target", "cache"]);
+        redops(dir.path(), &all)
+    };
+    let newest = || -> serde_json::Value {
+        let out = redops(dir.path(), &["backup", "list", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+        rows.into_iter().next().expect("a backup exists")
+    };
+
+    let out = run(&["backup", "--param", "kind=full"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let first = newest();
+    let out = run(&["verify_backup"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains(&format!("verified {}", first["id"].as_str().unwrap())),
+        "{}",
+        describe(&out)
+    );
+
+    flip_byte(Path::new(first["path"].as_str().unwrap()), 40);
+    let out = run(&["verify_backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let got = hook.wait_for(Duration::from_secs(10), |r| {
+        r.iter().any(|m| m.text().contains("FAILED verification"))
+    });
+    assert!(got.iter().any(|m| m.text().contains(first["id"].as_str().unwrap())));
+
+    let out = run(&["backup", "--param", "kind=full"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let good = newest();
+    let id = format!("backup_id={}", good["id"].as_str().unwrap());
+    redis.cli(&["SET", "precious", "changed"]);
+    let out = run(&["restore", "--param", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("without params.confirm = true"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(redis.cli(&["GET", "precious"]), "changed", "an unconfirmed restore ran");
+
+    let out = run(&["restore", "--param", &id, "--param", "confirm=true", "--dry-run"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(redis.cli(&["GET", "precious"]), "changed", "a dry-run restore ran");
+
+    let out = run(&["restore", "--param", &id, "--param", "confirm=true"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(redis.cli(&["GET", "precious"]), "data");
+    assert!(
+        stdout(&out).contains("pre-restore backup cache-full-"),
+        "{}",
+        describe(&out)
+    );
 }

@@ -12,6 +12,7 @@ pub mod run;
 pub mod runs;
 pub mod sentinel;
 pub mod silence;
+pub mod status;
 pub mod test;
 
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ pub enum Command {
     Alerts(alerts::Args),
     /// Silence notifications for a maintenance window.
     Silence(silence::Args),
+    /// Health of every target by the guide's thresholds; exit 1 if critical.
+    Status(status::Args),
 }
 
 pub const DEFAULT_CONFIG: &str = "config/redops.toml";
@@ -81,5 +84,6 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Restore(args) => restore::main(args),
         Command::Alerts(args) => alerts::main(args),
         Command::Silence(args) => silence::main(args),
+        Command::Status(args) => status::main(args),
     }
 }

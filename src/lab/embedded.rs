@@ -22,6 +22,16 @@ pub const RULES: &[(&str, &str)] = &[
 pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("backup.rhai", include_str!("../../playbooks/backup.rhai")),
     (
+        "capacity_report.rhai",
+        include_str!("../../playbooks/capacity_report.rhai"),
+    ),
+    ("redis_outage.rhai", include_str!("../../playbooks/redis_outage.rhai")),
+    (
+        "security_audit.rhai",
+        include_str!("../../playbooks/security_audit.rhai"),
+    ),
+    ("warm_cache.rhai", include_str!("../../playbooks/warm_cache.rhai")),
+    (
         "cleanup_backups.rhai",
         include_str!("../../playbooks/cleanup_backups.rhai"),
     ),

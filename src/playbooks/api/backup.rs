@@ -6,6 +6,10 @@
 //! In a dry run, `create`, `cleanup` and `restore` are recorded and not
 //! performed (`cleanup` still reports what it would remove, `restore` still
 //! verifies); `verify` and `list` only read, so they run, as `redis` reads do.
+//!
+//! Time spent inside `create`, `verify` and `restore` does not count against
+//! `[playbooks] timeout`: a backup of a large server takes minutes, and it is
+//! bounded by `[backup] io_timeout` on a silent server instead.
 
 use std::time::{Duration, SystemTime};
 
@@ -56,6 +60,15 @@ fn call() -> Result<Call, Box<EvalAltResult>> {
         })
     })?
     .map_err(Into::into)
+}
+
+/// Runs a long backup operation with the run's deadline moved by its length.
+fn untimed<T>(f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    let _ = context::with_run(|run| run.ctx.deadline += took);
+    out
 }
 
 fn record(detail: String, dry_run: bool, outcome: String) {
@@ -109,7 +122,7 @@ fn create(options: Map) -> RhaiResult {
         connection,
     };
     let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
-    match backups.create(&target, kind, compress, &mut Silent) {
+    match untimed(|| backups.create(&target, kind, compress, &mut Silent)) {
         Ok(r) => {
             record(detail, false, format!("ok: {} ({} bytes)", r.id, r.size));
             Ok(to_map(&r).into())
@@ -124,7 +137,7 @@ fn verify(id: &str) -> RhaiResult {
     let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
     let mut m = Map::new();
     m.insert("id".into(), id.into());
-    match backups.verify(id, &mut Silent) {
+    match untimed(|| backups.verify(id, &mut Silent)) {
         Ok(v) => {
             record(detail, false, "ok".into());
             m.insert("ok".into(), true.into());
@@ -243,7 +256,7 @@ fn restore(id: &str, options: Map) -> RhaiResult {
     let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
     if call.dry_run {
         // Verifying only reads: the dry run says whether the real one would start.
-        let outcome = match backups.verify(id, &mut Silent) {
+        let outcome = match untimed(|| backups.verify(id, &mut Silent)) {
             Ok(_) => "not performed (dry run); the backup verifies".to_owned(),
             Err(e) => format!("not performed (dry run); it would be refused: {e}"),
         };
@@ -263,7 +276,7 @@ fn restore(id: &str, options: Map) -> RhaiResult {
         name: call.target.clone(),
         connection,
     };
-    match backups.restore(id, &target, pre_backup, &mut Silent) {
+    match untimed(|| backups.restore(id, &target, pre_backup, &mut Silent)) {
         Ok(report) => {
             let s = &report.stats;
             let pre = report.pre_backup.as_ref().map(|r| r.id.clone());
