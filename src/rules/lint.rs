@@ -85,6 +85,8 @@ pub const GROUP_METRICS: &[&str] = &[
     "master",
     "masters_seen",
     "max_replication_lag_bytes",
+    "sentinel_events_raw_total",
+    "sentinel_events_duplicate_total",
 ];
 
 /// Adds a warning to `diags` for each probable mistake in `rules`, the

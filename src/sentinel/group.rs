@@ -63,6 +63,8 @@ pub struct GroupSource {
     seen: HashMap<String, Instant>,
     /// Copies of an incident dropped because another Sentinel told it first.
     pub duplicates: u64,
+    /// Events that did not parse, kept raw and passed on.
+    pub raw: u64,
 }
 
 pub fn spawn_sentinel_group(
@@ -129,6 +131,7 @@ impl GroupSource {
             known_master: None,
             seen: HashMap::new(),
             duplicates: 0,
+            raw: 0,
         }
     }
 
@@ -150,6 +153,7 @@ impl GroupSource {
             self.seen.insert(key, now);
         }
         if let SentinelEvent::Raw { reason, .. } = &event {
+            self.raw += 1;
             tracing::warn!(group = %self.group.name, sentinel, reason = %reason, "Unparsed Sentinel event kept raw");
         }
         let fields = event.fields();
@@ -332,6 +336,8 @@ impl GroupSource {
             }
         }
         m.insert("masters_seen".into(), num(masters_seen as f64));
+        m.insert("sentinel_events_raw_total".into(), num(self.raw as f64));
+        m.insert("sentinel_events_duplicate_total".into(), num(self.duplicates as f64));
         if let Some(offset) = master_offset {
             let lag = view
                 .replicas

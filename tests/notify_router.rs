@@ -1,0 +1,133 @@
+//! The router's rules, in process against a real HTTP receiver: a critical
+//! alert mutes the warning of its family on the same target, and a
+//! notification the receiver refuses is dead-lettered to the fallback.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use harness::WebhookReceiver;
+use redops::alerts::store::AlertStore;
+use redops::alerts::{Alert, AlertStatus, Severity, fingerprint};
+use redops::config::Config;
+use redops::diagnostics::{Diagnostics, SourceFile};
+use redops::notify::Notifier;
+use redops::notify::outbox::Outbox;
+use redops::notify::router::Router;
+use redops::store::Store;
+use tokio_util::sync::CancellationToken;
+
+fn alert(rule: &str, target: &str, severity: Severity) -> Alert {
+    Alert {
+        fingerprint: fingerprint(rule, target),
+        labels: BTreeMap::from([
+            ("rule".into(), rule.into()),
+            ("target".into(), target.into()),
+            ("family".into(), "memory".into()),
+        ]),
+        rule: rule.into(),
+        target: target.into(),
+        severity,
+        status: AlertStatus::Firing,
+        summary: format!("{rule} on {target}"),
+        value: None,
+        starts_at: SystemTime::now(),
+        ends_at: None,
+        runbook: None,
+        description: None,
+    }
+}
+
+fn setup(text: String) -> (Router, CancellationToken, redops::notify::NotifierHandle) {
+    let mut diags = Diagnostics::default();
+    let config = Config::parse(&SourceFile::new("router.toml", text), &mut diags).unwrap();
+    assert!(!diags.has_errors(), "{}", diags.render());
+    let store = Store::in_memory();
+    let shutdown = CancellationToken::new();
+    let (notifier, handle) = Notifier::spawn(
+        &config.receivers,
+        Outbox::open(store.clone()).unwrap(),
+        config.notify.fallback_receiver.clone(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    (
+        Router::new(&config, notifier, AlertStore::open(store).unwrap()),
+        shutdown,
+        handle,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_alert_mutes_the_warning_of_its_family_on_its_target_only() {
+    let hook = WebhookReceiver::start();
+    let (mut router, shutdown, handle) = setup(format!(
+        "[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url()
+    ));
+    let now = tokio::time::Instant::now;
+    router.on_alert(alert("memory_critical", "cache", Severity::Critical), &[], now());
+    router.on_alert(alert("memory_warning", "cache", Severity::Warning), &[], now());
+    router.on_alert(alert("memory_warning", "broker", Severity::Warning), &[], now());
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(10), |r| r.len() >= 2);
+        std::thread::sleep(Duration::from_millis(500));
+        hook.received()
+    })
+    .await
+    .unwrap();
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            (
+                r.body["rule"].as_str().unwrap().to_owned(),
+                r.body["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("memory_critical".into(), "cache".into()),
+            ("memory_warning".into(), "broker".into())
+        ],
+        "the warning on cache is inhibited, the one on broker is not"
+    );
+    shutdown.cancel();
+    handle.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_notification_is_dead_lettered_to_the_fallback() {
+    let hook = WebhookReceiver::start();
+    let text = format!(
+        "[receiver.broken]\ntype = \"webhook\"\nurl = \"{}\"\n\n[receiver.fallback]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+         [notify]\nfallback_receiver = \"fallback\"\n",
+        hook.url_for("/broken"),
+        hook.url_for("/fallback")
+    );
+    let (mut router, shutdown, handle) = setup(text);
+    // The broken receiver answers 400: it will never take this body.
+    hook.set_status(400);
+    router.on_alert(
+        alert("memory_critical", "cache", Severity::Critical),
+        &["broken".into()],
+        tokio::time::Instant::now(),
+    );
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(5), |r| r.iter().any(|m| m.path == "/broken"));
+        hook.set_status(200);
+        hook.wait_for(Duration::from_secs(10), |r| {
+            r.iter()
+                .any(|m| m.path == "/fallback" && m.body["kind"] == "dead_letter")
+        })
+    })
+    .await
+    .unwrap();
+    let dead = got.iter().find(|m| m.path == "/fallback").unwrap();
+    assert_eq!(dead.body["receiver"], "broken");
+    assert_eq!(dead.body["error"], "HTTP 400 Bad Request");
+    shutdown.cancel();
+    handle.join().await;
+}
