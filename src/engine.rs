@@ -73,12 +73,14 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let events_tx_for_schedules = events_tx.clone();
     drop(events_tx);
 
+    let mut store_problem = None;
     let store = match Store::open(&config.engine.state_dir) {
         Ok(s) => s,
         Err(e) => {
             // Detection and delivery matter more than durability: go on in
             // memory, loudly.
             tracing::error!(error = %e, "State directory unusable: running WITHOUT durable state (outbox, alerts, silences live in memory only)");
+            store_problem = Some(e.to_string());
             Store::in_memory()
         }
     };
@@ -92,6 +94,9 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     )
     .map_err(anyhow::Error::msg)?;
     let mut router = Router::new(&config, notifier.clone(), alert_store.clone());
+    if let Some(problem) = store_problem {
+        router.on_alert(state_dir_alert(&problem), &[], Instant::now());
+    }
     let view = EngineView::default();
     for t in &config.targets {
         view.record_sample(&t.name, Some(&t.labels), &Default::default());
@@ -360,6 +365,30 @@ fn reload(
             *failed = Some(alert);
             Vec::new()
         }
+    }
+}
+
+fn state_dir_alert(problem: &str) -> Alert {
+    let (rule, target) = ("state_dir_unusable", "redops");
+    Alert {
+        fingerprint: fingerprint(rule, target),
+        rule: rule.into(),
+        target: target.into(),
+        severity: crate::alerts::Severity::Critical,
+        status: crate::alerts::AlertStatus::Firing,
+        labels: [("rule", rule), ("target", target), ("severity", "critical")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        summary: format!(
+            "redops runs without durable state: {}; notifications pending at a restart would be lost",
+            crate::secrets::redact(problem)
+        ),
+        value: None,
+        starts_at: SystemTime::now(),
+        ends_at: None,
+        runbook: None,
+        description: Some("Fix the state directory's permissions or free space, then restart redops.".into()),
     }
 }
 

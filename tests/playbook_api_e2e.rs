@@ -262,7 +262,7 @@ fn the_shipped_playbooks_run_in_dry_run_and_for_real() {
     assert_eq!(out.status.code(), Some(0));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
     let rows = rows.as_array().expect("an array");
-    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert_eq!(rows.len(), 7, "{rows:?}");
     assert_eq!(rows[0]["playbook"], "warm_cache");
     assert!(
         rows.iter()

@@ -107,6 +107,10 @@ pub fn dump<W: Write>(
                 .map_err(redis_err("SCAN"))?,
         )?;
         loop {
+            // The last SCAN may well return no keys.
+            if keys.is_empty() && cursor == 0 {
+                break;
+            }
             let mut pipe = redis::pipe();
             for key in &keys {
                 pipe.cmd("DUMP").arg(key).cmd("PTTL").arg(key);

@@ -19,7 +19,7 @@ use crate::rules::Invocation;
 
 /// How long notifications a run queued get to go out before the command
 /// exits; what is left waits in the outbox for the engine.
-const DELIVERY_GRACE: Duration = Duration::from_secs(10);
+const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -156,8 +156,10 @@ async fn run(
         .context("The playbook run panicked")?;
     runs.finish(&record, Trigger::Manual)
         .context("Failed to store the run")?;
+    let queued = record.audit.iter().any(|e| e.outcome == "queued");
     let deadline = tokio::time::Instant::now() + DELIVERY_GRACE;
-    while tokio::time::Instant::now() < deadline
+    while queued
+        && tokio::time::Instant::now() < deadline
         && outbox.pending().map(|p| p.iter().any(|(_, n)| *n > 0)).unwrap_or(false)
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
