@@ -22,31 +22,6 @@ summary = "Memory at {{ memory_used_pct }}% of maxmemory on {{ target }}"
 runbook = "https://runbooks.example.com/redis/high-memory"
 "#;
 
-/// Fills `redis` with 64 KiB values until memory_used_pct passes `pct`.
-fn fill_to(redis: &TestRedis, pct: f64) {
-    let mut conn = redis.conn();
-    let value = "x".repeat(64 * 1024);
-    for i in 0.. {
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
-        let field = |k: &str| -> f64 {
-            info.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}:")))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        };
-        if field("used_memory") / field("maxmemory") * 100.0 > pct {
-            return;
-        }
-        let _: () = redis::cmd("SET")
-            .arg(format!("fill:{i}"))
-            .arg(&value)
-            .query(&mut conn)
-            .unwrap();
-    }
-}
-
 #[test]
 fn memory_critical_fires_runs_optimize_memory_and_resolves() {
     let redis = TestRedis::start(&[("maxmemory", "16mb"), ("maxmemory-policy", "noeviction")]);
@@ -66,7 +41,7 @@ fn memory_critical_fires_runs_optimize_memory_and_resolves() {
     let mut redops = Redops::start(dir.path(), &[]);
     redops.wait_log("Engine started", Duration::from_secs(10));
 
-    fill_to(&redis, 88.0);
+    harness::fill_memory_to(&mut redis.conn(), 88.0);
     let crossed = Instant::now();
     let firing = hook.wait_for(Duration::from_secs(10), |r| {
         !alerts(r, "memory_critical", "firing").is_empty()
@@ -150,7 +125,7 @@ fn dry_run_records_the_purge_instead_of_sending_it() {
     let mut redops = Redops::start(dir.path(), &["--dry-run"]);
     redops.wait_log("Engine started", Duration::from_secs(10));
 
-    fill_to(&redis, 88.0);
+    harness::fill_memory_to(&mut redis.conn(), 88.0);
     hook.wait_for(Duration::from_secs(10), |r| {
         !alerts(r, "memory_critical", "firing").is_empty()
     });

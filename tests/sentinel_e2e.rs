@@ -59,31 +59,6 @@ fn wait_for_new_master(sentinel: &str, old: &str) -> String {
     panic!("no failover within 30 s");
 }
 
-fn fill_to(addr: &str, pct: f64) {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut conn = client.get_connection_with_timeout(Duration::from_secs(5)).unwrap();
-    let value = "x".repeat(64 * 1024);
-    for i in 0..100_000 {
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
-        let field = |k: &str| -> f64 {
-            info.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}:")))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        };
-        if field("used_memory") / field("maxmemory") * 100.0 > pct {
-            return;
-        }
-        let _: () = redis::cmd("SET")
-            .arg(format!("fill:{i}"))
-            .arg(&value)
-            .query(&mut conn)
-            .unwrap();
-    }
-}
-
 #[test]
 fn a_failover_is_one_incident_and_redops_follows_the_new_master() {
     let lab_dir = tempfile::tempdir().unwrap();
@@ -132,7 +107,10 @@ fn a_failover_is_one_incident_and_redops_follows_the_new_master() {
         info.contains("state=online")
     });
     assert!(synced, "the old master never synced with the new one");
-    fill_to(&new_master, 92.0);
+    harness::fill_memory_to(
+        &mut client.get_connection_with_timeout(Duration::from_secs(5)).unwrap(),
+        92.0,
+    );
     // The replica holds the same data and may fire too; the master must.
     let target = format!("lab/{new_master}");
     let on_master = |r: &Received| r.body["target"] == target.as_str();

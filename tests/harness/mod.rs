@@ -825,3 +825,26 @@ impl Drop for SmtpServer {
         let _ = self.child.wait();
     }
 }
+
+/// Writes 64 KiB values until used_memory passes `pct` of maxmemory.
+pub fn fill_memory_to(conn: &mut redis::Connection, pct: f64) {
+    let value = "x".repeat(64 * 1024);
+    for i in 0..100_000 {
+        let info: String = redis::cmd("INFO").arg("memory").query(conn).unwrap();
+        let field = |k: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("INFO memory has no {k}"))
+        };
+        if field("used_memory") / field("maxmemory") * 100.0 > pct {
+            return;
+        }
+        let _: () = redis::cmd("SET")
+            .arg(format!("fill:{i}"))
+            .arg(&value)
+            .query(conn)
+            .unwrap();
+    }
+    panic!("memory never passed {pct}%");
+}
