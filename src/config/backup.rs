@@ -131,3 +131,61 @@ impl BackupConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::diagnostics::{Diagnostics, SourceFile};
+
+    fn parse(text: &str) -> (Option<Config>, String) {
+        let file = SourceFile::new("/etc/redops/redops.toml", text);
+        let mut diags = Diagnostics::default();
+        let config = Config::parse(&file, &mut diags);
+        (config.filter(|_| !diags.has_errors()), diags.render())
+    }
+
+    #[test]
+    fn defaults_and_a_full_section_load() {
+        let (config, _) = parse("");
+        let b = config.unwrap().backup;
+        assert_eq!((b.compression_level, b.batch_size, b.encrypts()), (3, 1000, false));
+
+        let key = age::x25519::Identity::generate().to_public().to_string();
+        let (config, report) = parse(&format!(
+            "[backup]\nage_recipients = [\"{key}\"]\nage_identity_file = \"keys/backup.key\"\n\
+             require_encryption = true\ncompression_level = 9\nio_timeout = \"2m\"\n"
+        ));
+        let b = config.unwrap_or_else(|| panic!("{report}")).backup;
+        assert!(b.encrypts());
+        assert_eq!(
+            b.age_identity_file.unwrap().to_str(),
+            Some("/etc/redops/keys/backup.key")
+        );
+        assert_eq!(b.io_timeout.as_secs(), 120);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_its_key() {
+        let (config, report) = parse(
+            "[backup]\ncompression_level = 30\nage_recipients = [\"not-a-key\"]\n\
+             age_passphrase = \"correct horse battery\"\nbatch_size = 0\n",
+        );
+        assert!(config.is_none());
+        for expected in [
+            "compression_level must be 1 to 19",
+            "`not-a-key` is not an age public key",
+            "both a passphrase and recipients",
+            "batch_size must be 1 to 100000",
+        ] {
+            assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+        }
+        assert!(report.contains("redops.toml:2:"), "{report}");
+
+        let (config, report) = parse("[backup]\nrequire_encryption = true\n");
+        assert!(config.is_none());
+        assert!(report.contains("no age_recipients or age_passphrase"), "{report}");
+        let (config, report) = parse("[backup]\ncompresion_level = 3\n");
+        assert!(config.is_none(), "unknown keys are rejected");
+        assert!(report.contains("compresion_level"), "{report}");
+    }
+}
