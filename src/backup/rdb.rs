@@ -40,7 +40,7 @@ pub enum RdbError {
     Tls { addr: String },
     #[error("AUTH failed: {0}")]
     Auth(String),
-    #[error("the server refused SYNC: {0} (the user needs the SYNC and REPLCONF commands, e.g. +@admin)")]
+    #[error("the server refused SYNC: {0}")]
     Refused(String),
     #[error("unexpected reply to SYNC: {0:?}")]
     Protocol(String),
@@ -367,7 +367,14 @@ pub fn fetch(
     write_all(reader.get_mut(), b"SYNC\r\n")?;
     let header = read_line(&mut reader)?;
     if let Some(message) = header.strip_prefix('-') {
-        return Err(RdbError::Refused(crate::secrets::redact(message)));
+        let hint = if message.starts_with("NOAUTH") {
+            " (set the target's password, and username for an ACL user)"
+        } else if message.starts_with("NOPERM") {
+            " (the user needs the SYNC and REPLCONF commands, e.g. +sync +replconf or +@admin)"
+        } else {
+            ""
+        };
+        return Err(RdbError::Refused(format!("{}{hint}", crate::secrets::redact(message))));
     }
     let mut checker = RdbChecker::new();
     let mut buf = vec![0u8; CHUNK];
