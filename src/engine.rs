@@ -205,6 +205,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
             _ = shutdown.cancelled() => break,
             Some(why) = reload_rx.recv() => {
                 let actions = reload(&config, &why, &mut evaluator, &live_playbooks, &mut reload_failed, &mut router);
+                view.set_reload_ok(reload_failed.is_none());
                 for action in actions {
                     dispatch(action, &evaluator, &mut router, &invocations_tx);
                 }
