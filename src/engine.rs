@@ -167,17 +167,30 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let retention = history_retention(&rules);
     let mut evaluator = Evaluator::new(rules.clone(), expr, target_labels, retention);
     // Alerts firing when redops last stopped go on firing, not fire again.
-    let restored: Vec<Alert> = alert_store
+    let rows: Vec<(crate::alerts::store::AlertRow, Alert)> = alert_store
         .list(false)
         .unwrap_or_default()
-        .iter()
-        .filter_map(|row| serde_json::from_str(&row.alert_json).ok())
+        .into_iter()
+        .filter_map(|row| Some((serde_json::from_str(&row.alert_json).ok()?, row)))
+        .map(|(alert, row)| (row, alert))
         .collect();
+    let restored: Vec<Alert> = rows.iter().map(|(_, a)| a.clone()).collect();
     if !restored.is_empty() {
         tracing::info!(alerts = restored.len(), "Restored firing alerts from the state store");
     }
     evaluator.restore(&restored, Instant::now());
+    // A crash between recording an alert and queueing its notification
+    // leaves it with nobody notified: route it now rather than lose it.
+    let unsent: Vec<Alert> = rows
+        .into_iter()
+        .filter(|(row, _)| row.notified.is_empty() && !row.silenced)
+        .map(|(_, alert)| alert)
+        .collect();
     router.restore(restored);
+    for alert in unsent {
+        tracing::warn!(rule = %alert.rule, target = %alert.target, "Alert restored without a sent notification; sending it now");
+        dispatch(Action::Alert(alert), &evaluator, &mut router, &view, &invocations_tx);
+    }
     let all_receivers = notifier.receiver_names();
     tracing::info!(
         targets = config.targets.len(),
@@ -207,13 +220,13 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
                 let actions = reload(&config, &why, &mut evaluator, &live_playbooks, &mut reload_failed, &mut router);
                 view.set_reload_ok(reload_failed.is_none());
                 for action in actions {
-                    dispatch(action, &evaluator, &mut router, &invocations_tx);
+                    dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
                 }
             }
             _ = tick.tick() => {
                 let now = Instant::now();
                 for action in evaluator.tick(now, SystemTime::now()) {
-                    dispatch(action, &evaluator, &mut router, &invocations_tx);
+                    dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
                 }
                 router.refresh(now);
             }
@@ -221,7 +234,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
                 let Some(event) = event else { break };
                 observe(&view, &event);
                 for action in evaluator.on_event(&event, Instant::now(), SystemTime::now()) {
-                    dispatch(action, &evaluator, &mut router, &invocations_tx);
+                    dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
                 }
             }
             Some(record) = records_rx.recv() => {
@@ -292,9 +305,20 @@ fn observe(view: &EngineView, event: &crate::event::Event) {
     }
 }
 
-fn dispatch(action: Action, evaluator: &Evaluator, router: &mut Router, invocations: &mpsc::Sender<Invocation>) {
+fn dispatch(
+    action: Action,
+    evaluator: &Evaluator,
+    router: &mut Router,
+    view: &EngineView,
+    invocations: &mpsc::Sender<Invocation>,
+) {
     match action {
         Action::Alert(alert) => {
+            let counter = match alert.status {
+                crate::alerts::AlertStatus::Firing => &view.counters.alerts_firing,
+                crate::alerts::AlertStatus::Resolved => &view.counters.alerts_resolved,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let notify = evaluator
                 .rules()
                 .iter()

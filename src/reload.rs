@@ -21,8 +21,20 @@ pub fn watch(config_path: &Path, dirs: &[PathBuf], changed: mpsc::Sender<String>
     let config_file = config_path.to_path_buf();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         let Ok(events) = result else { return };
+        // Only changes count: opening or reading a file (a `cat`, any
+        // redops command loading the config, the reload itself) must not.
         let relevant: Vec<String> = events
             .iter()
+            .filter(|e| {
+                use notify_debouncer_full::notify::EventKind;
+                matches!(
+                    e.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) && !matches!(
+                    e.kind,
+                    EventKind::Modify(notify_debouncer_full::notify::event::ModifyKind::Metadata(_))
+                )
+            })
             .flat_map(|e| e.paths.iter())
             .filter(|p| *p == &config_file || p.extension().is_some_and(|x| x == "toml" || x == "rhai"))
             .map(|p| p.display().to_string())

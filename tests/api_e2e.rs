@@ -137,6 +137,11 @@ fn reads_are_open_writes_need_the_token() {
         .json()
         .unwrap();
     assert_eq!(list[0]["acked_by"], "bob");
+    let metrics = http.get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("redops_alert_changes_total{state=\"firing\"} 1"),
+        "{metrics}"
+    );
     let missing = http.get(format!("{base}/nope")).send().unwrap();
     assert_eq!(missing.status(), 404);
     // The token never shows in logs.

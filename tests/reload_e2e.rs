@@ -110,3 +110,19 @@ fn an_unchanged_firing_alert_survives_a_reload_silently() {
     );
     assert!(redops.terminate().success(), "{}", redops.output());
 }
+
+#[test]
+fn reading_the_files_does_not_reload() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let (dir, mut redops) = start(&redis, &hook, &rule("marker_rule", 5));
+    // What `cat`, an editor opening a file, or any redops command does.
+    for _ in 0..3 {
+        std::fs::read_to_string(dir.path().join("rules/main.toml")).unwrap();
+        std::fs::read_to_string(dir.path().join("redops.toml")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!redops.output().contains("Reloaded"), "{}", redops.output());
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

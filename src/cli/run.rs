@@ -16,7 +16,8 @@ pub struct RunArgs {
     pub dry_run: bool,
     /// Bring the local lab up (a master, a replica, three Sentinels) if it is
     /// not, and run on it with the shipped rules and playbooks.
-    #[arg(long, conflicts_with = "config")]
+    /// (`--config` and REDOPS_CONFIG are ignored with it.)
+    #[arg(long)]
     pub lab: bool,
     /// Where the lab lives, with `--lab`.
     #[arg(long, env = "REDOPS_LAB_DIR", default_value = crate::lab::topology::DEFAULT_LAB_DIR)]

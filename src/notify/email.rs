@@ -56,7 +56,11 @@ impl EmailSender {
                 _ => Tls::Required(params),
             });
         }
-        if let (Some(user), Some(pass)) = (&c.username, &c.password) {
+        // `${SMTP_USER:-}` unset means "no authentication", not empty AUTH.
+        if let (Some(user), Some(pass)) = (
+            c.username.as_ref().filter(|u| !u.expose().is_empty()),
+            c.password.as_ref().filter(|p| !p.expose().is_empty()),
+        ) {
             builder = builder.credentials(Credentials::new(user.expose().to_owned(), pass.expose().to_owned()));
         }
         let mailbox = |s: &str| {

@@ -203,6 +203,11 @@ impl Notifier {
             wakers.insert(name.clone(), Arc::new(Notify::new()));
             senders.push((name.clone(), sender, give_up));
         }
+        match outbox.resume_now() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pending = n, "Resuming notifications left pending before the restart"),
+            Err(e) => tracing::error!(error = %e, "Cannot read the outbox"),
+        }
         let notifier = Notifier {
             outbox,
             wakers: Arc::new(wakers),

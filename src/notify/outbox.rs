@@ -119,6 +119,15 @@ impl Outbox {
         Ok(())
     }
 
+    /// At start, whatever is pending is tried at once: the backoff it had
+    /// was about a receiver that may have recovered while redops was down.
+    pub fn resume_now(&self) -> Result<usize, StoreError> {
+        Ok(self.store.conn().execute(
+            "UPDATE outbox SET next_attempt_ms = ?1 WHERE state = 'pending' AND next_attempt_ms > ?1",
+            params![now_ms()],
+        )?)
+    }
+
     /// Notifications not yet delivered, per receiver.
     pub fn pending(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let conn = self.store.conn();

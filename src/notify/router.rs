@@ -40,6 +40,9 @@ pub struct Router {
     /// Firing alerts by fingerprint, for inhibition and updates.
     firing: HashMap<String, AlertNotice>,
     silences: Vec<Silence>,
+    /// Alerts whose firing was silenced or inhibited: their resolve is not
+    /// sent either, since nobody heard of them.
+    suppressed: std::collections::HashSet<String>,
 }
 
 /// The family of an alert: its `family` label, else the rule name without
@@ -79,6 +82,7 @@ impl Router {
             groups: HashMap::new(),
             firing: HashMap::new(),
             silences: Vec::new(),
+            suppressed: Default::default(),
         };
         router.reload_silences();
         router
@@ -151,14 +155,23 @@ impl Router {
         if let Err(e) = self.store.record(&alert, silenced.is_some()) {
             tracing::error!(error = %e, rule = %alert.rule, "Cannot record the alert in the state store");
         }
+        if !firing && self.suppressed.remove(&fingerprint) {
+            tracing::debug!(rule = %alert.rule, target = %alert.target, "Resolve not sent: the firing was not either");
+            return;
+        }
         if let Some(id) = silenced {
             tracing::info!(rule = %alert.rule, target = %alert.target, silence = id, "Notification silenced");
+            if firing {
+                self.suppressed.insert(fingerprint);
+            }
             return;
         }
         if firing && let Some(by) = self.inhibited_by(&alert) {
             tracing::info!(rule = %alert.rule, target = %alert.target, inhibited_by = %by, "Notification inhibited by a more severe alert");
+            self.suppressed.insert(fingerprint);
             return;
         }
+        self.suppressed.remove(&fingerprint);
         // A resolve goes to whoever got the firing one, however it got there.
         let notified_before: Vec<String> = match (&previous, firing) {
             (Some(p), false) if ms(alert.starts_at) == p.starts_ms => p.notified.clone(),
