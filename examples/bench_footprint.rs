@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release --examples
 //! target/release/examples/bench_footprint lab [--secs 120]
-//! target/release/examples/bench_footprint targets [--targets 10] [--warmup-secs 10] [--secs 60]
+//! target/release/examples/bench_footprint targets [--targets 10] [--warmup-secs 10] [--secs 60] [--keyspace-tick 100ms]
 //! ```
 //!
 //! - `lab`: `redops run --lab` in a fresh lab directory (master, replica,
@@ -258,6 +258,7 @@ fn targets(args: &[String]) {
     let n: usize = arg(args, "--targets", 10);
     let warmup: u64 = arg(args, "--warmup-secs", 10);
     let secs: u64 = arg(args, "--secs", 60);
+    let tick: String = arg(args, "--keyspace-tick", "100ms".to_string());
     let tmp = tempfile::tempdir().unwrap();
     let servers: Vec<RedisProcess> = (0..n)
         .map(|i| {
@@ -271,8 +272,9 @@ fn targets(args: &[String]) {
     copy_dir(&root.join("rules"), &dir.join("rules"));
     copy_dir(&root.join("playbooks"), &dir.join("playbooks"));
     let mut config = String::from(
-        "[engine]\nrules_dir = \"rules\"\nplaybooks_dir = \"playbooks\"\nstate_dir = \"state\"\nsample_interval = \"1s\"\n\n",
+        "[engine]\nrules_dir = \"rules\"\nplaybooks_dir = \"playbooks\"\nstate_dir = \"state\"\nsample_interval = \"1s\"\n",
     );
+    config.push_str(&format!("keyspace_tick = \"{tick}\"\n\n"));
     for (i, s) in servers.iter().enumerate() {
         config.push_str(&format!(
             "[[target]]\nname = \"redis-{i}\"\nurl = \"{}\"\nkeyspace_events = \"Ee\"\n\n",
@@ -310,7 +312,7 @@ fn targets(args: &[String]) {
         })
         .collect();
     println!(
-        "RESULT {n} targets at 1 s sampling, idle, over {:.0} s: CPU {:.3} s = {:.2} % of a core; VmRSS {:.1} MiB, VmHWM {:.1} MiB, threads {}; webhooks {}; WARN {} ERROR {}; redops {:?}",
+        "RESULT {n} targets at 1 s sampling (keyspace_tick {tick}), idle, over {:.0} s: CPU {:.3} s = {:.2} % of a core; VmRSS {:.1} MiB, VmHWM {:.1} MiB, threads {}; webhooks {}; WARN {} ERROR {}; redops {:?}",
         t1.duration_since(t0).as_secs_f64(),
         cpu1 - cpu0,
         (cpu1 - cpu0) * 100.0 / t1.duration_since(t0).as_secs_f64(),

@@ -115,6 +115,9 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -177,13 +180,12 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 fn rules(requests: u64) -> (String, Vec<(String, u64)>) {
     let mut text = String::new();
     let mut tiers = Vec::new();
-    for (i, permille) in [500u64, 900, 990, 999, 9990, 9999, 10000].iter().enumerate() {
-        // Last three are per ten thousand: 99.9 %, 99.99 %, 100 %.
-        let threshold = if i < 4 {
-            requests * permille / 1000
-        } else {
-            requests * permille / 10000
-        };
+    // 50 %, 90 %, 99 %, 99.9 %, 99.99 %, 99.999 %, 100 % (parts per million).
+    for (i, ppm) in [500_000u64, 900_000, 990_000, 999_000, 999_900, 999_990, 1_000_000]
+        .iter()
+        .enumerate()
+    {
+        let threshold = requests * ppm / 1_000_000;
         let name = format!("all_sets_{i}");
         text.push_str(&format!(
             "[[rule]]\nname = \"{name}\"\nsource = \"keyspace\"\nevents = [\"set\"]\nkeys = \"*\"\nwindow = \"10m\"\n\
@@ -344,7 +346,6 @@ fn main() {
     };
 
     let cpu0 = cpu_secs(redops_pid).unwrap();
-    let py_cpu0 = py_pid.and_then(cpu_secs);
     let t_start = Instant::now();
     let wall_start = SystemTime::now();
     let bench = Command::new("redis-benchmark")
@@ -412,7 +413,6 @@ fn main() {
         py_result = serde_json::from_str(line.trim()).unwrap_or(serde_json::Value::Null);
         let _ = proc_.child.wait();
     }
-    let py_cpu1 = py_pid.and_then(cpu_secs);
     stop.store(true, Ordering::Relaxed);
     let w = watcher.join().unwrap();
 
@@ -465,14 +465,11 @@ fn main() {
             _ => 0.0,
         };
         println!(
-            "RESULT python redis-py received {count} of {requests} ({:.3} %), last message at +{span:.2} s => {:.0} events/s, CPU {:.2} s, max RSS {:.1} MiB, disconnected: {}",
+            "RESULT python redis-py received {count} of {requests} ({:.3} %), last message at +{span:.2} s => {:.0} events/s, CPU {:.2} s (whole process), max RSS {:.1} MiB, disconnected: {}",
             count as f64 * 100.0 / requests as f64,
             if span > 0.0 { count as f64 / span } else { 0.0 },
-            match (py_cpu0, py_cpu1) {
-                (Some(a), Some(b)) => b - a,
-                _ => f64::NAN,
-            },
-            w.py_max_rss_mib,
+            py_result["cpu"].as_f64().unwrap_or(f64::NAN),
+            py_result["maxrss_mib"].as_f64().unwrap_or(w.py_max_rss_mib),
             py_result["disconnected"]
         );
         println!(

@@ -51,6 +51,7 @@ use redops::lab::topology::Topology;
 struct Got {
     at: Instant,
     wall: SystemTime,
+    path: String,
     body: serde_json::Value,
 }
 
@@ -83,13 +84,14 @@ impl Hook {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+                let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
                     let at = Instant::now();
                     let wall = SystemTime::now();
                     let g = g.clone();
                     async move {
                         let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                        g.lock().unwrap().push(Got { at, wall, body });
+                        let path = uri.path().to_string();
+                        g.lock().unwrap().push(Got { at, wall, path, body });
                         "ok"
                     }
                 });
@@ -404,10 +406,51 @@ fn sentinel_failover(args: &[String]) {
     let forced: usize = arg(args, "--forced", 10);
     let kills: usize = arg(args, "--kills", 3);
     let min_gap = Duration::from_secs(arg(args, "--min-gap-secs", 0));
+    let curl = args.iter().any(|a| a == "--curl-baseline");
     let tmp = tempfile::tempdir().unwrap();
     let lab = Topology::start(&tmp.path().join("lab")).expect("lab topology");
     let sentinels = lab.sentinel_addrs();
     let hook = Hook::start();
+    if curl {
+        // The baseline: each Sentinel runs a client-reconfig-script that
+        // POSTs with curl, to the same receiver (path /curl).
+        let script = tmp.path().join("reconfig.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n\
+                 curl -s -m 5 -X POST -H 'Content-Type: application/json' \\\n  \
+                 --data \"{{\\\"role\\\":\\\"$2\\\",\\\"to\\\":\\\"$6:$7\\\"}}\" http://127.0.0.1:{}/curl >/dev/null\nexit 0\n",
+                hook.port
+            ),
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        for s in lab.sentinels() {
+            let conf = s.config_path();
+            let text = std::fs::read_to_string(&conf).unwrap();
+            std::fs::write(
+                &conf,
+                format!(
+                    "{text}\nsentinel client-reconfig-script mymaster {}\n",
+                    script.display()
+                ),
+            )
+            .unwrap();
+            s.restart().unwrap();
+        }
+        let agreed = wait_until(Duration::from_secs(30), || {
+            sentinels.iter().all(|a| {
+                let mut c = conn(a);
+                let m: Vec<BTreeMap<String, String>> =
+                    redis::cmd("SENTINEL").arg("MASTERS").query(&mut c).unwrap_or_default();
+                m.first()
+                    .and_then(|m| m.get("num-other-sentinels"))
+                    .is_some_and(|n| n == "2")
+            })
+        });
+        assert!(agreed, "Sentinels did not find each other again after the restart");
+    }
     let dir = engine_dir(
         tmp.path(),
         "sample_interval = \"1s\"",
@@ -467,6 +510,7 @@ fn sentinel_failover(args: &[String]) {
         new: String,
         latency: Option<f64>,
         engine: Option<f64>,
+        curl_first: Option<f64>,
     }
     let mut incidents: Vec<Incident> = Vec::new();
     let started = Instant::now();
@@ -538,9 +582,9 @@ fn sentinel_failover(args: &[String]) {
             }
         });
         let suffix = format!("to {new}");
-        let got = t0.and_then(|t0| {
+        let got = t0.and_then(|_| {
             hook.wait(Duration::from_secs(10), |g| {
-                g.at >= trigger && g.str("summary").ends_with(&suffix) && g.at >= t0.min(g.at)
+                g.path == "/hook" && g.at >= trigger && g.str("summary").ends_with(&suffix)
             })
         });
         let latency = match (t0, &got) {
@@ -548,10 +592,20 @@ fn sentinel_failover(args: &[String]) {
             _ => None,
         };
         let engine = got.as_ref().and_then(eval_to_arrival);
+        let mut curl_first = None;
+        if curl && let Some(t0) = t0 {
+            let to = new.clone();
+            curl_first = hook
+                .wait(Duration::from_secs(5), |g| {
+                    g.path == "/curl" && g.at >= trigger && g.str("to") == to
+                })
+                .map(|g| ms(g.at.saturating_duration_since(t0)));
+        }
         println!(
-            "incident {k} ({kind}): {master} -> {new}; trigger->+switch-master {:?} ms; +switch-master->webhook {:?} ms",
+            "incident {k} ({kind}): {master} -> {new}; trigger->+switch-master {:?} ms; +switch-master->webhook {:?} ms; curl script first {:?} ms",
             t0.map(|t| ms(t.duration_since(trigger)).round()),
-            latency.map(|l| (l * 100.0).round() / 100.0)
+            latency.map(|l| (l * 100.0).round() / 100.0),
+            curl_first.map(|l| (l * 100.0).round() / 100.0)
         );
         if let Some(node) = killed {
             // Back as a replica of the new master, as an operator would.
@@ -568,6 +622,7 @@ fn sentinel_failover(args: &[String]) {
             new,
             latency,
             engine,
+            curl_first,
         });
         // Late copies from the other Sentinels arrive within ~2 s.
         thread::sleep(Duration::from_secs(3));
@@ -580,11 +635,13 @@ fn sentinel_failover(args: &[String]) {
     let all = hook.all();
     let end = Instant::now();
     let mut per = Vec::new();
+    let mut per_curl = Vec::new();
     for (i, inc) in incidents.iter().enumerate() {
         let from = inc.trigger;
         let to = incidents.get(i + 1).map_or(end, |n| n.trigger);
-        let n = all.iter().filter(|g| g.at >= from && g.at < to).count();
-        per.push(n);
+        let within = |g: &&Got| g.at >= from && g.at < to;
+        per.push(all.iter().filter(within).filter(|g| g.path == "/hook").count());
+        per_curl.push(all.iter().filter(within).filter(|g| g.path == "/curl").count());
     }
     for kind in ["forced", "kill"] {
         let lat: Vec<f64> = incidents
@@ -602,6 +659,17 @@ fn sentinel_failover(args: &[String]) {
     }
     let lat: Vec<f64> = incidents.iter().filter_map(|i| i.latency).collect();
     summary("sentinel-failover all: +switch-master->webhook", &lat);
+    if curl {
+        let c: Vec<f64> = incidents.iter().filter_map(|i| i.curl_first).collect();
+        summary("curl client-reconfig-script all: +switch-master->first webhook", &c);
+        let both: Vec<(f64, f64)> = incidents
+            .iter()
+            .filter_map(|i| Some((i.latency?, i.curl_first?)))
+            .collect();
+        let ratio: Vec<f64> = both.iter().map(|(r, c)| c / r).collect();
+        summary("ratio curl first / redops, per failover (x, not ms)", &ratio);
+        println!("RESULT curl webhooks per failover (in order): {per_curl:?}");
+    }
     println!(
         "RESULT notifications per failover (in order): {per:?}; failovers {}; elapsed {:.0}s",
         incidents.len(),

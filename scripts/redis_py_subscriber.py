@@ -12,6 +12,7 @@ Needs redis-py: `pip install redis`.
 
 import argparse
 import json
+import resource
 import sys
 import time
 
@@ -56,7 +57,20 @@ def main() -> int:
         if first is None:
             first = last_seen
         last = last_seen
-    print(json.dumps({"count": count, "first": first, "last": last, "disconnected": disconnected}), flush=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "count": count,
+                "first": first,
+                "last": last,
+                "disconnected": disconnected,
+                "cpu": usage.ru_utime + usage.ru_stime,
+                "maxrss_mib": usage.ru_maxrss / 1024.0,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
