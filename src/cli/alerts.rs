@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
+use super::{ConfigArg, EXIT_FAILED};
 use crate::alerts::store::AlertStore;
 
 #[derive(Debug, clap::Args)]
@@ -37,16 +37,7 @@ pub enum AlertsCommand {
 }
 
 pub fn open_store(config: &ConfigArg) -> Result<AlertStore, ExitCode> {
-    let config = crate::config::Config::load(&config.config).map_err(|e| {
-        eprintln!("{}", e.diagnostics.render());
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    crate::store::Store::open(&config.engine.state_dir)
-        .and_then(AlertStore::open)
-        .map_err(|e| {
-            eprintln!("redops: {e}");
-            ExitCode::from(EXIT_FAILED)
-        })
+    super::open_state(config, AlertStore::open)
 }
 
 pub fn main(args: Args) -> ExitCode {

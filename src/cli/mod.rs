@@ -68,6 +68,24 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// Loads the config and opens one part of its state store, printing what
+/// went wrong and giving the exit code when either fails.
+pub fn open_state<T>(
+    config: &ConfigArg,
+    open: impl FnOnce(crate::store::Store) -> Result<T, crate::store::StoreError>,
+) -> Result<T, ExitCode> {
+    let config = crate::config::Config::load(&config.config).map_err(|e| {
+        eprintln!("{}", e.diagnostics.render());
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    crate::store::Store::open(&config.engine.state_dir)
+        .and_then(open)
+        .map_err(|e| {
+            eprintln!("redops: {e}");
+            ExitCode::from(EXIT_FAILED)
+        })
+}
+
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
+use super::{ConfigArg, EXIT_FAILED};
 use crate::playbooks::runs::{RunRow, RunStore};
 
 #[derive(Debug, clap::Args)]
@@ -32,16 +32,7 @@ pub enum RunsCommand {
 }
 
 fn open_store(config: &ConfigArg) -> Result<RunStore, ExitCode> {
-    let config = crate::config::Config::load(&config.config).map_err(|e| {
-        eprintln!("{}", e.diagnostics.render());
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    crate::store::Store::open(&config.engine.state_dir)
-        .and_then(RunStore::open)
-        .map_err(|e| {
-            eprintln!("redops: {e}");
-            ExitCode::from(EXIT_FAILED)
-        })
+    super::open_state(config, RunStore::open)
 }
 
 pub fn main(args: Args) -> ExitCode {
