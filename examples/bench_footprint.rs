@@ -241,6 +241,13 @@ fn lab(args: &[String]) {
         text.matches(" WARN ").count(),
         text.matches(" ERROR ").count()
     );
+    for line in text
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .take(8)
+    {
+        println!("  log: {line}");
+    }
     drop(redops);
 }
 
