@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release --examples
 //! target/release/examples/bench_footprint lab [--secs 120]
-//! target/release/examples/bench_footprint targets [--targets 10] [--warmup-secs 10] [--secs 60] [--keyspace-tick 100ms]
+//! target/release/examples/bench_footprint targets [--targets 10] [--warmup-secs 10] [--secs 60] [--keyspace-tick 10ms]
 //! ```
 //!
 //! - `lab`: `redops run --lab` in a fresh lab directory (master, replica,
@@ -265,7 +265,7 @@ fn targets(args: &[String]) {
     let n: usize = arg(args, "--targets", 10);
     let warmup: u64 = arg(args, "--warmup-secs", 10);
     let secs: u64 = arg(args, "--secs", 60);
-    let tick: String = arg(args, "--keyspace-tick", "100ms".to_string());
+    let tick: String = arg(args, "--keyspace-tick", "10ms".to_string());
     let tmp = tempfile::tempdir().unwrap();
     let servers: Vec<RedisProcess> = (0..n)
         .map(|i| {

@@ -7,7 +7,7 @@
 //! target/release/examples/bench_latency sentinel-replay  [--events 50] [--gap-ms 300]
 //! target/release/examples/bench_latency sentinel-failover [--forced 10] [--kills 3] [--min-gap-secs 0]
 //! target/release/examples/bench_latency sampled  [--trials 20]
-//! target/release/examples/bench_latency keyspace [--trials 20] [--tick 100ms]
+//! target/release/examples/bench_latency keyspace [--trials 20] [--tick 10ms]
 //! target/release/examples/bench_latency playbook [--trials 1000]
 //! ```
 //!
@@ -752,7 +752,7 @@ summary = "marker is {{ marker }}"
 
 fn keyspace(args: &[String]) {
     let trials: usize = arg(args, "--trials", 20);
-    let tick: String = arg(args, "--tick", "100ms".to_string());
+    let tick: String = arg(args, "--tick", "10ms".to_string());
     let tick_d = humantime::parse_duration(&tick).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let redis = RedisProcess::start(RedisSpec::new(tmp.path().join("redis"))).unwrap();

@@ -20,8 +20,8 @@ use crate::notify::outbox::Outbox;
 use crate::notify::router::Router;
 use crate::notify::{Notifier, PlaybookSummary};
 use crate::playbooks::RunRecord;
-use crate::playbooks::runner::Runner;
-use crate::rules::{Action, Evaluator, Invocation};
+use crate::playbooks::runner::{RunRequest, Runner};
+use crate::rules::{Action, Evaluator};
 use crate::sentinel::group::spawn_sentinel_group;
 use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
 use crate::sources::sampler::{SamplerSpec, spawn_sampler};
@@ -54,11 +54,12 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut sources = Vec::new();
     for target in &config.targets {
-        let spec = SamplerSpec::from_config(&config, target).map_err(anyhow::Error::msg)?;
-        sources.push(spawn_sampler(spec, events_tx.clone(), sources_stop.clone()));
-        if let Some(spec) = KeyspaceSpec::from_config(&config, target, &rules) {
-            sources.push(spawn_keyspace_source(spec, events_tx.clone(), sources_stop.clone()));
+        let mut spec = SamplerSpec::from_config(&config, target).map_err(anyhow::Error::msg)?;
+        if let Some(keyspace) = KeyspaceSpec::from_config(&config, target, &rules) {
+            spec.keyspace_stats = Some(keyspace.stats.clone());
+            sources.push(spawn_keyspace_source(keyspace, events_tx.clone(), sources_stop.clone()));
         }
+        sources.push(spawn_sampler(spec, events_tx.clone(), sources_stop.clone()));
     }
     let shared_config = Arc::new(config.clone());
     for group in &config.sentinels {
@@ -86,10 +87,19 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     };
     let outbox = Outbox::open(store.clone())?;
     let alert_store = AlertStore::open(store.clone())?;
-    let (notifier, notifier_handle) = Notifier::spawn(
+    let history_store = crate::history::open_for_engine(&config.engine.state_dir, &store)?;
+    let (history, history_writer) =
+        crate::history::spawn(history_store.clone(), crate::history::TrendWindow::default())?;
+    let view = EngineView::default();
+    let mut ha = crate::ha::Ha::spawn(&config, view.counters.clone()).map_err(anyhow::Error::msg)?;
+    if let Some(ha) = &mut ha {
+        ha.prune_outbox(outbox.clone());
+    }
+    let (notifier, notifier_handle) = Notifier::spawn_gated(
         &config.receivers,
         outbox,
         config.notify.fallback_receiver.clone(),
+        ha.as_ref().map(|h| h.ledger.clone()),
         effects_stop.clone(),
     )
     .map_err(anyhow::Error::msg)?;
@@ -97,24 +107,8 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     if let Some(problem) = store_problem {
         router.on_alert(state_dir_alert(&problem), &[], Instant::now());
     }
-    let view = EngineView::default();
     for t in &config.targets {
         view.record_sample(&t.name, Some(&t.labels), &Default::default());
-    }
-    if config.api.enabled {
-        let addr = crate::api::check_bind(&config.api).map_err(anyhow::Error::msg)?;
-        let app = crate::api::router(
-            view.clone(),
-            alert_store.clone(),
-            Some(notifier.outbox().clone()),
-            &config.api,
-        );
-        let stop = effects_stop.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::api::serve(addr, app, stop).await {
-                tracing::error!(%addr, error = %e, "API not available: cannot listen");
-            }
-        });
     }
     let every_target: Vec<String> = config
         .targets
@@ -148,7 +142,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         ));
     }
     drop(events_tx_for_schedules);
-    let (invocations_tx, invocations_rx) = mpsc::channel::<Invocation>(INVOCATION_QUEUE);
+    let (invocations_tx, invocations_rx) = mpsc::channel::<RunRequest>(INVOCATION_QUEUE);
     let (records_tx, mut records_rx) = mpsc::channel::<RunRecord>(INVOCATION_QUEUE);
     let run_store = crate::playbooks::runs::RunStore::open(store.clone())?;
     let interrupted = run_store.mark_interrupted().unwrap_or(0);
@@ -160,8 +154,43 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     }
     let runner = Runner::new(&config, playbook_engine, playbooks, notifier.clone(), options.dry_run)
         .with_run_store(run_store.clone());
+    let runner = match &ha {
+        Some(ha) => runner.with_ha(ha.ledger.clone()),
+        None => runner,
+    };
     let live_playbooks = runner.playbooks();
     let runner_task = tokio::spawn(runner.run(invocations_rx, records_tx));
+    if config.api.enabled {
+        let addr = crate::api::check_bind(&config.api).map_err(anyhow::Error::msg)?;
+        let app = crate::api::router(crate::api::ApiDeps {
+            config: config.api.clone(),
+            view: view.clone(),
+            alerts: alert_store.clone(),
+            outbox: Some(notifier.outbox().clone()),
+            deliveries: notifier.deliveries(),
+            runs: Some(run_store.clone()),
+            backups: crate::backup::Catalog::open(store.clone())
+                .map_err(|e| tracing::error!(error = %e, "Backup catalog unreadable: GET /api/v1/backups answers 503"))
+                .ok(),
+            runner: Some(crate::api::runs::RunnerHandle {
+                playbooks: live_playbooks.clone(),
+                requests: invocations_tx.downgrade(),
+                targets: every_target.clone(),
+            }),
+            sentinels: crate::api::sentinels::SentinelGroups::new(
+                &config.sentinels,
+                config.engine.command_timeout,
+                config.engine.sample_interval,
+            ),
+        })
+        .merge(crate::api::history::routes(history_store));
+        let stop = effects_stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(addr, app, stop).await {
+                tracing::error!(%addr, error = %e, "API not available: cannot listen");
+            }
+        });
+    }
 
     let target_labels = config.targets.iter().map(|t| (t.name.clone(), t.labels.clone()));
     let retention = history_retention(&rules);
@@ -189,7 +218,9 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     router.restore(restored);
     for alert in unsent {
         tracing::warn!(rule = %alert.rule, target = %alert.target, "Alert restored without a sent notification; sending it now");
-        dispatch(Action::Alert(alert), &evaluator, &mut router, &view, &invocations_tx);
+        for action in shared(ha.as_ref(), vec![Action::Alert(alert)]).await {
+            dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
+        }
     }
     let all_receivers = notifier.receiver_names();
     tracing::info!(
@@ -219,31 +250,34 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
             Some(why) = reload_rx.recv() => {
                 let actions = reload(&config, &why, &mut evaluator, &live_playbooks, &mut reload_failed, &mut router);
                 view.set_reload_ok(reload_failed.is_none());
-                for action in actions {
+                for action in shared(ha.as_ref(), actions).await {
                     dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
                 }
             }
             _ = tick.tick() => {
                 let now = Instant::now();
-                for action in evaluator.tick(now, SystemTime::now()) {
+                for action in shared(ha.as_ref(), evaluator.tick(now, SystemTime::now())).await {
                     dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
                 }
                 router.refresh(now);
             }
             event = events_rx.recv() => {
-                let Some(event) = event else { break };
+                let Some(mut event) = event else { break };
+                // Records the sample and adds its trend metrics
+                // (`memory_full_in_days`, ...) before the view and the rules
+                // see it.
+                history.observe(&mut event);
                 observe(&view, &event);
-                for action in evaluator.on_event(&event, Instant::now(), SystemTime::now()) {
+                view.count_event(&event, evaluator.rules());
+                let actions = evaluator.on_event(&event, Instant::now(), SystemTime::now());
+                for action in shared(ha.as_ref(), actions).await {
                     dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
                 }
             }
             Some(record) = records_rx.recv() => {
-                let outcome = if matches!(record.outcome, crate::playbooks::RunOutcome::Succeeded { .. }) {
-                    &view.counters.playbook_runs_ok
-                } else {
-                    &view.counters.playbook_runs_failed
-                };
-                outcome.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let outcome = record.outcome.label();
+                view.counters.playbook_runs.inc([outcome]);
+                view.counters.playbook_durations.observe(outcome, record.duration_ms as f64 / 1000.0);
                 tracing::debug!(run_id = %record.id, outcome = record.outcome.label(), "Playbook run recorded");
                 run_store.record(&record);
                 if let Some(rule) = &record.rule {
@@ -263,6 +297,8 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     for s in sources {
         let _ = s.await;
     }
+    drop(history);
+    let _ = tokio::task::spawn_blocking(move || history_writer.join()).await;
     tracing::info!("Engine stopping: playbooks in flight");
     drop(invocations_tx);
     let _ = runner_task.await;
@@ -272,36 +308,32 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     drop(router);
     drop(notifier);
     notifier_handle.join().await;
+    if let Some(ha) = ha {
+        ha.stop().await;
+    }
     tracing::info!("Engine stopped");
     Ok(())
 }
 
-/// Keeps the API's view of targets and the event counters current.
+/// Under `[ha]`, gives each alert the start all instances share, so that
+/// they name one firing with one idempotency key; otherwise as is.
+async fn shared(ha: Option<&crate::ha::Ha>, actions: Vec<Action>) -> Vec<Action> {
+    match ha {
+        Some(ha) if !actions.is_empty() => ha.ledger.align(actions).await,
+        _ => actions,
+    }
+}
+
+/// Keeps the API's view of targets current.
 fn observe(view: &EngineView, event: &crate::event::Event) {
     use crate::event::Event;
-    use std::sync::atomic::Ordering::Relaxed;
-    let c = &view.counters;
     match event {
-        Event::Sample(s) => {
-            c.events_sample.fetch_add(1, Relaxed);
-            view.record_sample(&s.target, None, &s.metrics);
-        }
-        Event::KeyspaceCounts(_) => {
-            c.events_keyspace.fetch_add(1, Relaxed);
-        }
-        Event::Health(_) => {
-            c.events_health.fetch_add(1, Relaxed);
-        }
-        Event::Sentinel(_) => {
-            c.events_sentinel.fetch_add(1, Relaxed);
-        }
-        Event::Schedule(_) => {
-            c.events_schedule.fetch_add(1, Relaxed);
-        }
+        Event::Sample(s) => view.record_sample(&s.target, None, &s.metrics),
         Event::Target(t) if t.present => {
             view.record_sample(&t.target, Some(&t.labels), &Default::default());
         }
         Event::Target(t) => view.remove(&t.target),
+        _ => {}
     }
 }
 
@@ -310,15 +342,15 @@ fn dispatch(
     evaluator: &Evaluator,
     router: &mut Router,
     view: &EngineView,
-    invocations: &mpsc::Sender<Invocation>,
+    invocations: &mpsc::Sender<RunRequest>,
 ) {
     match action {
         Action::Alert(alert) => {
-            let counter = match alert.status {
-                crate::alerts::AlertStatus::Firing => &view.counters.alerts_firing,
-                crate::alerts::AlertStatus::Resolved => &view.counters.alerts_resolved,
+            let state = match alert.status {
+                crate::alerts::AlertStatus::Firing => "firing",
+                crate::alerts::AlertStatus::Resolved => "resolved",
             };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            view.counters.alert_changes.inc([state, alert.severity.as_str()]);
             let notify = evaluator
                 .rules()
                 .iter()
@@ -328,7 +360,10 @@ fn dispatch(
             router.on_alert(alert, &notify, Instant::now());
         }
         Action::RunPlaybook(inv) => {
-            if let Err(e) = invocations.try_send(inv) {
+            if let Err(e) = invocations.try_send(inv.into()) {
+                view.counters
+                    .playbook_invocations_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(error = %e, "Playbook invocation dropped: runner queue full");
             }
         }

@@ -20,13 +20,23 @@
 //! - [`playbooks`]: the Rhai engine with limits, the host API, the command
 //!   policy and the runner that keeps playbooks apart from evaluation.
 //! - [`notify`]: notifications and the per-receiver delivery workers.
+//! - [`ha`]: leader election through a lease in Redis, so that two or three
+//!   instances evaluate alike and only the leader acts.
+//! - [`api`]: the HTTP API (health, `/metrics`, alerts, silences, runs,
+//!   backups, Sentinel groups, playbook runs by hand) and the dashboard at
+//!   `/`, reading what the engine shares with it.
 //! - [`engine`]: wires the above into the running daemon; [`loader`] loads
 //!   config, rules and playbooks together; [`cli`] is the command line.
+//! - [`history`]: sample history in the state store (raw, 1-minute and
+//!   hourly tiers) and the trends (`memory_full_in_days`, ...) that the
+//!   engine adds to samples; read by `redops analyze`, `redops report
+//!   capacity` and `GET /api/v1/history`.
 //! - [`backup`]: RDB snapshots over `SYNC` and logical `DUMP` backups, sealed
 //!   with zstd and age, cataloged in the store, verified and restored.
 //! - [`lab`]: local `redis-server` processes, shared with the test harness.
 //! - Small pieces: [`glob`] (Redis key patterns), [`template`] (`{{ name }}`
-//!   summaries), [`secrets`] (redaction of every secret we know).
+//!   summaries), [`secrets`] (redaction of every secret we know), [`logging`]
+//!   (one log line per event, whatever the values hold).
 
 pub mod alerts;
 pub mod api;
@@ -37,8 +47,11 @@ pub mod diagnostics;
 pub mod engine;
 pub mod event;
 pub mod glob;
+pub mod ha;
+pub mod history;
 pub mod lab;
 pub mod loader;
+pub mod logging;
 pub mod notify;
 pub mod playbooks;
 pub mod redis;

@@ -118,3 +118,56 @@ fn a_server_that_denies_config_set_gets_a_clear_warning() {
     redops.wait_log("Keyspace subscription active", Duration::from_secs(10));
     assert!(redops.terminate().success(), "{}", redops.output());
 }
+
+/// Counts go out only when they change, plus a keepalive: a window with no
+/// new events must still slide down and resolve the alert, and a burst must
+/// reach the rules within tens of milliseconds at the default tick.
+const BURST: &str = r#"
+[[rule]]
+name = "set_burst"
+source = "keyspace"
+events = ["set"]
+keys = "burst:*"
+window = "2s"
+when = "count >= 100"
+severity = "info"
+summary = "{{ count }} burst keys set on {{ target }}"
+"#;
+
+#[test]
+fn a_quiet_window_resolves_and_a_burst_is_seen_at_once() {
+    let redis = TestRedis::start(&[("notify-keyspace-events", "E$")]);
+    let hook = WebhookReceiver::start();
+    let config = target_and_hook("cache", &redis.url(0), "", &hook.url());
+    let dir = engine_dir("1s", &config, &[("burst", BURST)], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Keyspace subscription active", Duration::from_secs(10));
+
+    let mut conn = redis.conn();
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.cmd("SET").arg(format!("burst:{i}")).arg(1).ignore();
+    }
+    let sent = std::time::Instant::now();
+    let _: () = pipe.query(&mut conn).unwrap();
+    let got = hook.wait_for(Duration::from_secs(5), |r| !alerts(r, "set_burst", "firing").is_empty());
+    let fired_after = sent.elapsed();
+    assert_eq!(
+        alerts(&got, "set_burst", "firing")[0].body["summary"],
+        "100 burst keys set on cache"
+    );
+    // Generous for a loaded test machine; the benchmark measures it properly.
+    assert!(fired_after < Duration::from_millis(500), "fired after {fired_after:?}");
+
+    // No event after the burst: only the keepalive can slide the window.
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "set_burst", "resolved").is_empty()
+    });
+    assert_eq!(alerts(&got, "set_burst", "resolved").len(), 1);
+    let resolved_after = sent.elapsed();
+    assert!(
+        resolved_after >= Duration::from_secs(2) && resolved_after < Duration::from_millis(3_500),
+        "resolved after {resolved_after:?}: the 2 s window plus at most a keepalive"
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

@@ -1,15 +1,21 @@
-//! The HTTP API (axum): health, Prometheus metrics, alerts, silences and
-//! targets. Reads are open on the bind address (loopback by default);
-//! anything that changes state needs the bearer token, and redops refuses
-//! to listen beyond loopback without one.
+//! The HTTP API (axum): health, Prometheus metrics, alerts, silences,
+//! targets, playbook runs, backups, Sentinel groups, and the dashboard at
+//! `/`. Reads are open on the bind address (loopback by default); anything
+//! that changes state needs the bearer token, and redops refuses to listen
+//! beyond loopback without one.
 
+pub mod dashboard;
+pub mod history;
 pub mod metrics;
+pub mod runs;
+pub mod sentinels;
 pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -20,20 +26,53 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::matcher::Matcher;
 use crate::alerts::store::{AlertStore, now_ms};
+use crate::backup::Catalog;
 use crate::config::ApiConfig;
+use crate::playbooks::runs::RunStore;
 use state::EngineView;
+
+/// Everything the API reads and writes, handed over by the engine in one
+/// place. The optional parts are absent when the engine runs without them
+/// (tests, or a state store that could not be opened); their endpoints
+/// then answer 503 saying so.
+pub struct ApiDeps {
+    pub config: ApiConfig,
+    pub view: EngineView,
+    pub alerts: AlertStore,
+    pub outbox: Option<crate::notify::outbox::Outbox>,
+    /// The notifier's delivery counts, by receiver and outcome.
+    pub deliveries: Arc<state::CounterVec<2>>,
+    pub runs: Option<RunStore>,
+    pub backups: Option<Catalog>,
+    /// Where `POST /api/v1/playbooks/{name}/run` hands its runs.
+    pub runner: Option<runs::RunnerHandle>,
+    pub sentinels: sentinels::SentinelGroups,
+}
 
 #[derive(Clone)]
 struct Api {
     view: EngineView,
     alerts: AlertStore,
     outbox: Option<crate::notify::outbox::Outbox>,
+    deliveries: Arc<state::CounterVec<2>>,
+    runs: Option<RunStore>,
+    backups: Option<Catalog>,
+    runner: Option<runs::RunnerHandle>,
+    sentinels: sentinels::SentinelGroups,
     token: Option<Arc<str>>,
 }
 
 /// A JSON error a human can act on.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// 503 for a part of the state store this engine runs without.
+fn unavailable(what: &str) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{what} is not available in this engine: its state store could not be opened (see the engine log)"),
+    )
 }
 
 /// Why the API cannot start as configured.
@@ -55,16 +94,17 @@ pub fn check_bind(config: &ApiConfig) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-pub fn router(
-    view: EngineView,
-    alerts: AlertStore,
-    outbox: Option<crate::notify::outbox::Outbox>,
-    config: &ApiConfig,
-) -> Router {
+pub fn router(deps: ApiDeps) -> Router {
+    let config = deps.config;
     let api = Api {
-        view,
-        alerts,
-        outbox,
+        view: deps.view,
+        alerts: deps.alerts,
+        outbox: deps.outbox,
+        deliveries: deps.deliveries,
+        runs: deps.runs,
+        backups: deps.backups,
+        runner: deps.runner,
+        sentinels: deps.sentinels,
         token: config
             .token
             .as_ref()
@@ -72,6 +112,9 @@ pub fn router(
             .map(|t| Arc::from(t.expose())),
     };
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard.css", get(dashboard::stylesheet))
+        .route("/dashboard.js", get(dashboard::script))
         .route("/health", get(health))
         .route("/health/redis", get(health_redis))
         .route("/metrics", get(metrics::handler))
@@ -80,6 +123,11 @@ pub fn router(
         .route("/api/v1/alerts/{id}/ack", post(ack))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
+        .route("/api/v1/runs", get(runs::list))
+        .route("/api/v1/runs/{id}", get(runs::one))
+        .route("/api/v1/playbooks/{name}/run", post(runs::start))
+        .route("/api/v1/backups", get(backups))
+        .route("/api/v1/sentinels", get(sentinels::handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md") })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(api)
@@ -164,6 +212,30 @@ async fn health_redis(State(api): State<Api>) -> Response {
 
 async fn targets(State(api): State<Api>) -> Response {
     Json(api.view.snapshot().targets).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupsQuery {
+    target: Option<String>,
+}
+
+/// The backup catalog, newest first; `?target=` narrows it.
+async fn backups(State(api): State<Api>, query: Result<Query<BackupsQuery>, QueryRejection>) -> Response {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let Some(catalog) = &api.backups else {
+        return unavailable("the backup catalog");
+    };
+    match catalog.list(None, query.target.as_deref()) {
+        Ok(rows) => Json(rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the backup catalog: {e}"),
+        ),
+    }
 }
 
 async fn alerts_list(State(api): State<Api>) -> Response {

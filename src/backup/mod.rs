@@ -201,6 +201,7 @@ pub fn resolve_target(config: &Config, name: &str) -> Result<Target, BackupError
         keyspace_events: None,
         labels: Default::default(),
         probes: Default::default(),
+        tls_ca: None,
     };
     let connection = crate::redis::connect::connection_info(&target).map_err(BackupError::Usage)?;
     Ok(Target {

@@ -3,10 +3,12 @@
 //! Exit codes: 0 success, 1 a check or operation failed, 2 usage or config error.
 
 pub mod alerts;
+pub mod analyze;
 pub mod backup;
 pub mod check;
 pub mod lab;
 pub mod playbook;
+pub mod report;
 pub mod restore;
 pub mod run;
 pub mod runs;
@@ -57,6 +59,10 @@ pub enum Command {
     Silence(silence::Args),
     /// Health of every target by the guide's thresholds; exit 1 if critical.
     Status(status::Args),
+    /// Min/avg/max, peak hours, hit-ratio trend and slow log of every target.
+    Analyze(analyze::Args),
+    /// Reports; `report capacity`: the guide's capacity planning matrices.
+    Report(report::Args),
 }
 
 pub const DEFAULT_CONFIG: &str = "config/redops.toml";
@@ -103,5 +109,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Alerts(args) => alerts::main(args),
         Command::Silence(args) => silence::main(args),
         Command::Status(args) => status::main(args),
+        Command::Analyze(args) => analyze::main(args),
+        Command::Report(args) => report::main(args),
     }
 }

@@ -75,6 +75,7 @@ pub fn main(args: Args) -> ExitCode {
                 keyspace_events: None,
                 labels: g.labels.clone(),
                 probes: Default::default(),
+                tls_ca: None,
             });
         }
     }

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod document;
 pub mod duration;
 pub mod exec;
+pub mod ha;
 pub mod notify;
 pub mod sentinel;
 
@@ -22,6 +23,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::secrets::Secret;
 pub use backup::BackupConfig;
 pub use exec::ExecConfig;
+pub use ha::HaConfig;
 pub use notify::{EmailConfig, EscalationConfig, NotifyConfig, RouteConfig};
 pub use sentinel::SentinelGroupConfig;
 
@@ -41,6 +43,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// `[exec.NAME]`: the only programs a playbook's `exec(NAME, args)` may run.
     pub exec: BTreeMap<String, ExecConfig>,
+    /// `[ha]`: leader election among instances sharing this config.
+    pub ha: HaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,8 +55,10 @@ pub struct EngineConfig {
     pub state_dir: PathBuf,
     #[serde(with = "duration")]
     pub sample_interval: Duration,
-    /// How often keyspace counts are evaluated. Rules over keyspace events
-    /// are evaluated on this tick, never per event.
+    /// How soon changed keyspace counts are evaluated: at most once per
+    /// tick while counts move (and once a second while they do not), never
+    /// per event. 10 ms keeps detection within tens of milliseconds; an
+    /// idle reader does not wake for it.
     #[serde(with = "duration")]
     pub keyspace_tick: Duration,
     #[serde(with = "duration")]
@@ -97,7 +103,7 @@ impl Default for EngineConfig {
             playbooks_dir: "playbooks".into(),
             state_dir: "state".into(),
             sample_interval: Duration::from_secs(5),
-            keyspace_tick: Duration::from_millis(100),
+            keyspace_tick: Duration::from_millis(10),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
         }
@@ -124,6 +130,11 @@ pub struct TargetConfig {
     /// metric, e.g. `celery_backlog = "LLEN celery"`.
     #[serde(default)]
     pub probes: BTreeMap<String, String>,
+    /// PEM file of the CA that signs a `rediss://` server's certificate, for
+    /// a private CA the system trust store does not hold. Relative to the
+    /// config file.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,6 +320,7 @@ impl Config {
             playbooks: PlaybookConfig::default(),
             backup: BackupConfig::default(),
             exec: BTreeMap::new(),
+            ha: HaConfig::default(),
         };
         let mut dirs_known = true;
         let mut broken_targets = Vec::new();
@@ -407,6 +419,11 @@ impl Config {
                         config.api = a;
                     }
                 }
+                "ha" => {
+                    if let Some(h) = document::deserialize(file, value, diags) {
+                        config.ha = h;
+                    }
+                }
                 "notify" => {
                     if let Some(n) = document::deserialize(file, value, diags) {
                         config.notify = n;
@@ -446,6 +463,7 @@ impl Config {
                         "playbooks",
                         "backup",
                         "exec",
+                        "ha",
                     ];
                     let mut d = Diagnostic::error(file, key.span(), format!("unknown section `{other}`"));
                     d = match document::closest(other, &options) {
@@ -485,6 +503,11 @@ impl Config {
         }
         self.backup.resolve_paths(base);
         self.backup.validate(file, diags);
+        for ca in self.targets.iter_mut().filter_map(|t| t.tls_ca.as_mut()) {
+            if ca.is_relative() {
+                *ca = base.join(&*ca);
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (target, span) in self.targets.iter().zip(target_spans) {
             if !seen.insert(target.name.as_str()) {
@@ -501,6 +524,14 @@ impl Config {
                         format!("target `{}`: url must start with redis:// or rediss://", target.name),
                     )
                     .with_hint("e.g. url = \"redis://127.0.0.1:6379/1\""),
+                );
+            }
+            if target.tls_ca.is_some()
+                && let Err(why) = crate::redis::connect::connection_info(target)
+            {
+                diags.push(
+                    Diagnostic::error(file, span.clone(), why)
+                        .with_hint("tls_ca = \"path/to/ca.pem\" with a rediss:// url"),
                 );
             }
             if let Some(flags) = &target.keyspace_events
@@ -587,6 +618,13 @@ impl Config {
                 }
             }
         }
+        let lease_holders: Vec<&str> = self
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(self.sentinels.iter().map(|g| g.name.as_str()))
+            .collect();
+        self.ha.validate(file, &lease_holders, diags);
         let mut group_names = std::collections::HashSet::new();
         for (group, span) in self.sentinels.iter().zip(sentinel_spans) {
             let mut problem = |msg: String, hint: &str| {

@@ -14,6 +14,7 @@ pub const RULES: &[(&str, &str)] = &[
     ("evictions.toml", include_str!("../../rules/evictions.toml")),
     ("fragmentation.toml", include_str!("../../rules/fragmentation.toml")),
     ("memory.toml", include_str!("../../rules/memory.toml")),
+    ("redops.toml", include_str!("../../rules/redops.toml")),
     ("schedules.toml", include_str!("../../rules/schedules.toml")),
     ("sentinel.toml", include_str!("../../rules/sentinel.toml")),
 ];

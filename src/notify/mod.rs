@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alert;
+use crate::api::state::CounterVec;
 use crate::config::ReceiverConfig;
 use crate::playbooks::context::RunOutcome;
 use outbox::{Entry, Outbox};
@@ -181,6 +182,9 @@ impl Sender {
 pub struct Notifier {
     outbox: Outbox,
     wakers: Arc<HashMap<String, Arc<Notify>>>,
+    /// Delivery attempts by receiver and outcome (`delivered`, `retried`,
+    /// `dead`), exported on /metrics.
+    deliveries: Arc<CounterVec<2>>,
 }
 
 pub struct NotifierHandle {
@@ -194,6 +198,20 @@ impl Notifier {
         receivers: &BTreeMap<String, ReceiverConfig>,
         outbox: Outbox,
         fallback: Option<String>,
+        shutdown: CancellationToken,
+    ) -> Result<(Notifier, NotifierHandle), String> {
+        Self::spawn_gated(receivers, outbox, fallback, None, shutdown)
+    }
+
+    /// As [`Notifier::spawn`]; with `ha`, the workers deliver what every
+    /// instance holds a copy of only while this one leads (or is cut off
+    /// from the lease store), skip what an earlier leader delivered, and
+    /// record what they deliver for the others.
+    pub fn spawn_gated(
+        receivers: &BTreeMap<String, ReceiverConfig>,
+        outbox: Outbox,
+        fallback: Option<String>,
+        ha: Option<crate::ha::Ledger>,
         shutdown: CancellationToken,
     ) -> Result<(Notifier, NotifierHandle), String> {
         let mut wakers = HashMap::new();
@@ -211,6 +229,7 @@ impl Notifier {
         let notifier = Notifier {
             outbox,
             wakers: Arc::new(wakers),
+            deliveries: Arc::default(),
         };
         let mut tasks = JoinSet::new();
         for (name, sender, give_up) in senders {
@@ -220,6 +239,7 @@ impl Notifier {
                 give_up,
                 notifier: notifier.clone(),
                 fallback: fallback.clone().filter(|f| *f != name),
+                ha: ha.clone(),
             };
             tasks.spawn(worker.run(shutdown.clone()));
         }
@@ -234,6 +254,10 @@ impl Notifier {
 
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    pub fn deliveries(&self) -> Arc<CounterVec<2>> {
+        self.deliveries.clone()
     }
 
     /// Persists the notification for each receiver, then wakes their
@@ -289,11 +313,13 @@ struct Worker {
     give_up: Duration,
     notifier: Notifier,
     fallback: Option<String>,
+    ha: Option<crate::ha::Ledger>,
 }
 
 impl Worker {
     async fn run(self, shutdown: CancellationToken) {
         let wake = self.notifier.wakers[&self.receiver].clone();
+        let mut leadership = self.ha.as_ref().map(|l| l.leadership().clone());
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -319,6 +345,21 @@ impl Worker {
                     _ = shutdown.cancelled() => return,
                 }
             };
+            if let Some(leadership) = leadership.as_mut()
+                && !leadership.delivers()
+                && entry.id >= 0
+                && !made_here(&entry)
+            {
+                // A follower keeps its copy for the day it leads; the
+                // leader's deliveries prune it meanwhile.
+                tokio::select! {
+                    alive = leadership.changed() => if !alive { return },
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(FOLLOWER_RECHECK) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                continue;
+            }
             let wait_ms = entry.next_attempt_ms - outbox::now_ms();
             if wait_ms > 0 || entry.id < 0 {
                 tokio::select! {
@@ -336,9 +377,16 @@ impl Worker {
             Ok(n) => n,
             Err(e) => {
                 let _ = self.notifier.outbox.dead(entry.id, &format!("unreadable: {e}"));
+                self.notifier.deliveries.inc([&self.receiver, "dead"]);
                 return;
             }
         };
+        let ledger = self.ha.as_ref().filter(|l| l.leadership().is_leader());
+        if let Some(ledger) = ledger
+            && self.delivered_before(ledger, &entry).await
+        {
+            return;
+        }
         let result = tokio::select! {
             r = self.sender.deliver(&n, &entry.idempotency_key) => r,
             // A delivery in flight at shutdown stays pending for next time.
@@ -348,8 +396,14 @@ impl Worker {
         match result {
             Ok(()) => {
                 tracing::debug!(receiver = %self.receiver, id = entry.id, attempts = entry.attempts + 1, "Notification delivered");
+                self.notifier.deliveries.inc([&self.receiver, "delivered"]);
                 if let Err(e) = outbox.delivered(entry.id) {
                     tracing::error!(receiver = %self.receiver, error = %e, "Delivered, but cannot record it; it may be sent again");
+                }
+                if let Some(ledger) = ledger
+                    && let Err(e) = ledger.mark_sent(&self.receiver, &entry.idempotency_key).await
+                {
+                    tracing::warn!(receiver = %self.receiver, error = %e, "HA: delivered, but cannot tell the other instances; a new leader may send it again");
                 }
             }
             Err(f) => {
@@ -362,6 +416,7 @@ impl Worker {
                     };
                     tracing::error!(receiver = %self.receiver, id = entry.id, attempts = entry.attempts + 1, error = %f.error, "Notification {why}; dead-lettered");
                     let _ = outbox.dead(entry.id, &f.error);
+                    self.notifier.deliveries.inc([&self.receiver, "dead"]);
                     if let Some(fallback) = &self.fallback {
                         self.notifier.send(
                             std::slice::from_ref(fallback),
@@ -380,11 +435,50 @@ impl Worker {
                     None => backoff(entry.attempts),
                 };
                 tracing::warn!(receiver = %self.receiver, id = entry.id, attempt = entry.attempts + 1, error = %f.error, wait_ms = wait.as_millis() as u64, "Delivery failed; retrying");
+                self.notifier.deliveries.inc([&self.receiver, "retried"]);
                 if let Err(e) = outbox.retry_later(entry.id, wait, &f.error) {
                     tracing::error!(receiver = %self.receiver, error = %e, "Cannot record the retry");
                 }
             }
         }
+    }
+}
+
+impl Worker {
+    /// Whether a leader before us delivered this entry; if so it is marked
+    /// done here. When Redis cannot say, the entry is sent: a duplicate is
+    /// better than a loss.
+    async fn delivered_before(&self, ledger: &crate::ha::Ledger, entry: &Entry) -> bool {
+        match ledger.sent(std::slice::from_ref(entry)).await {
+            Ok(sent) if sent.first() == Some(&true) => {
+                tracing::info!(receiver = %self.receiver, id = entry.id, "HA: already delivered by an earlier leader; not sent again");
+                if let Err(e) = self.notifier.outbox.delivered_by_peer(entry.id) {
+                    tracing::error!(receiver = %self.receiver, error = %e, "Cannot record the notification as delivered");
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(receiver = %self.receiver, error = %e, "HA: cannot tell whether an earlier leader delivered this; sending it");
+                false
+            }
+        }
+    }
+}
+
+/// How often a follower looks again at a head entry it leaves to the leader.
+const FOLLOWER_RECHECK: Duration = Duration::from_secs(1);
+
+/// Whether only this instance holds the entry, so it delivers it whatever
+/// its HA role: a playbook's message or outcome, an acknowledgement made
+/// here, or a dead letter. Every instance holds its own copy of the rest.
+fn made_here(entry: &Entry) -> bool {
+    let here = |n: &AlertNotice| n.playbook.is_some() || n.acked_by.is_some();
+    match serde_json::from_str::<Notification>(&entry.payload) {
+        Ok(Notification::Message { .. } | Notification::DeadLetter { .. }) => true,
+        Ok(Notification::Alert(n)) => here(&n),
+        Ok(Notification::Group { alerts, .. }) => alerts.iter().any(here),
+        Err(_) => false,
     }
 }
 

@@ -103,6 +103,37 @@ impl Outbox {
         Ok(())
     }
 
+    /// Another redops instance, the HA leader, delivered this one: the
+    /// copy is done without being sent, and says so.
+    pub fn delivered_by_peer(&self, id: i64) -> Result<(), StoreError> {
+        self.store.conn().execute(
+            "UPDATE outbox SET state = 'delivered_by_peer', done_ms = ?2, last_error = NULL WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The oldest pending entries of every receiver, at most `limit`.
+    pub fn pending_entries(&self, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let conn = self.store.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, receiver, idempotency_key, payload, created_ms, next_attempt_ms, attempts
+             FROM outbox WHERE state = 'pending' ORDER BY id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok(Entry {
+                id: r.get(0)?,
+                receiver: r.get(1)?,
+                idempotency_key: r.get(2)?,
+                payload: r.get(3)?,
+                created_ms: r.get(4)?,
+                next_attempt_ms: r.get(5)?,
+                attempts: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn retry_later(&self, id: i64, wait: Duration, error: &str) -> Result<(), StoreError> {
         self.store.conn().execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",

@@ -52,10 +52,13 @@ impl WebhookSender {
         for (name, value) in &self.config.headers {
             request = request.header(name, value.expose());
         }
-        let response = request.body(bytes).send().await.map_err(|e| {
-            // reqwest errors name the URL, which may carry a token.
-            Failure::transient(crate::secrets::redact(&e.without_url().to_string()))
-        })?;
+        // Only the status and headers are read: the body is dropped unread,
+        // so a receiver that floods or drips costs one `timeout` at most.
+        let response = request
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| Failure::transient(send_error(e, self.config.timeout)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -74,6 +77,23 @@ impl WebhookSender {
                 && status != StatusCode::REQUEST_TIMEOUT,
         })
     }
+}
+
+/// Why a request got no response. reqwest's own message ("error sending
+/// request") hides the cause in its source chain, and names the URL, which
+/// may carry a token.
+fn send_error(e: reqwest::Error, timeout: std::time::Duration) -> String {
+    if e.is_timeout() {
+        return format!("no response within {} (timeout)", humantime::format_duration(timeout));
+    }
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    crate::secrets::redact(&message)
 }
 
 /// `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>`: binding the

@@ -23,6 +23,43 @@ pub struct TargetRuntime {
     pub connection: Option<redis::ConnectionInfo>,
 }
 
+/// What the runner is asked to run. Rule and schedule invocations carry
+/// only the invocation; a run asked for through the API also carries the id
+/// its caller was given, its trigger and whether it is a dry run.
+pub struct RunRequest {
+    pub invocation: Invocation,
+    /// `None`: inferred from the invocation (alert, schedule or manual).
+    pub trigger: Option<Trigger>,
+    /// `None`: a fresh id when the run starts.
+    pub run_id: Option<String>,
+    /// A dry run even if the engine performs side effects; an engine
+    /// started with `--dry-run` never performs them, whatever this says.
+    pub dry_run: bool,
+}
+
+impl RunRequest {
+    fn trigger(&self) -> Trigger {
+        self.trigger.unwrap_or(if self.invocation.alert.is_some() {
+            Trigger::Alert
+        } else if self.invocation.rule.is_empty() {
+            Trigger::Manual
+        } else {
+            Trigger::Schedule
+        })
+    }
+}
+
+impl From<Invocation> for RunRequest {
+    fn from(invocation: Invocation) -> Self {
+        RunRequest {
+            invocation,
+            trigger: None,
+            run_id: None,
+            dry_run: false,
+        }
+    }
+}
+
 pub struct Runner {
     groups: Vec<crate::config::SentinelGroupConfig>,
     engine: Arc<PlaybookEngine>,
@@ -40,6 +77,8 @@ pub struct Runner {
     host: Arc<HostSettings>,
     /// Where each run gets its row when it starts.
     runs: Option<RunStore>,
+    /// Under `[ha]`: rule-driven runs happen on the leader only, once claimed.
+    ha: Option<crate::ha::Ledger>,
 }
 
 impl Runner {
@@ -79,10 +118,41 @@ impl Runner {
             backups: crate::backup::BackupSettings::from_config(config),
             host: Arc::new(HostSettings::from_config(config)),
             runs: None,
+            ha: None,
         }
     }
 
     /// Stores each run as `running` when it starts; its record completes it.
+    /// Runs rule and schedule invocations only while leading, each once
+    /// claimed in the HA ledger. Runs asked for by hand run where asked.
+    pub fn with_ha(mut self, ledger: crate::ha::Ledger) -> Self {
+        self.ha = Some(ledger);
+        self
+    }
+
+    /// Under HA, whether this instance may run a rule's invocation: it
+    /// leads and the run is claimed for it. Blocks on the claim.
+    fn claimed(&self, inv: &Invocation) -> bool {
+        let Some(ledger) = self.ha.as_ref().filter(|_| !inv.rule.is_empty()) else {
+            return true;
+        };
+        match tokio::runtime::Handle::current().block_on(ledger.claim(inv)) {
+            Ok(crate::ha::Claim::Claimed) => true,
+            Ok(crate::ha::Claim::Taken) => {
+                tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA: playbook already ran for this firing; not run again");
+                false
+            }
+            Ok(crate::ha::Claim::NotLeader) => {
+                tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA: no longer the leader; playbook left to the new one");
+                false
+            }
+            Err(e) => {
+                tracing::error!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, error = %e, "HA: cannot claim the run; not run, to never run it twice");
+                false
+            }
+        }
+    }
+
     pub fn with_run_store(mut self, runs: RunStore) -> Self {
         self.runs = Some(runs);
         self
@@ -95,21 +165,38 @@ impl Runner {
 
     /// Runs invocations until `invocations` closes, then waits for the runs
     /// in flight. Each finished run's record goes to `records`.
-    pub async fn run(self, mut invocations: mpsc::Receiver<Invocation>, records: mpsc::Sender<RunRecord>) {
+    pub async fn run<R>(self, mut invocations: mpsc::Receiver<R>, records: mpsc::Sender<RunRecord>)
+    where
+        R: Into<RunRequest> + Send + 'static,
+    {
         let this = Arc::new(self);
         let mut tasks = JoinSet::new();
-        while let Some(inv) = invocations.recv().await {
+        while let Some(request) = invocations.recv().await {
+            let request: RunRequest = request.into();
+            let inv = &request.invocation;
+            if let Some(ledger) = &this.ha
+                && !inv.rule.is_empty()
+                && !ledger.leadership().is_leader()
+            {
+                tracing::debug!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA follower: playbook left to the leader");
+                continue;
+            }
             let key = (inv.rule.clone(), inv.target.clone());
             if !this.running.lock().expect("not poisoned").insert(key.clone()) {
                 tracing::warn!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "Playbook already running for this rule and target; invocation skipped");
+                if let Some(record) = this.not_started(request) {
+                    let _ = records.send(record).await;
+                }
                 continue;
             }
             let runner = this.clone();
             let records = records.clone();
             tasks.spawn_blocking(move || {
-                let record = runner.run_blocking(inv);
+                let record = runner.claimed(&request.invocation).then(|| runner.run_request(request));
                 runner.running.lock().expect("not poisoned").remove(&key);
-                let _ = records.blocking_send(record);
+                if let Some(record) = record {
+                    let _ = records.blocking_send(record);
+                }
             });
             while let Some(done) = tasks.try_join_next() {
                 if let Err(e) = done {
@@ -124,21 +211,51 @@ impl Runner {
         }
     }
 
-    /// Runs one invocation on the calling thread (which may block).
-    pub fn run_blocking(&self, inv: Invocation) -> RunRecord {
-        let trigger = if inv.alert.is_some() {
-            Trigger::Alert
-        } else if inv.rule.is_empty() {
-            Trigger::Manual
-        } else {
-            Trigger::Schedule
+    /// A skipped request whose caller holds a run id (an API run) still gets
+    /// a stored run saying why, so the id the caller was given leads
+    /// somewhere; a skipped rule invocation is only logged, as before.
+    fn not_started(&self, request: RunRequest) -> Option<RunRecord> {
+        let run_id = request.run_id?;
+        let inv = request.invocation;
+        let record = RunRecord {
+            id: run_id,
+            playbook: inv.playbook,
+            target: inv.target,
+            rule: None,
+            dry_run: self.dry_run || request.dry_run,
+            started_at: std::time::SystemTime::now(),
+            duration_ms: 0,
+            outcome: RunOutcome::Failed {
+                error: "not started: this playbook is already running on this target".into(),
+            },
+            findings: Vec::new(),
+            audit: Vec::new(),
+            audit_dropped: 0,
         };
-        self.run_triggered(inv, trigger)
+        if let Some(runs) = &self.runs
+            && let Err(e) = runs.finish(&record, request.trigger.unwrap_or(Trigger::Manual))
+        {
+            tracing::error!(run_id = %record.id, error = %e, "Cannot store the skipped playbook run");
+        }
+        Some(record)
     }
 
     /// Runs one invocation on the calling thread, stored with its trigger.
     pub fn run_triggered(&self, inv: Invocation, trigger: Trigger) -> RunRecord {
-        let run_id = new_run_id();
+        self.run_request(RunRequest {
+            invocation: inv,
+            trigger: Some(trigger),
+            run_id: None,
+            dry_run: false,
+        })
+    }
+
+    /// Runs one request on the calling thread (which may block).
+    pub fn run_request(&self, request: RunRequest) -> RunRecord {
+        let trigger = request.trigger();
+        let dry_run = self.dry_run || request.dry_run;
+        let run_id = request.run_id.unwrap_or_else(new_run_id);
+        let inv = request.invocation;
         let found = self
             .playbooks
             .read()
@@ -149,8 +266,8 @@ impl Runner {
                 id: run_id,
                 playbook: inv.playbook.clone(),
                 target: inv.target,
-                rule: Some(inv.rule),
-                dry_run: self.dry_run,
+                rule: (!inv.rule.is_empty()).then_some(inv.rule),
+                dry_run,
                 started_at: std::time::SystemTime::now(),
                 duration_ms: 0,
                 outcome: RunOutcome::Failed {
@@ -162,7 +279,7 @@ impl Runner {
             };
         };
         let target = self.resolve_target(&inv.target);
-        tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, run_id, dry_run = self.dry_run, "Playbook started");
+        tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, run_id, dry_run, "Playbook started");
         let ctx = RunContext {
             run_id,
             playbook: inv.playbook.clone(),
@@ -172,7 +289,7 @@ impl Runner {
             rule: (!inv.rule.is_empty()).then_some(inv.rule.clone()),
             alert: inv.alert,
             params: inv.params,
-            dry_run: self.dry_run,
+            dry_run,
             deadline: std::time::Instant::now() + self.timeout,
             command_timeout: self.command_timeout,
             policy: self.policy.clone(),
@@ -237,6 +354,7 @@ impl Runner {
                 keyspace_events: None,
                 labels: BTreeMap::new(),
                 probes: BTreeMap::new(),
+                tls_ca: None,
             };
             crate::redis::connect::connection_info(&target).ok()
         });
@@ -244,7 +362,8 @@ impl Runner {
     }
 }
 
-fn new_run_id() -> String {
+/// A fresh run id: time-ordered, so ids sort roughly as runs started.
+pub fn new_run_id() -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

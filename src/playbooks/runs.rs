@@ -20,6 +20,8 @@ pub enum Trigger {
     Alert,
     Schedule,
     Manual,
+    /// `POST /api/v1/playbooks/{name}/run`.
+    Api,
 }
 
 impl Trigger {
@@ -28,6 +30,7 @@ impl Trigger {
             Trigger::Alert => "alert",
             Trigger::Schedule => "schedule",
             Trigger::Manual => "manual",
+            Trigger::Api => "api",
         }
     }
 }

@@ -44,11 +44,12 @@ pub const METRIC_NAMES: &[&str] = &[
 
 const DB_METRIC_SUFFIXES: &[&str] = &["_keys", "_expires", "_avg_ttl_ms"];
 
-/// True for a name `derive` can emit, including `db<N>_keys|expires|avg_ttl_ms`.
+/// True for a name `derive` can emit, including `db<N>_keys|expires|avg_ttl_ms`,
+/// or one the engine adds from the sample history (`memory_full_in_days`, ...).
 /// Probe metrics are named by the user and are checked against their own
 /// declarations, not here.
 pub fn is_known_metric(name: &str) -> bool {
-    METRIC_NAMES.contains(&name) || is_db_metric(name)
+    METRIC_NAMES.contains(&name) || is_db_metric(name) || crate::history::TREND_METRICS.contains(&name)
 }
 
 fn is_db_metric(name: &str) -> bool {
@@ -603,6 +604,8 @@ mod tests {
             "db0_keys",
             "db15_expires",
             "db4_avg_ttl_ms",
+            "memory_full_in_days",
+            "clients_full_in_days",
         ] {
             assert!(is_known_metric(name), "{name}");
         }

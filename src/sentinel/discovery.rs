@@ -265,6 +265,7 @@ pub fn sentinel_connection_info(group: &SentinelGroupConfig, addr: &str) -> Opti
         keyspace_events: None,
         labels: BTreeMap::new(),
         probes: BTreeMap::new(),
+        tls_ca: None,
     };
     connect::connection_info(&target).ok()
 }

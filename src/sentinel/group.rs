@@ -245,13 +245,15 @@ impl GroupSource {
             let target = self.node_config(addr);
             let stop = CancellationToken::new();
             let config = &self.config;
+            let keyspace = KeyspaceSpec::from_config(config, &target, &self.rules);
             match SamplerSpec::from_config(config, &target) {
-                Ok(spec) => {
+                Ok(mut spec) => {
+                    spec.keyspace_stats = keyspace.as_ref().map(|k| k.stats.clone());
                     spawn_sampler(spec, self.events.clone(), stop.clone());
                 }
                 Err(e) => tracing::error!(group = %self.group.name, node = %addr, error = %e, "Cannot sample node"),
             }
-            if let Some(spec) = KeyspaceSpec::from_config(config, &target, &self.rules) {
+            if let Some(spec) = keyspace {
                 spawn_keyspace_source(spec, self.events.clone(), stop.clone());
             }
             tracing::info!(group = %self.group.name, node = %addr, "Following node");
@@ -296,6 +298,7 @@ impl GroupSource {
             keyspace_events: self.group.keyspace_events.clone(),
             labels,
             probes: self.group.probes.clone(),
+            tls_ca: None,
         }
     }
 

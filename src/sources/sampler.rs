@@ -3,6 +3,7 @@
 //! [`Health`] event. A target that does not answer yields `redis_up = 0`
 //! samples and is reconnected on the next tick.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
@@ -16,6 +17,7 @@ use crate::event::{Event, Health, MetricValue, Metrics, Sample};
 use crate::playbooks::policy::CommandPolicy;
 use crate::redis::connect;
 use crate::redis::metrics::{Limits, MetricsDeriver};
+use crate::sources::keyspace::KeyspaceStats;
 
 #[derive(Clone)]
 pub struct SamplerSpec {
@@ -26,6 +28,9 @@ pub struct SamplerSpec {
     pub interval: Duration,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// The target's keyspace subscription losses, reported in each sample
+    /// so that rules can alert on them; `None` without keyspace rules.
+    pub keyspace_stats: Option<Arc<KeyspaceStats>>,
 }
 
 impl SamplerSpec {
@@ -48,6 +53,7 @@ impl SamplerSpec {
             interval: config.engine.sample_interval,
             connect_timeout: config.engine.connect_timeout,
             command_timeout: config.engine.command_timeout,
+            keyspace_stats: None,
         })
     }
 }
@@ -77,6 +83,7 @@ impl Sampler {
     pub async fn step(&mut self) -> Vec<Event> {
         let target = self.spec.target.clone();
         let had_connection = self.conn.is_some();
+        let started = Instant::now();
         let mut result = self.sample().await;
         if result.is_err() && had_connection {
             // A connection the server dropped (a Sentinel promoting this
@@ -86,7 +93,13 @@ impl Sampler {
             result = self.sample().await;
         }
         match result {
-            Ok(metrics) => {
+            Ok(mut metrics) => {
+                // How long INFO and the probes took, reconnect included:
+                // a slow server shows here before it times out.
+                metrics.insert(
+                    "sample_duration_seconds".into(),
+                    MetricValue::Num(started.elapsed().as_secs_f64()),
+                );
                 if self.failures > 0 {
                     tracing::info!(target = %target, after_failures = self.failures, "Target reachable again");
                 }
@@ -172,6 +185,11 @@ impl Sampler {
                     None => tracing::debug!(target = %self.spec.target, probe = %name, "Probe reply is not a number"),
                 },
                 Err(e) => tracing::warn!(target = %self.spec.target, probe = %name, error = %redact(e), "Probe failed"),
+            }
+        }
+        if let Some(stats) = &self.spec.keyspace_stats {
+            for (name, value) in stats.metrics() {
+                metrics.insert(name.to_owned(), MetricValue::Num(value));
             }
         }
         Ok(metrics)

@@ -1,0 +1,296 @@
+//! What the instances share besides the lease, so that a takeover neither
+//! repeats nor loses an action:
+//!
+//! - **Run claims.** Before a playbook runs, the leader claims it:
+//!   `SET {prefix}:run:<fingerprint>:<alert start> <id>:<token> NX`, only
+//!   while the lease and the epoch are still ours. A second claim for one alert firing fails,
+//!   whoever leads by then.
+//! - **Sent marks.** After a receiver accepted a notification the leader
+//!   writes `{prefix}:sent:<receiver>:<idempotency key>`; followers drop
+//!   their copies that are marked, and a new leader skips them.
+//! - **Alert episodes.** Each instance sees an alert fire at a slightly
+//!   different instant, and the idempotency key and the run claim hold that
+//!   instant. The first instance to fire records its start in
+//!   `{prefix}:episode:<fingerprint>`; the others adopt it while that firing
+//!   is open (or when theirs is close), so every instance names one firing
+//!   with one key and one claim.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Keys, Leadership, Link, Role};
+use crate::alerts::{Alert, AlertStatus};
+use crate::notify::outbox::Entry;
+use crate::rules::{Action, Invocation};
+
+/// How long a claim, a sent mark and an episode stay in Redis: far longer
+/// than a notification is retried or an alert firing is remembered.
+const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Claims a run only while the lease is ours and the epoch is our token.
+const CLAIM: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return -1
+end
+if redis.call('SET', KEYS[3], ARGV[1] .. ':' .. ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return 0
+";
+
+/// A firing: returns the episode start to use. The recorded start is
+/// adopted when it is close to ours, or while that firing is open (nobody
+/// resolved it) and began before ours; never the one this instance ended
+/// last (`ARGV[3]`). Otherwise ours starts a new episode.
+const EPISODE_FIRING: &str = r"
+local mine = tonumber(ARGV[1])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'start'))
+if cur and cur ~= tonumber(ARGV[3]) then
+  local open = redis.call('HEXISTS', KEYS[1], 'resolved') == 0
+  if math.abs(cur - mine) <= tonumber(ARGV[2]) or (open and cur <= mine) then
+    return cur
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'start', mine)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return mine
+";
+
+/// A resolve: closes the recorded episode when ours is it (or close to it)
+/// and returns its start; otherwise ours.
+const EPISODE_RESOLVED: &str = r"
+local mine = tonumber(ARGV[1])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'start'))
+if cur and math.abs(cur - mine) <= tonumber(ARGV[2]) then
+  redis.call('HSETNX', KEYS[1], 'resolved', ARGV[3])
+  return cur
+end
+return mine
+";
+
+/// Where this instance stands with one alert's episode.
+#[derive(Debug, Clone, Copy)]
+enum Episode {
+    /// Firing, under this shared start.
+    Firing(i64),
+    /// Resolved; a new firing is a new episode, even if it starts close by.
+    Ended(i64),
+}
+
+/// Whether a run may go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours: run it.
+    Claimed,
+    /// Claimed before, by us or an earlier leader: it already ran.
+    Taken,
+    /// We do not hold the lease (any more).
+    NotLeader,
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    id: String,
+    keys: Keys,
+    link: Link,
+    leadership: Leadership,
+    timeout: Duration,
+    /// How far apart instances see one thing: they fire one alert, and
+    /// write their copies of one notification, within this of each other.
+    episode_window: Duration,
+    /// Per fingerprint, the episode this instance fired or ended last.
+    episodes: Arc<Mutex<HashMap<String, Episode>>>,
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+impl Ledger {
+    pub(super) fn new(
+        id: String,
+        keys: Keys,
+        link: Link,
+        leadership: Leadership,
+        timeout: Duration,
+        episode_window: Duration,
+    ) -> Self {
+        Ledger {
+            id,
+            keys,
+            link,
+            leadership,
+            timeout,
+            episode_window,
+            episodes: Arc::default(),
+        }
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+        let mut conn = self.link.get().ok_or("the HA lease store is not connected")?;
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(r) => r.map_err(|e| crate::secrets::redact(&e.to_string())),
+            Err(_) => Err(format!("no reply within {} ms", self.timeout.as_millis())),
+        }
+    }
+
+    /// The claim key of an invocation: one alert firing, or one tick of a
+    /// schedule (to the second).
+    fn run_key(&self, inv: &Invocation) -> String {
+        match &inv.alert {
+            Some(a) => format!("{}:run:{}:{}", self.keys.prefix, a.fingerprint, ms(a.starts_at)),
+            None => format!(
+                "{}:run:{}:{}:{}",
+                self.keys.prefix,
+                inv.rule,
+                inv.target,
+                ms(SystemTime::now()) / 1000
+            ),
+        }
+    }
+
+    /// Claims a run for this leader. An error (Redis unreachable) means the
+    /// run must not start: it would risk running twice.
+    pub async fn claim(&self, inv: &Invocation) -> Result<Claim, String> {
+        let Role::Leader { token } = self.leadership.role() else {
+            return Ok(Claim::NotLeader);
+        };
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CLAIM)
+            .arg(3)
+            .arg(&self.keys.leader)
+            .arg(&self.keys.epoch)
+            .arg(self.run_key(inv))
+            .arg(&self.id)
+            .arg(token)
+            .arg(RETENTION.as_millis() as u64);
+        Ok(match self.query::<i64>(&cmd).await? {
+            1 => Claim::Claimed,
+            0 => Claim::Taken,
+            _ => Claim::NotLeader,
+        })
+    }
+
+    fn sent_key(&self, receiver: &str, idempotency_key: &str) -> String {
+        format!("{}:sent:{receiver}:{idempotency_key}", self.keys.prefix)
+    }
+
+    /// Records when `receiver` accepted the notification.
+    pub async fn mark_sent(&self, receiver: &str, idempotency_key: &str) -> Result<(), String> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.sent_key(receiver, idempotency_key))
+            .arg(ms(SystemTime::now()))
+            .arg("PX")
+            .arg(RETENTION.as_millis() as u64);
+        self.query::<()>(&cmd).await
+    }
+
+    /// Which outbox entries some leader already delivered: one with the
+    /// same receiver and key, delivered no earlier than the entry was
+    /// written, give or take the time instances differ in writing their
+    /// copies. A repeat of a still-firing alert keeps its key but is
+    /// written much later, so it is not taken for the first send.
+    pub async fn sent(&self, entries: &[Entry]) -> Result<Vec<bool>, String> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for e in entries {
+            cmd.arg(self.sent_key(&e.receiver, &e.idempotency_key));
+        }
+        let values: Vec<Option<i64>> = self.query(&cmd).await?;
+        let slack = self.episode_window.as_millis() as i64;
+        Ok(values
+            .iter()
+            .zip(entries)
+            .map(|(at, e)| at.is_some_and(|at| at + slack >= e.created_ms))
+            .collect())
+    }
+
+    /// Gives every alert in `actions` the episode start all instances share.
+    /// When Redis cannot say, the local start stays: at worst a receiver
+    /// gets the notification twice, never not at all.
+    pub async fn align(&self, mut actions: Vec<Action>) -> Vec<Action> {
+        for action in &mut actions {
+            let alert = match action {
+                Action::Alert(a) => a,
+                Action::RunPlaybook(Invocation { alert: Some(a), .. }) => a,
+                Action::RunPlaybook(_) => continue,
+            };
+            if let Err(e) = self.align_alert(alert).await {
+                tracing::warn!(rule = %alert.rule, target = %alert.target, error = %e, "HA: alert start not shared; a duplicate notification is possible");
+            }
+        }
+        actions
+    }
+
+    /// Sets the alert's start to the shared one. On an error the local start
+    /// stays, and this instance's view of the episode still moves on, so a
+    /// later firing is never taken for this one.
+    async fn align_alert(&self, alert: &mut Alert) -> Result<(), String> {
+        let known = self
+            .episodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&alert.fingerprint)
+            .copied();
+        let (result, episode): (_, fn(i64) -> Episode) = match (alert.status, known) {
+            // Again the firing just aligned: its playbook invocation.
+            (AlertStatus::Firing, Some(Episode::Firing(start))) => (Ok(start), Episode::Firing),
+            (AlertStatus::Firing, known) => {
+                let ended = match known {
+                    Some(Episode::Ended(start)) => start,
+                    _ => -1,
+                };
+                (self.episode_firing(alert, ended).await, Episode::Firing)
+            }
+            (AlertStatus::Resolved, known) => {
+                let mine = match known {
+                    Some(Episode::Firing(start)) => start,
+                    _ => ms(alert.starts_at),
+                };
+                (self.episode_resolved(alert, mine).await, Episode::Ended)
+            }
+        };
+        let start = *result.as_ref().unwrap_or(&ms(alert.starts_at));
+        alert.starts_at = UNIX_EPOCH + Duration::from_millis(start.max(0) as u64);
+        self.episodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(alert.fingerprint.clone(), episode(start));
+        result.map(|_| ())
+    }
+
+    fn episode_key(&self, alert: &Alert) -> String {
+        format!("{}:episode:{}", self.keys.prefix, alert.fingerprint)
+    }
+
+    async fn episode_firing(&self, alert: &Alert, ended: i64) -> Result<i64, String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(EPISODE_FIRING)
+            .arg(1)
+            .arg(self.episode_key(alert))
+            .arg(ms(alert.starts_at))
+            .arg(self.episode_window.as_millis() as u64)
+            .arg(ended)
+            .arg(RETENTION.as_millis() as u64);
+        self.query(&cmd).await
+    }
+
+    async fn episode_resolved(&self, alert: &Alert, mine: i64) -> Result<i64, String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(EPISODE_RESOLVED)
+            .arg(1)
+            .arg(self.episode_key(alert))
+            .arg(mine)
+            .arg(self.episode_window.as_millis() as u64)
+            .arg(ms(SystemTime::now()));
+        self.query(&cmd).await
+    }
+}
