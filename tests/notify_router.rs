@@ -131,3 +131,44 @@ async fn a_refused_notification_is_dead_lettered_to_the_fallback() {
     shutdown.cancel();
     handle.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_incident_does_not_carry_the_last_ones_playbook_outcome() {
+    let hook = WebhookReceiver::start();
+    let (mut router, shutdown, handle) = setup(format!(
+        "[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url()
+    ));
+    let now = tokio::time::Instant::now;
+    let first = alert("sentinel_failover", "lab", Severity::High);
+    router.on_alert(first.clone(), &[], now());
+    router.on_playbook(
+        &first.fingerprint,
+        redops::notify::PlaybookSummary {
+            name: "sentinel_failover".into(),
+            run_id: "run-1".into(),
+            outcome: redops::playbooks::RunOutcome::Succeeded { result: "ok".into() },
+            findings: Vec::new(),
+        },
+    );
+    // The same rule fires again on the same target: a new incident.
+    let mut second = alert("sentinel_failover", "lab", Severity::High);
+    second.starts_at = first.starts_at + Duration::from_secs(5);
+    router.on_alert(second, &[], now());
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(10), |r| r.len() >= 3);
+        hook.received()
+    })
+    .await
+    .unwrap();
+    let playbooks: Vec<Option<&str>> = got.iter().map(|r| r.body["playbook"]["run_id"].as_str()).collect();
+    assert_eq!(
+        playbooks,
+        [None, Some("run-1"), None],
+        "{}",
+        serde_json::to_string_pretty(&playbooks).unwrap()
+    );
+    shutdown.cancel();
+    drop(router);
+    handle.join().await;
+}

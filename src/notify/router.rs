@@ -142,7 +142,11 @@ impl Router {
         let firing = alert.status == AlertStatus::Firing;
         let previous = self.store.get(&fingerprint).ok().flatten();
         let mut notice = AlertNotice::new(alert.clone());
-        if let Some(prev) = self.firing.get(&fingerprint) {
+        // A playbook's outcome belongs to the firing it ran for, not to a
+        // new incident of the same rule and target.
+        if let Some(prev) = self.firing.get(&fingerprint)
+            && prev.alert.starts_at == alert.starts_at
+        {
             notice.playbook = prev.playbook.clone();
         }
         if firing {
