@@ -226,6 +226,15 @@ impl Notifier {
         Ok((notifier, NotifierHandle { tasks }))
     }
 
+    /// A notifier that only queues: no worker delivers what it sends.
+    /// `redops test` reads the outbox to see what routing decided.
+    pub fn queue_only(receivers: impl IntoIterator<Item = String>, outbox: Outbox) -> Notifier {
+        Notifier {
+            outbox,
+            wakers: Arc::new(receivers.into_iter().map(|r| (r, Arc::new(Notify::new()))).collect()),
+        }
+    }
+
     pub fn receiver_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.wakers.keys().cloned().collect();
         names.sort();

@@ -4,6 +4,7 @@
 //! every receiver that got the firing notification.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -43,7 +44,13 @@ pub struct Router {
     /// Alerts whose firing was silenced or inhibited: their resolve is not
     /// sent either, since nobody heard of them.
     suppressed: std::collections::HashSet<String>,
+    /// Milliseconds since the epoch, for silences and escalation steps.
+    clock: WallClock,
 }
+
+/// The router's wall clock: the system's in the engine, a virtual one in
+/// `redops test`.
+pub type WallClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The family of an alert: its `family` label, else the rule name without
 /// its last `_word` (`memory_warning` → `memory`).
@@ -83,9 +90,18 @@ impl Router {
             firing: HashMap::new(),
             silences: Vec::new(),
             suppressed: Default::default(),
+            clock: Arc::new(now_ms),
         };
         router.reload_silences();
         router
+    }
+
+    /// Reads silences and times escalations on `clock` instead of the
+    /// system's.
+    pub fn with_clock(mut self, clock: WallClock) -> Router {
+        self.clock = clock;
+        self.reload_silences();
+        self
     }
 
     /// Alerts that were firing when redops last stopped.
@@ -96,14 +112,14 @@ impl Router {
     }
 
     fn reload_silences(&mut self) {
-        match self.store.silences(false) {
+        match self.store.silences_at(false, (self.clock)()) {
             Ok(s) => self.silences = s,
             Err(e) => tracing::error!(error = %e, "Cannot read silences; keeping the last known"),
         }
     }
 
     fn silenced_by(&self, a: &Alert) -> Option<i64> {
-        let now = now_ms();
+        let now = (self.clock)();
         self.silences
             .iter()
             .find(|s| s.is_active(now) && all_match(&s.matchers, &a.labels))
@@ -331,7 +347,7 @@ impl Router {
                 return;
             }
         };
-        let now = now_ms();
+        let now = (self.clock)();
         for mut e in active {
             let Some(policy) = self.escalations.get(&e.policy) else {
                 continue;
