@@ -52,10 +52,11 @@ impl WebhookSender {
         for (name, value) in &self.config.headers {
             request = request.header(name, value.expose());
         }
-        let response = request.body(bytes).send().await.map_err(|e| {
-            // reqwest errors name the URL, which may carry a token.
-            Failure::transient(crate::secrets::redact(&e.without_url().to_string()))
-        })?;
+        let response = request
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| Failure::transient(describe_send_error(e, self.config.timeout)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -74,6 +75,27 @@ impl WebhookSender {
                 && status != StatusCode::REQUEST_TIMEOUT,
         })
     }
+}
+
+/// Why a request got no answer, in words an operator can act on: reqwest's
+/// own text ("error sending request") hides whether the receiver refused
+/// the connection or hung. The URL is left out: it may carry a token.
+fn describe_send_error(e: reqwest::Error, timeout: std::time::Duration) -> String {
+    let what = if e.is_timeout() {
+        format!("timed out after {}", humantime::format_duration(timeout))
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let detail = causes.last().map(|c| format!(": {c}")).unwrap_or_default();
+    crate::secrets::redact(&format!("{what}{detail}"))
 }
 
 /// `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>`: binding the
