@@ -348,11 +348,16 @@ fn reload(
     let now = Instant::now();
     match crate::loader::load(&running.path) {
         Ok(new) => {
-            if new.config.targets.len() != running.targets.len()
-                || new.config.sentinels.len() != running.sentinels.len()
-                || new.config.receivers.keys().ne(running.receivers.keys())
-            {
-                tracing::warn!("Targets, Sentinel groups or receivers changed: they take effect at the next restart");
+            let pending = needs_restart(running, &new.config);
+            if pending.is_empty() {
+                router.reconfigure(&new.config, now);
+            } else {
+                // Routes may name receivers that only a restart starts.
+                tracing::warn!(
+                    changed = %pending.join(", "),
+                    "These config sections changed and take effect at the next restart; routes, escalations \
+                     and [notify] also wait for it"
+                );
             }
             *playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
             let rules = new.rules.len();
@@ -391,6 +396,26 @@ fn reload(
             Vec::new()
         }
     }
+}
+
+/// The sections of a reloaded config that the running engine cannot take
+/// without a restart, when they changed. Routes, escalation policies and
+/// `[notify]` are taken at once (see [`Router::reconfigure`]).
+fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -> Vec<&'static str> {
+    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    [
+        ("[[target]]", differs(&running.targets, &new.targets)),
+        ("[[sentinel]]", differs(&running.sentinels, &new.sentinels)),
+        ("[receiver.*]", differs(&running.receivers, &new.receivers)),
+        ("[engine]", differs(&running.engine, &new.engine)),
+        ("[api]", differs(&running.api, &new.api)),
+        ("[playbooks]", differs(&running.playbooks, &new.playbooks)),
+        ("[exec]", differs(&running.exec, &new.exec)),
+        ("[backup]", differs(&running.backup, &new.backup)),
+    ]
+    .into_iter()
+    .filter_map(|(section, changed)| changed.then_some(section))
+    .collect()
 }
 
 fn state_dir_alert(problem: &str) -> Alert {

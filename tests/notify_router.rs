@@ -172,3 +172,51 @@ async fn a_new_incident_does_not_carry_the_last_ones_playbook_outcome() {
     drop(router);
     handle.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_sends_what_groups_held_then_routes_anew() {
+    let hook = WebhookReceiver::start();
+    let receivers = format!(
+        "[receiver.day]\ntype = \"webhook\"\nurl = \"{}\"\n\n[receiver.night]\ntype = \"webhook\"\nurl = \"{}\"\n\n",
+        hook.url_for("/day"),
+        hook.url_for("/night")
+    );
+    let routes = |to: &str| {
+        format!("[[route]]\nmatch = {{ severity = \"warning\" }}\nreceivers = [\"{to}\"]\ngroup_wait = \"1h\"\n")
+    };
+    let (mut router, shutdown, handle) = setup([receivers.clone(), routes("day")].concat());
+    let now = tokio::time::Instant::now;
+    // Held for an hour by group_wait when the config changes.
+    let warning = |target: &str| {
+        let mut a = alert("disk_warning", target, Severity::Warning);
+        a.labels.insert("severity".into(), "warning".into());
+        a
+    };
+    router.on_alert(warning("cache"), &[], now());
+    let mut diags = Diagnostics::default();
+    let config = Config::parse(
+        &SourceFile::new("router.toml", [receivers, routes("night")].concat()),
+        &mut diags,
+    )
+    .unwrap();
+    router.reconfigure(&config, now());
+    router.on_alert(warning("broker"), &[], now());
+    router.tick(now() + Duration::from_secs(3601));
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(10), |r| r.len() >= 2);
+        hook.received()
+    })
+    .await
+    .unwrap();
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| (r.path.clone(), r.body["target"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("/day".into(), "cache".into()), ("/night".into(), "broker".into())]
+    );
+    shutdown.cancel();
+    drop(router);
+    handle.join().await;
+}

@@ -126,3 +126,65 @@ fn reading_the_files_does_not_reload() {
     assert!(!redops.output().contains("Reloaded"), "{}", redops.output());
     assert!(redops.terminate().success(), "{}", redops.output());
 }
+
+#[test]
+fn edited_routes_apply_at_once_and_a_changed_target_waits_for_a_restart() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let config = |route_to: &str, target_name: &str| {
+        format!(
+            "[[target]]\nname = \"{target_name}\"\nurl = \"{}\"\nprobes = {{ marker = \"GET marker\" }}\n\n\
+             [receiver.day]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+             [receiver.night]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+             [[route]]\nmatch = {{ severity = \"warning\" }}\nreceivers = [\"{route_to}\"]\ngroup_interval = \"100ms\"\n",
+            redis.url(0),
+            hook.url_for("/day"),
+            hook.url_for("/night")
+        )
+    };
+    let engine = "[engine]\nrules_dir = \"rules\"\nplaybooks_dir = \"playbooks\"\nstate_dir = \"state\"\n\
+                  sample_interval = \"200ms\"\n\n";
+    let dir = engine_dir(
+        "200ms",
+        &config("day", "cache"),
+        &[("main", &rule("marker_rule", 1))],
+        &[],
+    );
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    // The on-call rotation changes: warnings go to the night receiver now.
+    write_file(dir.path(), "redops.toml", &[engine, &config("night", "cache")].concat());
+    redops.wait_log("Reloaded", Duration::from_secs(5));
+    redis.cli(&["SET", "marker", "1"]);
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "firing").is_empty()
+    });
+    assert_eq!(
+        alerts(&got, "marker_rule", "firing")[0].path,
+        "/night",
+        "{}",
+        hook.describe()
+    );
+
+    // A renamed target needs a restart: the engine says so, keeps sampling
+    // the target it has, and keeps the routes it runs with.
+    redis.cli(&["SET", "marker", "0"]);
+    hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "resolved").is_empty()
+    });
+    write_file(dir.path(), "redops.toml", &[engine, &config("day", "renamed")].concat());
+    redops.wait_log("take effect at the next restart", Duration::from_secs(5));
+    assert!(redops.output().contains("changed=[[target]]"), "{}", redops.output());
+    hook.clear();
+    redis.cli(&["SET", "marker", "1"]);
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "firing").is_empty()
+    });
+    let page = alerts(&got, "marker_rule", "firing")[0];
+    assert_eq!(
+        (page.path.as_str(), page.body["target"].as_str()),
+        ("/night", Some("cache"))
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

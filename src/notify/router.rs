@@ -61,26 +61,39 @@ fn family(a: &Alert) -> String {
         .unwrap_or_else(|| a.rule.rsplit_once('_').map_or(a.rule.clone(), |(f, _)| f.to_owned()))
 }
 
+fn build_routes(config: &Config) -> Vec<Route> {
+    config
+        .routes
+        .iter()
+        .map(|r| {
+            let mut matchers: Vec<Matcher> = r
+                .matchers
+                .iter()
+                .filter_map(|(k, v)| Matcher::new(k, Op::Eq, v).ok())
+                .collect();
+            matchers.extend(r.match_re.iter().filter_map(|(k, v)| Matcher::new(k, Op::Re, v).ok()));
+            Route {
+                config: r.clone(),
+                matchers,
+            }
+        })
+        .collect()
+}
+
+/// The key of an alert's group under a route: its `group_by` labels.
+fn group_key(route: &RouteConfig, alert: &Alert) -> String {
+    route
+        .group_by
+        .iter()
+        .map(|l| format!("{l}={}", alert.labels.get(l).map(String::as_str).unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Router {
     pub fn new(config: &Config, notifier: Notifier, store: AlertStore) -> Router {
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| {
-                let mut matchers: Vec<Matcher> = r
-                    .matchers
-                    .iter()
-                    .filter_map(|(k, v)| Matcher::new(k, Op::Eq, v).ok())
-                    .collect();
-                matchers.extend(r.match_re.iter().filter_map(|(k, v)| Matcher::new(k, Op::Re, v).ok()));
-                Route {
-                    config: r.clone(),
-                    matchers,
-                }
-            })
-            .collect();
         let mut router = Router {
-            routes,
+            routes: build_routes(config),
             escalations: config.escalations.clone(),
             all_receivers: config.receivers.keys().cloned().collect(),
             inhibit_within_family: config.notify.inhibit_within_family,
@@ -94,6 +107,37 @@ impl Router {
         };
         router.reload_silences();
         router
+    }
+
+    /// Takes the routes, escalation policies and `[notify]` settings of a
+    /// reloaded config. What the groups hold goes out first, under the
+    /// routes it was grouped by, so a reload loses no notification. Firing
+    /// alerts, silences and escalations in progress carry on; a firing
+    /// alert's `repeat_interval` counts again from the reload.
+    pub fn reconfigure(&mut self, config: &Config, now: Instant) {
+        let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
+        for key in keys {
+            self.flush(&key, now);
+        }
+        self.routes = build_routes(config);
+        self.groups.clear();
+        for notice in self.firing.values() {
+            let alert = &notice.alert;
+            for (i, route) in self.routes.iter().enumerate() {
+                if !all_match(&route.matchers, &alert.labels) {
+                    continue;
+                }
+                if !route.config.receivers.is_empty() {
+                    let group = self.groups.entry((i, group_key(&route.config, alert))).or_default();
+                    group.sent.insert(alert.fingerprint.clone(), now);
+                }
+                if !route.config.continue_matching {
+                    break;
+                }
+            }
+        }
+        self.escalations = config.escalations.clone();
+        self.inhibit_within_family = config.notify.inhibit_within_family;
     }
 
     /// Reads silences and times escalations on `clock` instead of the
@@ -223,13 +267,7 @@ impl Router {
             }
             if !cfg.receivers.is_empty() {
                 grouped_receivers.extend(cfg.receivers.iter().cloned());
-                let key = cfg
-                    .group_by
-                    .iter()
-                    .map(|l| format!("{l}={}", alert.labels.get(l).map(String::as_str).unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let group = self.groups.entry((i, key)).or_default();
+                let group = self.groups.entry((i, group_key(&cfg, &alert))).or_default();
                 group.pending.retain(|n| n.alert.fingerprint != fingerprint);
                 if group.pending.is_empty() {
                     group.pending_since = Some(now);
@@ -280,12 +318,7 @@ impl Router {
         let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
         for key in keys {
             let route = &self.routes[key.0].config;
-            let (receivers, wait, interval, repeat) = (
-                route.receivers.clone(),
-                route.group_wait,
-                route.group_interval,
-                route.repeat_interval,
-            );
+            let (wait, interval, repeat) = (route.group_wait, route.group_interval, route.repeat_interval);
             let group = self.groups.get_mut(&key).expect("key listed above");
             // Re-send still-firing alerts that have not gone out for a while.
             for (f, at) in group.sent.iter_mut() {
@@ -308,29 +341,40 @@ impl Router {
                 None => waited >= wait,
                 Some(last) => now.duration_since(last) >= interval,
             };
-            if !due {
-                continue;
+            if due {
+                self.flush(&key, now);
             }
-            let mut notices = std::mem::take(&mut group.pending);
-            group.pending_since = None;
-            group.last_flush = Some(now);
-            let fingerprints: Vec<String> = notices
-                .iter()
-                .filter(|n| n.alert.status == AlertStatus::Firing)
-                .map(|n| n.alert.fingerprint.clone())
-                .collect();
-            let n = if notices.len() == 1 {
-                Notification::Alert(Box::new(notices.remove(0)))
-            } else {
-                Notification::Group {
-                    group: key.1.clone(),
-                    alerts: notices,
-                }
-            };
-            let refs: Vec<&str> = fingerprints.iter().map(String::as_str).collect();
-            self.send(&receivers, &n, &refs);
         }
         self.escalate();
+    }
+
+    /// Sends what a group holds, as one alert or one group notification.
+    fn flush(&mut self, key: &(usize, String), now: Instant) {
+        let receivers = self.routes[key.0].config.receivers.clone();
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        if group.pending.is_empty() {
+            return;
+        }
+        let mut notices = std::mem::take(&mut group.pending);
+        group.pending_since = None;
+        group.last_flush = Some(now);
+        let fingerprints: Vec<String> = notices
+            .iter()
+            .filter(|n| n.alert.status == AlertStatus::Firing)
+            .map(|n| n.alert.fingerprint.clone())
+            .collect();
+        let n = if notices.len() == 1 {
+            Notification::Alert(Box::new(notices.remove(0)))
+        } else {
+            Notification::Group {
+                group: key.1.clone(),
+                alerts: notices,
+            }
+        };
+        let refs: Vec<&str> = fingerprints.iter().map(String::as_str).collect();
+        self.send(&receivers, &n, &refs);
     }
 
     /// Called every second or so: silences may have changed from the CLI.
