@@ -220,3 +220,42 @@ async fn a_reload_sends_what_groups_held_then_routes_anew() {
     drop(router);
     handle.join().await;
 }
+
+/// `redops playbook run` delivers from the engine's outbox while the
+/// engine does: two notifiers on one state directory (two processes' worth
+/// of connections) deliver each notification once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_outbox_deliver_each_notification_once() {
+    let hook = WebhookReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n", hook.url());
+    let mut diags = Diagnostics::default();
+    let config = Config::parse(&SourceFile::new("router.toml", text), &mut diags).unwrap();
+    let shutdown = CancellationToken::new();
+    let mut notifiers = Vec::new();
+    for _ in 0..2 {
+        let outbox = Outbox::open(Store::open(dir.path()).unwrap()).unwrap();
+        notifiers.push(Notifier::spawn(&config.receivers, outbox, None, shutdown.clone()).unwrap());
+    }
+    for n in 0..40 {
+        let mut a = alert(&format!("marker_{n:02}"), "cache", Severity::Warning);
+        a.labels.insert("n".into(), n.to_string());
+        let notice = redops::notify::Notification::Alert(Box::new(redops::notify::AlertNotice::new(a)));
+        notifiers[n % 2].0.send(&["hook".to_owned()], &notice);
+    }
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(20), |r| r.len() >= 40);
+        std::thread::sleep(Duration::from_secs(1));
+        hook.received()
+    })
+    .await
+    .unwrap();
+    let rules: Vec<&str> = got.iter().map(|r| r.body["rule"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..40).map(|n| format!("marker_{n:02}")).collect();
+    assert_eq!(rules, expected, "each once, in order");
+    shutdown.cancel();
+    for (notifier, handle) in notifiers {
+        drop(notifier);
+        handle.join().await;
+    }
+}

@@ -94,6 +94,20 @@ impl Outbox {
             .optional()?)
     }
 
+    /// Takes a due entry for one delivery attempt: it is not due again for
+    /// `lease`, so another process delivering from the same outbox (`redops
+    /// playbook run` next to the engine) skips it. False when someone else
+    /// took it first. A lease left by a crash ends with it, or at the next
+    /// start ([`Outbox::resume_now`]).
+    pub fn claim(&self, id: i64, lease: Duration) -> Result<bool, StoreError> {
+        let now = now_ms();
+        Ok(self.store.conn().execute(
+            "UPDATE outbox SET next_attempt_ms = ?2
+             WHERE id = ?1 AND state = 'pending' AND next_attempt_ms <= ?3",
+            params![id, now + lease.as_millis() as i64, now],
+        )? == 1)
+    }
+
     pub fn delivered(&self, id: i64) -> Result<(), StoreError> {
         self.store.conn().execute(
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_ms = ?2, last_error = NULL

@@ -80,6 +80,15 @@ fn build_routes(config: &Config) -> Vec<Route> {
         .collect()
 }
 
+/// Whether the current firing of an alert was acknowledged.
+fn acked(store: &AlertStore, fingerprint: &str) -> bool {
+    store
+        .get(fingerprint)
+        .ok()
+        .flatten()
+        .is_some_and(|row| row.acked_by.is_some())
+}
+
 /// The key of an alert's group under a route: its `group_by` labels.
 fn group_key(route: &RouteConfig, alert: &Alert) -> String {
     route
@@ -320,11 +329,13 @@ impl Router {
             let route = &self.routes[key.0].config;
             let (wait, interval, repeat) = (route.group_wait, route.group_interval, route.repeat_interval);
             let group = self.groups.get_mut(&key).expect("key listed above");
-            // Re-send still-firing alerts that have not gone out for a while.
+            // Re-send still-firing alerts that have not gone out for a while,
+            // unless someone acknowledged them: they know.
             for (f, at) in group.sent.iter_mut() {
                 if now.duration_since(*at) >= repeat
                     && let Some(n) = self.firing.get(f)
                     && !group.pending.iter().any(|p| &p.alert.fingerprint == f)
+                    && !acked(&self.store, f)
                 {
                     if group.pending.is_empty() {
                         group.pending_since = Some(now);
