@@ -191,6 +191,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         tracing::warn!(rule = %alert.rule, target = %alert.target, "Alert restored without a sent notification; sending it now");
         dispatch(Action::Alert(alert), &evaluator, &mut router, &view, &invocations_tx);
     }
+    tokio::spawn(prune_outbox(notifier.outbox().clone(), effects_stop.clone()));
     let all_receivers = notifier.receiver_names();
     tracing::info!(
         targets = config.targets.len(),
@@ -394,6 +395,28 @@ fn reload(
             }
             *failed = Some(alert);
             Vec::new()
+        }
+    }
+}
+
+/// Delivered and dead-lettered notifications are kept this long, for
+/// `/metrics` and for whoever investigates a page; then deleted.
+const OUTBOX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Keeps the outbox from growing without bound: hourly, and once at start.
+async fn prune_outbox(outbox: Outbox, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let pruning = outbox.clone();
+        match tokio::task::spawn_blocking(move || pruning.prune(OUTBOX_KEEP)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, "Outbox pruned of notifications done over 7 days ago"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "Cannot prune the outbox"),
+            Err(_) => {}
         }
     }
 }

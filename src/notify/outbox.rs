@@ -187,4 +187,26 @@ mod tests {
             vec![("a".to_string(), 1), ("b".to_string(), 1)]
         );
     }
+
+    #[test]
+    fn a_claimed_entry_is_taken_once_and_pruning_keeps_what_is_pending() {
+        let outbox = Outbox::open(Store::in_memory()).unwrap();
+        outbox.enqueue(&["a".into()], "k1", "{}").unwrap();
+        outbox.enqueue(&["a".into()], "k2", "{}").unwrap();
+        let head = outbox.head("a").unwrap().unwrap();
+        assert!(outbox.claim(head.id, Duration::from_secs(30)).unwrap());
+        assert!(
+            !outbox.claim(head.id, Duration::from_secs(30)).unwrap(),
+            "taken already"
+        );
+        outbox.delivered(head.id).unwrap();
+        // Done long ago: pruned; the pending one stays.
+        outbox
+            .store
+            .conn()
+            .execute("UPDATE outbox SET done_ms = 0 WHERE id = ?1", params![head.id])
+            .unwrap();
+        assert_eq!(outbox.prune(Duration::from_secs(3600)).unwrap(), 1);
+        assert_eq!(outbox.pending().unwrap(), vec![("a".to_string(), 1)]);
+    }
 }
