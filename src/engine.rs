@@ -23,9 +23,8 @@ use crate::playbooks::RunRecord;
 use crate::playbooks::runner::Runner;
 use crate::rules::{Action, Evaluator, Invocation};
 use crate::sentinel::group::spawn_sentinel_group;
-use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
-use crate::sources::sampler::{SamplerSpec, spawn_sampler};
 use crate::sources::schedule::{Schedule, ScheduleStore, spawn_schedules};
+use crate::sources::targets::TargetSources;
 use crate::store::Store;
 
 /// Events queued between the sources and the evaluator.
@@ -53,13 +52,8 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
 
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut sources = Vec::new();
-    for target in &config.targets {
-        let spec = SamplerSpec::from_config(&config, target).map_err(anyhow::Error::msg)?;
-        sources.push(spawn_sampler(spec, events_tx.clone(), sources_stop.clone()));
-        if let Some(spec) = KeyspaceSpec::from_config(&config, target, &rules) {
-            sources.push(spawn_keyspace_source(spec, events_tx.clone(), sources_stop.clone()));
-        }
-    }
+    let mut targets = TargetSources::new(events_tx.clone(), sources_stop.clone());
+    targets.apply(&config, &rules).map_err(anyhow::Error::msg)?;
     let shared_config = Arc::new(config.clone());
     for group in &config.sentinels {
         sources.push(spawn_sentinel_group(
@@ -218,7 +212,13 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(why) = reload_rx.recv() => {
-                let actions = reload(&config, &why, &mut evaluator, &live_playbooks, &mut reload_failed, &mut router);
+                let actions = reload(&config, &why, &mut Reloadable {
+                    evaluator: &mut evaluator,
+                    playbooks: &live_playbooks,
+                    router: &mut router,
+                    targets: &mut targets,
+                    view: &view,
+                }, &mut reload_failed);
                 view.set_reload_ok(reload_failed.is_none());
                 for action in actions {
                     dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
@@ -264,6 +264,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     for s in sources {
         let _ = s.await;
     }
+    targets.join().await;
     tracing::info!("Engine stopping: playbooks in flight");
     drop(invocations_tx);
     let _ = runner_task.await;
@@ -336,22 +337,29 @@ fn dispatch(
     }
 }
 
+/// What a reload swaps or adjusts in the running engine.
+struct Reloadable<'a> {
+    evaluator: &'a mut Evaluator,
+    playbooks: &'a std::sync::RwLock<crate::playbooks::PlaybookSet>,
+    router: &'a mut Router,
+    targets: &'a mut TargetSources,
+    view: &'a EngineView,
+}
+
 /// Loads everything again and swaps it in, or keeps the last good set and
 /// raises `config_reload_failed` until a reload succeeds.
 fn reload(
     running: &crate::config::Config,
     why: &str,
-    evaluator: &mut Evaluator,
-    playbooks: &std::sync::RwLock<crate::playbooks::PlaybookSet>,
+    live: &mut Reloadable,
     failed: &mut Option<Alert>,
-    router: &mut Router,
 ) -> Vec<Action> {
     let now = Instant::now();
     match crate::loader::load(&running.path) {
         Ok(new) => {
             let pending = needs_restart(running, &new.config);
             if pending.is_empty() {
-                router.reconfigure(&new.config, now);
+                live.router.reconfigure(&new.config, now);
             } else {
                 // Routes may name receivers that only a restart starts.
                 tracing::warn!(
@@ -360,9 +368,26 @@ fn reload(
                      and [notify] also wait for it"
                 );
             }
-            *playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
+            *live.playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
             let rules = new.rules.len();
-            let actions = evaluator.replace_rules(new.rules, SystemTime::now());
+            let mut actions = live.evaluator.replace_rules(new.rules.clone(), SystemTime::now());
+            match live.targets.apply(&new.config, &new.rules) {
+                Ok(changes) => {
+                    if !changes.is_empty() {
+                        tracing::info!(
+                            started = ?changes.started,
+                            restarted = ?changes.restarted,
+                            stopped = ?changes.stopped,
+                            "Targets changed"
+                        );
+                    }
+                    for event in &changes.events {
+                        observe(live.view, event);
+                        actions.extend(live.evaluator.on_event(event, now, SystemTime::now()));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "Targets not changed: cannot start their sources"),
+            }
             tracing::info!(
                 changed = why,
                 rules,
@@ -372,7 +397,7 @@ fn reload(
             if let Some(mut alert) = failed.take() {
                 alert.status = crate::alerts::AlertStatus::Resolved;
                 alert.ends_at = Some(SystemTime::now());
-                router.on_alert(alert, &[], now);
+                live.router.on_alert(alert, &[], now);
             }
             actions
         }
@@ -391,7 +416,7 @@ fn reload(
             let alert = reload_alert(&first, diags.error_count(), failed.as_ref());
             let changed = failed.as_ref().is_none_or(|a| a.summary != alert.summary);
             if changed {
-                router.on_alert(alert.clone(), &[], now);
+                live.router.on_alert(alert.clone(), &[], now);
             }
             *failed = Some(alert);
             Vec::new()
@@ -422,12 +447,12 @@ async fn prune_outbox(outbox: Outbox, stop: CancellationToken) {
 }
 
 /// The sections of a reloaded config that the running engine cannot take
-/// without a restart, when they changed. Routes, escalation policies and
-/// `[notify]` are taken at once (see [`Router::reconfigure`]).
+/// without a restart, when they changed. Targets, routes, escalation
+/// policies and `[notify]` are taken at once (see [`TargetSources::apply`]
+/// and [`Router::reconfigure`]).
 fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -> Vec<&'static str> {
     let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     [
-        ("[[target]]", differs(&running.targets, &new.targets)),
         ("[[sentinel]]", differs(&running.sentinels, &new.sentinels)),
         ("[receiver.*]", differs(&running.receivers, &new.receivers)),
         ("[engine]", differs(&running.engine, &new.engine)),
