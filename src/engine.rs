@@ -23,9 +23,8 @@ use crate::playbooks::RunRecord;
 use crate::playbooks::runner::{RunRequest, Runner};
 use crate::rules::{Action, Evaluator};
 use crate::sentinel::group::spawn_sentinel_group;
-use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
-use crate::sources::sampler::{SamplerSpec, spawn_sampler};
 use crate::sources::schedule::{Schedule, ScheduleStore, spawn_schedules};
+use crate::sources::targets::TargetSources;
 use crate::store::Store;
 
 /// Events queued between the sources and the evaluator.
@@ -53,14 +52,8 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
 
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut sources = Vec::new();
-    for target in &config.targets {
-        let mut spec = SamplerSpec::from_config(&config, target).map_err(anyhow::Error::msg)?;
-        if let Some(keyspace) = KeyspaceSpec::from_config(&config, target, &rules) {
-            spec.keyspace_stats = Some(keyspace.stats.clone());
-            sources.push(spawn_keyspace_source(keyspace, events_tx.clone(), sources_stop.clone()));
-        }
-        sources.push(spawn_sampler(spec, events_tx.clone(), sources_stop.clone()));
-    }
+    let mut targets = TargetSources::new(events_tx.clone(), sources_stop.clone());
+    targets.apply(&config, &rules).map_err(anyhow::Error::msg)?;
     let shared_config = Arc::new(config.clone());
     for group in &config.sentinels {
         sources.push(spawn_sentinel_group(
@@ -222,6 +215,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
             dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
         }
     }
+    tokio::spawn(prune_outbox(notifier.outbox().clone(), effects_stop.clone()));
     let all_receivers = notifier.receiver_names();
     tracing::info!(
         targets = config.targets.len(),
@@ -248,7 +242,13 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(why) = reload_rx.recv() => {
-                let actions = reload(&config, &why, &mut evaluator, &live_playbooks, &mut reload_failed, &mut router);
+                let actions = reload(&config, &why, &mut Reloadable {
+                    evaluator: &mut evaluator,
+                    playbooks: &live_playbooks,
+                    router: &mut router,
+                    targets: &mut targets,
+                    view: &view,
+                }, &mut reload_failed);
                 view.set_reload_ok(reload_failed.is_none());
                 for action in shared(ha.as_ref(), actions).await {
                     dispatch(action, &evaluator, &mut router, &view, &invocations_tx);
@@ -297,6 +297,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     for s in sources {
         let _ = s.await;
     }
+    targets.join().await;
     drop(history);
     let _ = tokio::task::spawn_blocking(move || history_writer.join()).await;
     tracing::info!("Engine stopping: playbooks in flight");
@@ -370,28 +371,57 @@ fn dispatch(
     }
 }
 
+/// What a reload swaps or adjusts in the running engine.
+struct Reloadable<'a> {
+    evaluator: &'a mut Evaluator,
+    playbooks: &'a std::sync::RwLock<crate::playbooks::PlaybookSet>,
+    router: &'a mut Router,
+    targets: &'a mut TargetSources,
+    view: &'a EngineView,
+}
+
 /// Loads everything again and swaps it in, or keeps the last good set and
 /// raises `config_reload_failed` until a reload succeeds.
 fn reload(
     running: &crate::config::Config,
     why: &str,
-    evaluator: &mut Evaluator,
-    playbooks: &std::sync::RwLock<crate::playbooks::PlaybookSet>,
+    live: &mut Reloadable,
     failed: &mut Option<Alert>,
-    router: &mut Router,
 ) -> Vec<Action> {
     let now = Instant::now();
     match crate::loader::load(&running.path) {
         Ok(new) => {
-            if new.config.targets.len() != running.targets.len()
-                || new.config.sentinels.len() != running.sentinels.len()
-                || new.config.receivers.keys().ne(running.receivers.keys())
-            {
-                tracing::warn!("Targets, Sentinel groups or receivers changed: they take effect at the next restart");
+            let pending = needs_restart(running, &new.config);
+            if pending.is_empty() {
+                live.router.reconfigure(&new.config, now);
+            } else {
+                // Routes may name receivers that only a restart starts.
+                tracing::warn!(
+                    changed = %pending.join(", "),
+                    "These config sections changed and take effect at the next restart; routes, escalations \
+                     and [notify] also wait for it"
+                );
             }
-            *playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
+            *live.playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
             let rules = new.rules.len();
-            let actions = evaluator.replace_rules(new.rules, SystemTime::now());
+            let mut actions = live.evaluator.replace_rules(new.rules.clone(), SystemTime::now());
+            match live.targets.apply(&new.config, &new.rules) {
+                Ok(changes) => {
+                    if !changes.is_empty() {
+                        tracing::info!(
+                            started = ?changes.started,
+                            restarted = ?changes.restarted,
+                            stopped = ?changes.stopped,
+                            "Targets changed"
+                        );
+                    }
+                    for event in &changes.events {
+                        observe(live.view, event);
+                        actions.extend(live.evaluator.on_event(event, now, SystemTime::now()));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "Targets not changed: cannot start their sources"),
+            }
             tracing::info!(
                 changed = why,
                 rules,
@@ -401,7 +431,7 @@ fn reload(
             if let Some(mut alert) = failed.take() {
                 alert.status = crate::alerts::AlertStatus::Resolved;
                 alert.ends_at = Some(SystemTime::now());
-                router.on_alert(alert, &[], now);
+                live.router.on_alert(alert, &[], now);
             }
             actions
         }
@@ -420,12 +450,54 @@ fn reload(
             let alert = reload_alert(&first, diags.error_count(), failed.as_ref());
             let changed = failed.as_ref().is_none_or(|a| a.summary != alert.summary);
             if changed {
-                router.on_alert(alert.clone(), &[], now);
+                live.router.on_alert(alert.clone(), &[], now);
             }
             *failed = Some(alert);
             Vec::new()
         }
     }
+}
+
+/// Delivered and dead-lettered notifications are kept this long, for
+/// `/metrics` and for whoever investigates a page; then deleted.
+const OUTBOX_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Keeps the outbox from growing without bound: hourly, and once at start.
+async fn prune_outbox(outbox: Outbox, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let pruning = outbox.clone();
+        match tokio::task::spawn_blocking(move || pruning.prune(OUTBOX_KEEP)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, "Outbox pruned of notifications done over 7 days ago"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "Cannot prune the outbox"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The sections of a reloaded config that the running engine cannot take
+/// without a restart, when they changed. Targets, routes, escalation
+/// policies and `[notify]` are taken at once (see [`TargetSources::apply`]
+/// and [`Router::reconfigure`]).
+fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -> Vec<&'static str> {
+    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    [
+        ("[[sentinel]]", differs(&running.sentinels, &new.sentinels)),
+        ("[receiver.*]", differs(&running.receivers, &new.receivers)),
+        ("[engine]", differs(&running.engine, &new.engine)),
+        ("[api]", differs(&running.api, &new.api)),
+        ("[playbooks]", differs(&running.playbooks, &new.playbooks)),
+        ("[exec]", differs(&running.exec, &new.exec)),
+        ("[backup]", differs(&running.backup, &new.backup)),
+    ]
+    .into_iter()
+    .filter_map(|(section, changed)| changed.then_some(section))
+    .collect()
 }
 
 fn state_dir_alert(problem: &str) -> Alert {

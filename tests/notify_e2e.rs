@@ -291,3 +291,44 @@ fn a_silence_mutes_what_it_matches_and_nothing_else_until_it_expires() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains("expired"));
     assert!(redops.terminate().success(), "{}", redops.output());
 }
+
+/// Ten minutes of HTTP 500, then the receiver recovers: nothing is lost,
+/// nothing is sent twice. Too long for every CI run; run it by hand:
+/// `cargo test --test notify_e2e -- --ignored a_receiver_failing_for_10_minutes`.
+#[test]
+#[ignore = "takes 11 minutes"]
+fn a_receiver_failing_for_10_minutes_loses_nothing() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    hook.set_status(500);
+    let config = [
+        probe_target(&redis),
+        format!("[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n", hook.url()),
+    ]
+    .concat();
+    let dir = engine_dir("300ms", &config, &[("markers", &marker_rules(20, ""))], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+    // An alert fires every 30 s while the receiver keeps failing.
+    for n in 1..=20 {
+        redis.cli(&["SET", "marker", &n.to_string()]);
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    let failed_attempts = hook.received().len();
+    hook.clear();
+    hook.set_status(200);
+    // Backoff is capped at 60 s (±25 %): all arrive within 80 s.
+    hook.wait_for(Duration::from_secs(80), |r| r.len() >= 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let rules: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|r| r.body["rule"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=20).map(|n| format!("marker_{n:03}")).collect();
+    assert_eq!(
+        rules, expected,
+        "all 20, in order, once ({failed_attempts} failed attempts before)"
+    );
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

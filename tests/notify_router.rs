@@ -131,3 +131,131 @@ async fn a_refused_notification_is_dead_lettered_to_the_fallback() {
     shutdown.cancel();
     handle.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_incident_does_not_carry_the_last_ones_playbook_outcome() {
+    let hook = WebhookReceiver::start();
+    let (mut router, shutdown, handle) = setup(format!(
+        "[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url()
+    ));
+    let now = tokio::time::Instant::now;
+    let first = alert("sentinel_failover", "lab", Severity::High);
+    router.on_alert(first.clone(), &[], now());
+    router.on_playbook(
+        &first.fingerprint,
+        redops::notify::PlaybookSummary {
+            name: "sentinel_failover".into(),
+            run_id: "run-1".into(),
+            outcome: redops::playbooks::RunOutcome::Succeeded { result: "ok".into() },
+            findings: Vec::new(),
+        },
+    );
+    // The same rule fires again on the same target: a new incident.
+    let mut second = alert("sentinel_failover", "lab", Severity::High);
+    second.starts_at = first.starts_at + Duration::from_secs(5);
+    router.on_alert(second, &[], now());
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(10), |r| r.len() >= 3);
+        hook.received()
+    })
+    .await
+    .unwrap();
+    let playbooks: Vec<Option<&str>> = got.iter().map(|r| r.body["playbook"]["run_id"].as_str()).collect();
+    assert_eq!(
+        playbooks,
+        [None, Some("run-1"), None],
+        "{}",
+        serde_json::to_string_pretty(&playbooks).unwrap()
+    );
+    shutdown.cancel();
+    drop(router);
+    handle.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_sends_what_groups_held_then_routes_anew() {
+    let hook = WebhookReceiver::start();
+    let receivers = format!(
+        "[receiver.day]\ntype = \"webhook\"\nurl = \"{}\"\n\n[receiver.night]\ntype = \"webhook\"\nurl = \"{}\"\n\n",
+        hook.url_for("/day"),
+        hook.url_for("/night")
+    );
+    let routes = |to: &str| {
+        format!("[[route]]\nmatch = {{ severity = \"warning\" }}\nreceivers = [\"{to}\"]\ngroup_wait = \"1h\"\n")
+    };
+    let (mut router, shutdown, handle) = setup([receivers.clone(), routes("day")].concat());
+    let now = tokio::time::Instant::now;
+    // Held for an hour by group_wait when the config changes.
+    let warning = |target: &str| {
+        let mut a = alert("disk_warning", target, Severity::Warning);
+        a.labels.insert("severity".into(), "warning".into());
+        a
+    };
+    router.on_alert(warning("cache"), &[], now());
+    let mut diags = Diagnostics::default();
+    let config = Config::parse(
+        &SourceFile::new("router.toml", [receivers, routes("night")].concat()),
+        &mut diags,
+    )
+    .unwrap();
+    router.reconfigure(&config, now());
+    router.on_alert(warning("broker"), &[], now());
+    router.tick(now() + Duration::from_secs(3601));
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(10), |r| r.len() >= 2);
+        hook.received()
+    })
+    .await
+    .unwrap();
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| (r.path.clone(), r.body["target"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("/day".into(), "cache".into()), ("/night".into(), "broker".into())]
+    );
+    shutdown.cancel();
+    drop(router);
+    handle.join().await;
+}
+
+/// `redops playbook run` delivers from the engine's outbox while the
+/// engine does: two notifiers on one state directory (two processes' worth
+/// of connections) deliver each notification once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_outbox_deliver_each_notification_once() {
+    let hook = WebhookReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n", hook.url());
+    let mut diags = Diagnostics::default();
+    let config = Config::parse(&SourceFile::new("router.toml", text), &mut diags).unwrap();
+    let shutdown = CancellationToken::new();
+    let mut notifiers = Vec::new();
+    for _ in 0..2 {
+        let outbox = Outbox::open(Store::open(dir.path()).unwrap()).unwrap();
+        notifiers.push(Notifier::spawn(&config.receivers, outbox, None, shutdown.clone()).unwrap());
+    }
+    for n in 0..40 {
+        let mut a = alert(&format!("marker_{n:02}"), "cache", Severity::Warning);
+        a.labels.insert("n".into(), n.to_string());
+        let notice = redops::notify::Notification::Alert(Box::new(redops::notify::AlertNotice::new(a)));
+        notifiers[n % 2].0.send(&["hook".to_owned()], &notice);
+    }
+    let got = tokio::task::spawn_blocking(move || {
+        hook.wait_for(Duration::from_secs(20), |r| r.len() >= 40);
+        std::thread::sleep(Duration::from_secs(1));
+        hook.received()
+    })
+    .await
+    .unwrap();
+    let rules: Vec<&str> = got.iter().map(|r| r.body["rule"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..40).map(|n| format!("marker_{n:02}")).collect();
+    assert_eq!(rules, expected, "each once, in order");
+    shutdown.cancel();
+    for (notifier, handle) in notifiers {
+        drop(notifier);
+        handle.join().await;
+    }
+}

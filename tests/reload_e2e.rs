@@ -126,3 +126,130 @@ fn reading_the_files_does_not_reload() {
     assert!(!redops.output().contains("Reloaded"), "{}", redops.output());
     assert!(redops.terminate().success(), "{}", redops.output());
 }
+
+#[test]
+fn edited_routes_apply_at_once_and_a_changed_receiver_waits_for_a_restart() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let config = |route_to: &str, night_path: &str| {
+        format!(
+            "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ marker = \"GET marker\" }}\n\n\
+             [receiver.day]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+             [receiver.night]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+             [[route]]\nmatch = {{ severity = \"warning\" }}\nreceivers = [\"{route_to}\"]\ngroup_interval = \"100ms\"\n",
+            redis.url(0),
+            hook.url_for("/day"),
+            hook.url_for(night_path)
+        )
+    };
+    let dir = engine_dir(
+        "200ms",
+        &config("day", "/night"),
+        &[("main", &rule("marker_rule", 1))],
+        &[],
+    );
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    // The on-call rotation changes: warnings go to the night receiver now.
+    write_file(
+        dir.path(),
+        "redops.toml",
+        &[ENGINE, &config("night", "/night")].concat(),
+    );
+    redops.wait_log("Reloaded", Duration::from_secs(5));
+    redis.cli(&["SET", "marker", "1"]);
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "firing").is_empty()
+    });
+    assert_eq!(
+        alerts(&got, "marker_rule", "firing")[0].path,
+        "/night",
+        "{}",
+        hook.describe()
+    );
+
+    // A receiver's new URL needs a restart: the engine says so and keeps
+    // the routes and receivers it runs with.
+    redis.cli(&["SET", "marker", "0"]);
+    hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "resolved").is_empty()
+    });
+    write_file(
+        dir.path(),
+        "redops.toml",
+        &[ENGINE, &config("day", "/night-v2")].concat(),
+    );
+    redops.wait_log("take effect at the next restart", Duration::from_secs(5));
+    assert!(redops.output().contains("changed=[receiver.*]"), "{}", redops.output());
+    hook.clear();
+    redis.cli(&["SET", "marker", "1"]);
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "firing").is_empty()
+    });
+    assert_eq!(alerts(&got, "marker_rule", "firing")[0].path, "/night");
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
+const ENGINE: &str = "[engine]\nrules_dir = \"rules\"\nplaybooks_dir = \"playbooks\"\nstate_dir = \"state\"\nsample_interval = \"200ms\"\n\n";
+
+#[test]
+fn targets_added_and_removed_and_a_new_keyspace_rule_apply_without_a_restart() {
+    let (one, two) = (TestRedis::start(&[]), TestRedis::start(&[]));
+    let hook = WebhookReceiver::start();
+    let target = |name: &str, redis: &TestRedis| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nurl = \"{}\"\nkeyspace_events = \"E$\"\nprobes = {{ marker = \"GET marker\" }}\n\n",
+            redis.url(0)
+        )
+    };
+    let receiver = format!("[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n", hook.url());
+    let dir = engine_dir(
+        "200ms",
+        &[target("one", &one), receiver.clone()].concat(),
+        &[("main", &rule("marker_rule", 1))],
+        &[],
+    );
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    // A second target appears in the config: sampled at once.
+    write_file(
+        dir.path(),
+        "redops.toml",
+        &[ENGINE, &target("one", &one), &target("two", &two), &receiver].concat(),
+    );
+    redops.wait_log("Targets changed", Duration::from_secs(5));
+    two.cli(&["SET", "marker", "1"]);
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "firing").is_empty()
+    });
+    assert_eq!(alerts(&got, "marker_rule", "firing")[0].body["target"], "two");
+
+    // A keyspace rule written while running counts from then on: the
+    // target's subscription restarts with its selector.
+    let storm = "[[rule]]\nname = \"write_storm\"\nsource = \"keyspace\"\nevents = [\"set\"]\nkeys = \"job:*\"\n\
+                 window = \"10s\"\nwhen = \"count >= 20\"\nseverity = \"warning\"\ntargets = [\"one\"]\n";
+    write_file(dir.path(), "rules/storm.toml", storm);
+    redops.wait_log("restarted=[\"one\"]", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    for n in 0..30 {
+        one.cli(&["SET", &format!("job:{n}"), "x"]);
+    }
+    hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "write_storm", "firing").is_empty()
+    });
+
+    // `two` leaves the config: its sources stop and its alert resolves.
+    write_file(
+        dir.path(),
+        "redops.toml",
+        &[ENGINE, &target("one", &one), &receiver].concat(),
+    );
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
+        !alerts(r, "marker_rule", "resolved").is_empty()
+    });
+    assert_eq!(alerts(&got, "marker_rule", "resolved")[0].body["target"], "two");
+    assert!(redops.output().contains("stopped=[\"two\"]"), "{}", redops.output());
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

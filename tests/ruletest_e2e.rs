@@ -113,6 +113,22 @@ fn wrong_expectations_fail_with_a_readable_diff() {
 }
 
 #[test]
+fn wrong_expected_notifications_fail_with_what_was_sent() {
+    let out = redops_test(&["tests/golden/ruletest/failing_notifications.test.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "        at 2m (line 17), notifications:\n          expected:\n            to chat: memory_critical firing\n",
+        "            to pager: alert memory_critical on cache firing, \"Memory at 90% of maxmemory on cache\" (at 2m)  <- not expected\n",
+        "            to chat: memory_warning\n          got:\n            (none)\n",
+        "test result: FAILED. 0 passed, 1 failed\n",
+    ] {
+        assert!(stdout.contains(part), "missing {part:?}\n{}", describe(&out));
+    }
+    assert_golden("tests/golden/ruletest/failing_notifications.expected.txt", &stdout);
+}
+
+#[test]
 fn a_broken_test_file_is_reported_located_and_not_run() {
     let out = redops_test(&["tests/golden/ruletest/broken.test.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

@@ -238,3 +238,70 @@ fn a_failover_missed_while_cut_off_is_reconciled() {
     );
     assert!(redops.terminate().success(), "{}", redops.output());
 }
+
+/// Asks the Sentinel for a failover until it starts one: right after an
+/// earlier failover it may still be in progress or lack a good replica.
+fn force_failover(sentinel: &str) {
+    let client = redis::Client::open(format!("redis://{sentinel}")).unwrap();
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
+    let mut last = String::new();
+    let started = harness::wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || match redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg("mymaster")
+            .query::<String>(&mut conn)
+        {
+            Ok(_) => true,
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        },
+    );
+    assert!(started, "Sentinel did not start a failover: {last}");
+}
+
+#[test]
+fn failovers_back_and_forth_each_page() {
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = Topology::start(lab_dir.path()).expect("lab topology");
+    let hook = WebhookReceiver::start();
+    let dir = engine_dir(
+        "500ms",
+        &group_config(&lab.sentinel_addrs(), &hook),
+        &[("sentinel", SENTINEL_RULES)],
+        &[("sentinel_failover", FAILOVER_PLAYBOOK)],
+    );
+    let mut redops = Redops::start(dir.path(), &[]);
+    let (a, b) = (lab.master_addr(), lab.replica_addr());
+    redops.wait_log(&format!("node={b}"), Duration::from_secs(10));
+    let sentinel = lab.sentinel_addrs()[0].clone();
+
+    // A → B → A → B: three failovers seconds apart, three pages. The third
+    // names the same switch as the first, and still is news.
+    for (from, to) in [(&a, &b), (&b, &a), (&a, &b)] {
+        force_failover(&sentinel);
+        assert_eq!(&wait_for_new_master(&sentinel, from), to);
+    }
+
+    let pages = |r: &[Received]| -> Vec<String> {
+        alerts(r, "sentinel_failover", "firing")
+            .into_iter()
+            .filter(|a| a.body.get("playbook").is_none())
+            .map(|a| a.body["summary"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        pages(&hook.received()).len() >= 3
+    });
+    // Let late copies from the other Sentinels arrive: they must not page.
+    std::thread::sleep(Duration::from_secs(2));
+    let summaries = pages(&hook.received());
+    assert_eq!(summaries.len(), 3, "{summaries:#?}\n{}", redops.output());
+    for (summary, to) in summaries.iter().zip([&b, &a, &b]) {
+        assert!(summary.ends_with(&format!("to {to}")), "{summaries:?}");
+    }
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

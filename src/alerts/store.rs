@@ -310,12 +310,18 @@ impl AlertStore {
 
     /// Silences, newest first; expired ones only with `all`.
     pub fn silences(&self, all: bool) -> Result<Vec<Silence>, StoreError> {
+        self.silences_at(all, now_ms())
+    }
+
+    /// Silences not expired at `now` (ms since the epoch), newest first;
+    /// expired ones too with `all`.
+    pub fn silences_at(&self, all: bool, now: i64) -> Result<Vec<Silence>, StoreError> {
         let conn = self.store.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT id, matchers, starts_ms, ends_ms, created_by, comment FROM silences
              WHERE ?1 OR ends_ms > ?2 ORDER BY id DESC",
         )?;
-        let rows = stmt.query_map(params![all, now_ms()], |r| {
+        let rows = stmt.query_map(params![all, now], |r| {
             let matchers: String = r.get(1)?;
             Ok(Silence {
                 id: r.get(0)?,

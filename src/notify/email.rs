@@ -17,9 +17,14 @@ pub struct EmailSender {
     to: Vec<Mailbox>,
     subject: Template,
     body: Template,
+    timeout: std::time::Duration,
 }
 
 impl EmailSender {
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
     pub fn new(_name: &str, c: &EmailConfig) -> Result<Self, String> {
         let (scheme, rest) = c
             .smtp
@@ -76,6 +81,7 @@ impl EmailSender {
             to: c.to.iter().map(|t| mailbox(t)).collect::<Result<_, _>>()?,
             subject: template(&c.subject, format::DEFAULT_SUBJECT)?,
             body: template(&c.body, format::DEFAULT_BODY)?,
+            timeout: c.timeout,
         })
     }
 

@@ -165,6 +165,15 @@ impl Sender {
         })
     }
 
+    /// The longest one delivery attempt can take.
+    fn timeout(&self) -> Duration {
+        match self {
+            Sender::Webhook(s) => s.timeout(),
+            Sender::Email(s) => s.timeout(),
+            Sender::Log(_) => Duration::from_secs(1),
+        }
+    }
+
     async fn deliver(&self, n: &Notification, key: &str) -> Result<(), Failure> {
         match self {
             Sender::Webhook(s) => s.deliver(n, key).await,
@@ -246,6 +255,16 @@ impl Notifier {
         Ok((notifier, NotifierHandle { tasks }))
     }
 
+    /// A notifier that only queues: no worker delivers what it sends.
+    /// `redops test` reads the outbox to see what routing decided.
+    pub fn queue_only(receivers: impl IntoIterator<Item = String>, outbox: Outbox) -> Notifier {
+        Notifier {
+            outbox,
+            wakers: Arc::new(receivers.into_iter().map(|r| (r, Arc::new(Notify::new()))).collect()),
+            deliveries: Arc::default(),
+        }
+    }
+
     pub fn receiver_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.wakers.keys().cloned().collect();
         names.sort();
@@ -304,6 +323,8 @@ impl NotifierHandle {
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The shortest claim on an entry being delivered.
+const CLAIM_LEASE_MIN: Duration = Duration::from_secs(30);
 /// Honoured up to this: beyond it, retry and be told again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
@@ -362,14 +383,29 @@ impl Worker {
             }
             let wait_ms = entry.next_attempt_ms - outbox::now_ms();
             if wait_ms > 0 || entry.id < 0 {
+                // Look again at least every second: the head may be another
+                // process's claim, delivered long before its lease ends.
+                let nap = Duration::from_millis(wait_ms.clamp(0, 1000) as u64);
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wait_ms.max(0) as u64)) => {}
+                    _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.cancelled() => return,
                 }
                 continue;
             }
-            self.attempt(entry, &shutdown).await;
+            match self.notifier.outbox.claim(entry.id, self.claim_lease()) {
+                Ok(true) => self.attempt(entry, &shutdown).await,
+                Ok(false) => continue, // another process is delivering it
+                Err(e) => {
+                    tracing::error!(receiver = %self.receiver, error = %e, "Cannot claim a notification; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
         }
+    }
+
+    /// How long a claimed entry is ours: longer than any one attempt.
+    fn claim_lease(&self) -> Duration {
+        self.sender.timeout().saturating_mul(2).max(CLAIM_LEASE_MIN)
     }
 
     async fn attempt(&self, entry: Entry, shutdown: &CancellationToken) {

@@ -94,6 +94,20 @@ impl Outbox {
             .optional()?)
     }
 
+    /// Takes a due entry for one delivery attempt: it is not due again for
+    /// `lease`, so another process delivering from the same outbox (`redops
+    /// playbook run` next to the engine) skips it. False when someone else
+    /// took it first. A lease left by a crash ends with it, or at the next
+    /// start ([`Outbox::resume_now`]).
+    pub fn claim(&self, id: i64, lease: Duration) -> Result<bool, StoreError> {
+        let now = now_ms();
+        Ok(self.store.conn().execute(
+            "UPDATE outbox SET next_attempt_ms = ?2
+             WHERE id = ?1 AND state = 'pending' AND next_attempt_ms <= ?3",
+            params![id, now + lease.as_millis() as i64, now],
+        )? == 1)
+    }
+
     pub fn delivered(&self, id: i64) -> Result<(), StoreError> {
         self.store.conn().execute(
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_ms = ?2, last_error = NULL
@@ -203,5 +217,27 @@ mod tests {
             outbox.pending().unwrap(),
             vec![("a".to_string(), 1), ("b".to_string(), 1)]
         );
+    }
+
+    #[test]
+    fn a_claimed_entry_is_taken_once_and_pruning_keeps_what_is_pending() {
+        let outbox = Outbox::open(Store::in_memory()).unwrap();
+        outbox.enqueue(&["a".into()], "k1", "{}").unwrap();
+        outbox.enqueue(&["a".into()], "k2", "{}").unwrap();
+        let head = outbox.head("a").unwrap().unwrap();
+        assert!(outbox.claim(head.id, Duration::from_secs(30)).unwrap());
+        assert!(
+            !outbox.claim(head.id, Duration::from_secs(30)).unwrap(),
+            "taken already"
+        );
+        outbox.delivered(head.id).unwrap();
+        // Done long ago: pruned; the pending one stays.
+        outbox
+            .store
+            .conn()
+            .execute("UPDATE outbox SET done_ms = 0 WHERE id = ?1", params![head.id])
+            .unwrap();
+        assert_eq!(outbox.prune(Duration::from_secs(3600)).unwrap(), 1);
+        assert_eq!(outbox.pending().unwrap(), vec![("a".to_string(), 1)]);
     }
 }

@@ -4,6 +4,7 @@
 //! every receiver that got the firing notification.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -43,7 +44,13 @@ pub struct Router {
     /// Alerts whose firing was silenced or inhibited: their resolve is not
     /// sent either, since nobody heard of them.
     suppressed: std::collections::HashSet<String>,
+    /// Milliseconds since the epoch, for silences and escalation steps.
+    clock: WallClock,
 }
+
+/// The router's wall clock: the system's in the engine, a virtual one in
+/// `redops test`.
+pub type WallClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The family of an alert: its `family` label, else the rule name without
 /// its last `_word` (`memory_warning` → `memory`).
@@ -54,26 +61,48 @@ fn family(a: &Alert) -> String {
         .unwrap_or_else(|| a.rule.rsplit_once('_').map_or(a.rule.clone(), |(f, _)| f.to_owned()))
 }
 
+fn build_routes(config: &Config) -> Vec<Route> {
+    config
+        .routes
+        .iter()
+        .map(|r| {
+            let mut matchers: Vec<Matcher> = r
+                .matchers
+                .iter()
+                .filter_map(|(k, v)| Matcher::new(k, Op::Eq, v).ok())
+                .collect();
+            matchers.extend(r.match_re.iter().filter_map(|(k, v)| Matcher::new(k, Op::Re, v).ok()));
+            Route {
+                config: r.clone(),
+                matchers,
+            }
+        })
+        .collect()
+}
+
+/// Whether the current firing of an alert was acknowledged.
+fn acked(store: &AlertStore, fingerprint: &str) -> bool {
+    store
+        .get(fingerprint)
+        .ok()
+        .flatten()
+        .is_some_and(|row| row.acked_by.is_some())
+}
+
+/// The key of an alert's group under a route: its `group_by` labels.
+fn group_key(route: &RouteConfig, alert: &Alert) -> String {
+    route
+        .group_by
+        .iter()
+        .map(|l| format!("{l}={}", alert.labels.get(l).map(String::as_str).unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Router {
     pub fn new(config: &Config, notifier: Notifier, store: AlertStore) -> Router {
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| {
-                let mut matchers: Vec<Matcher> = r
-                    .matchers
-                    .iter()
-                    .filter_map(|(k, v)| Matcher::new(k, Op::Eq, v).ok())
-                    .collect();
-                matchers.extend(r.match_re.iter().filter_map(|(k, v)| Matcher::new(k, Op::Re, v).ok()));
-                Route {
-                    config: r.clone(),
-                    matchers,
-                }
-            })
-            .collect();
         let mut router = Router {
-            routes,
+            routes: build_routes(config),
             escalations: config.escalations.clone(),
             all_receivers: config.receivers.keys().cloned().collect(),
             inhibit_within_family: config.notify.inhibit_within_family,
@@ -83,9 +112,49 @@ impl Router {
             firing: HashMap::new(),
             silences: Vec::new(),
             suppressed: Default::default(),
+            clock: Arc::new(now_ms),
         };
         router.reload_silences();
         router
+    }
+
+    /// Takes the routes, escalation policies and `[notify]` settings of a
+    /// reloaded config. What the groups hold goes out first, under the
+    /// routes it was grouped by, so a reload loses no notification. Firing
+    /// alerts, silences and escalations in progress carry on; a firing
+    /// alert's `repeat_interval` counts again from the reload.
+    pub fn reconfigure(&mut self, config: &Config, now: Instant) {
+        let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
+        for key in keys {
+            self.flush(&key, now);
+        }
+        self.routes = build_routes(config);
+        self.groups.clear();
+        for notice in self.firing.values() {
+            let alert = &notice.alert;
+            for (i, route) in self.routes.iter().enumerate() {
+                if !all_match(&route.matchers, &alert.labels) {
+                    continue;
+                }
+                if !route.config.receivers.is_empty() {
+                    let group = self.groups.entry((i, group_key(&route.config, alert))).or_default();
+                    group.sent.insert(alert.fingerprint.clone(), now);
+                }
+                if !route.config.continue_matching {
+                    break;
+                }
+            }
+        }
+        self.escalations = config.escalations.clone();
+        self.inhibit_within_family = config.notify.inhibit_within_family;
+    }
+
+    /// Reads silences and times escalations on `clock` instead of the
+    /// system's.
+    pub fn with_clock(mut self, clock: WallClock) -> Router {
+        self.clock = clock;
+        self.reload_silences();
+        self
     }
 
     /// Alerts that were firing when redops last stopped.
@@ -96,14 +165,14 @@ impl Router {
     }
 
     fn reload_silences(&mut self) {
-        match self.store.silences(false) {
+        match self.store.silences_at(false, (self.clock)()) {
             Ok(s) => self.silences = s,
             Err(e) => tracing::error!(error = %e, "Cannot read silences; keeping the last known"),
         }
     }
 
     fn silenced_by(&self, a: &Alert) -> Option<i64> {
-        let now = now_ms();
+        let now = (self.clock)();
         self.silences
             .iter()
             .find(|s| s.is_active(now) && all_match(&s.matchers, &a.labels))
@@ -142,7 +211,11 @@ impl Router {
         let firing = alert.status == AlertStatus::Firing;
         let previous = self.store.get(&fingerprint).ok().flatten();
         let mut notice = AlertNotice::new(alert.clone());
-        if let Some(prev) = self.firing.get(&fingerprint) {
+        // A playbook's outcome belongs to the firing it ran for, not to a
+        // new incident of the same rule and target.
+        if let Some(prev) = self.firing.get(&fingerprint)
+            && prev.alert.starts_at == alert.starts_at
+        {
             notice.playbook = prev.playbook.clone();
         }
         if firing {
@@ -203,13 +276,7 @@ impl Router {
             }
             if !cfg.receivers.is_empty() {
                 grouped_receivers.extend(cfg.receivers.iter().cloned());
-                let key = cfg
-                    .group_by
-                    .iter()
-                    .map(|l| format!("{l}={}", alert.labels.get(l).map(String::as_str).unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let group = self.groups.entry((i, key)).or_default();
+                let group = self.groups.entry((i, group_key(&cfg, &alert))).or_default();
                 group.pending.retain(|n| n.alert.fingerprint != fingerprint);
                 if group.pending.is_empty() {
                     group.pending_since = Some(now);
@@ -260,18 +327,15 @@ impl Router {
         let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
         for key in keys {
             let route = &self.routes[key.0].config;
-            let (receivers, wait, interval, repeat) = (
-                route.receivers.clone(),
-                route.group_wait,
-                route.group_interval,
-                route.repeat_interval,
-            );
+            let (wait, interval, repeat) = (route.group_wait, route.group_interval, route.repeat_interval);
             let group = self.groups.get_mut(&key).expect("key listed above");
-            // Re-send still-firing alerts that have not gone out for a while.
+            // Re-send still-firing alerts that have not gone out for a while,
+            // unless someone acknowledged them: they know.
             for (f, at) in group.sent.iter_mut() {
                 if now.duration_since(*at) >= repeat
                     && let Some(n) = self.firing.get(f)
                     && !group.pending.iter().any(|p| &p.alert.fingerprint == f)
+                    && !acked(&self.store, f)
                 {
                     if group.pending.is_empty() {
                         group.pending_since = Some(now);
@@ -288,29 +352,40 @@ impl Router {
                 None => waited >= wait,
                 Some(last) => now.duration_since(last) >= interval,
             };
-            if !due {
-                continue;
+            if due {
+                self.flush(&key, now);
             }
-            let mut notices = std::mem::take(&mut group.pending);
-            group.pending_since = None;
-            group.last_flush = Some(now);
-            let fingerprints: Vec<String> = notices
-                .iter()
-                .filter(|n| n.alert.status == AlertStatus::Firing)
-                .map(|n| n.alert.fingerprint.clone())
-                .collect();
-            let n = if notices.len() == 1 {
-                Notification::Alert(Box::new(notices.remove(0)))
-            } else {
-                Notification::Group {
-                    group: key.1.clone(),
-                    alerts: notices,
-                }
-            };
-            let refs: Vec<&str> = fingerprints.iter().map(String::as_str).collect();
-            self.send(&receivers, &n, &refs);
         }
         self.escalate();
+    }
+
+    /// Sends what a group holds, as one alert or one group notification.
+    fn flush(&mut self, key: &(usize, String), now: Instant) {
+        let receivers = self.routes[key.0].config.receivers.clone();
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        if group.pending.is_empty() {
+            return;
+        }
+        let mut notices = std::mem::take(&mut group.pending);
+        group.pending_since = None;
+        group.last_flush = Some(now);
+        let fingerprints: Vec<String> = notices
+            .iter()
+            .filter(|n| n.alert.status == AlertStatus::Firing)
+            .map(|n| n.alert.fingerprint.clone())
+            .collect();
+        let n = if notices.len() == 1 {
+            Notification::Alert(Box::new(notices.remove(0)))
+        } else {
+            Notification::Group {
+                group: key.1.clone(),
+                alerts: notices,
+            }
+        };
+        let refs: Vec<&str> = fingerprints.iter().map(String::as_str).collect();
+        self.send(&receivers, &n, &refs);
     }
 
     /// Called every second or so: silences may have changed from the CLI.
@@ -327,7 +402,7 @@ impl Router {
                 return;
             }
         };
-        let now = now_ms();
+        let now = (self.clock)();
         for mut e in active {
             let Some(policy) = self.escalations.get(&e.policy) else {
                 continue;

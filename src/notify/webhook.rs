@@ -14,6 +14,10 @@ pub struct WebhookSender {
 }
 
 impl WebhookSender {
+    pub fn timeout(&self) -> std::time::Duration {
+        self.config.timeout
+    }
+
     pub fn new(_name: &str, config: WebhookConfig) -> Self {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)

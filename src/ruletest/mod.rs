@@ -93,7 +93,7 @@ fn run_file(file: &spec::TestFile, filter: Option<&str>, out: &mut dyn Write, su
     let _ = writeln!(out, "{}", file.path.display());
     let selected = |name: &str| filter.is_none_or(|f| name.contains(f));
     for test in file.rule_tests.iter().filter(|t| selected(&t.name)) {
-        let failures = rule_test::run(test, &file.rules, &file.expr);
+        let failures = rule_test::run(test, &file.rules, &file.expr, file.config.as_deref());
         report(out, &file.path, &test.name, test.line, &failures, summary);
     }
     for test in file.playbook_tests.iter().filter(|t| selected(&t.name)) {

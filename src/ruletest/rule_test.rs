@@ -9,17 +9,26 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use regex::Regex;
 use tokio::time::Instant;
 
 use super::series::{Point, Series};
+use crate::alerts::matcher::Matcher;
+use crate::alerts::store::AlertStore;
 use crate::alerts::{Alert, AlertStatus, Phase, Severity};
+use crate::config::Config;
 use crate::event::{Event, Health, KeyspaceCounts, MetricValue, Metrics, Sample, ScheduleTick, SentinelNotice};
+use crate::notify::outbox::Outbox;
+use crate::notify::router::Router;
+use crate::notify::{AlertNotice, Notification, Notifier};
 use crate::rules::expr::ExprEngine;
 use crate::rules::{Action, Evaluator, Rule, SourceKind};
 use crate::sentinel::events::SentinelEvent;
+use crate::store::Store;
 
 /// The wall clock at the start of every test, so output never depends on
 /// the day the test runs: 2024-01-01T00:00:00Z.
@@ -31,7 +40,23 @@ pub struct RuleTest {
     pub interval: Duration,
     pub targets: BTreeMap<String, TargetInput>,
     pub events: Vec<TimedEvent>,
+    pub silences: Vec<SilenceInput>,
+    pub acks: Vec<AckInput>,
     pub expects: Vec<Expect>,
+}
+
+/// A silence in force from `from` to `until` of the test's clock.
+pub struct SilenceInput {
+    pub matchers: Vec<Matcher>,
+    pub from: Duration,
+    pub until: Duration,
+}
+
+/// Someone acknowledges the alert of `rule` on `target` at `at`.
+pub struct AckInput {
+    pub at: Duration,
+    pub rule: String,
+    pub target: String,
 }
 
 #[derive(Default)]
@@ -70,6 +95,33 @@ pub struct Expect {
     pub line: usize,
     pub alerts: Option<Vec<ExpectedAlert>>,
     pub playbooks: Option<Vec<ExpectedRun>>,
+    pub notifications: Option<Vec<ExpectedNotification>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    Alert,
+    Group,
+    Message,
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    Firing,
+    Resolved,
+    Acknowledged,
+}
+
+pub struct ExpectedNotification {
+    pub receiver: String,
+    pub kind: Option<NotificationKind>,
+    pub rule: Option<String>,
+    pub target: Option<String>,
+    pub status: Option<NotificationStatus>,
+    pub summary: Option<TextMatch>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -150,8 +202,100 @@ struct Run {
     params: BTreeMap<String, toml::Value>,
 }
 
+/// What the router sent to one receiver: one per alert of a group.
+struct Sent {
+    at: Duration,
+    receiver: String,
+    kind: NotificationKind,
+    rule: String,
+    target: String,
+    status: Option<NotificationStatus>,
+    summary: String,
+}
+
+/// The engine's router on the test's clock, sending to an outbox that no
+/// worker drains but the test.
+struct Routing {
+    router: Router,
+    outbox: Outbox,
+    alerts: AlertStore,
+    receivers: Vec<String>,
+    wall_ms: Arc<AtomicI64>,
+}
+
+impl Routing {
+    fn new(config: &Config, silences: &[SilenceInput]) -> Result<Routing, String> {
+        let store = Store::in_memory();
+        let outbox = Outbox::open(store.clone()).map_err(|e| e.to_string())?;
+        let alerts = AlertStore::open(store).map_err(|e| e.to_string())?;
+        let start_ms = WALL_START.as_millis() as i64;
+        for s in silences {
+            let (from, until) = (
+                start_ms + s.from.as_millis() as i64,
+                start_ms + s.until.as_millis() as i64,
+            );
+            alerts
+                .add_silence(&s.matchers, from, until, "redops test", "")
+                .map_err(|e| e.to_string())?;
+        }
+        let receivers: Vec<String> = config.receivers.keys().cloned().collect();
+        let notifier = Notifier::queue_only(receivers.clone(), outbox.clone());
+        let wall_ms = Arc::new(AtomicI64::new(start_ms));
+        let clock = wall_ms.clone();
+        let router = Router::new(config, notifier, alerts.clone()).with_clock(Arc::new(move || clock.load(Relaxed)));
+        Ok(Routing {
+            router,
+            outbox,
+            alerts,
+            receivers,
+            wall_ms,
+        })
+    }
+
+    /// Everything queued since the last call, by receiver.
+    fn drain(&self, at: Duration, out: &mut Vec<Sent>) {
+        for receiver in &self.receivers {
+            while let Ok(Some(entry)) = self.outbox.head(receiver) {
+                let _ = self.outbox.delivered(entry.id);
+                let Ok(n) = serde_json::from_str::<Notification>(&entry.payload) else {
+                    continue;
+                };
+                let sent = |kind, notice: &AlertNotice| Sent {
+                    at,
+                    receiver: receiver.clone(),
+                    kind,
+                    rule: notice.alert.rule.clone(),
+                    target: notice.alert.target.clone(),
+                    status: Some(match (&notice.acked_by, notice.alert.status) {
+                        (Some(_), _) => NotificationStatus::Acknowledged,
+                        (None, AlertStatus::Firing) => NotificationStatus::Firing,
+                        (None, AlertStatus::Resolved) => NotificationStatus::Resolved,
+                    }),
+                    summary: notice.alert.summary.clone(),
+                };
+                match &n {
+                    Notification::Alert(notice) => out.push(sent(NotificationKind::Alert, notice)),
+                    Notification::Group { alerts, .. } => {
+                        out.extend(alerts.iter().map(|a| sent(NotificationKind::Group, a)));
+                    }
+                    Notification::Message { playbook, target, .. } => out.push(Sent {
+                        at,
+                        receiver: receiver.clone(),
+                        kind: NotificationKind::Message,
+                        rule: playbook.clone(),
+                        target: target.clone(),
+                        status: None,
+                        summary: String::new(),
+                    }),
+                    Notification::DeadLetter { .. } => {}
+                }
+            }
+        }
+    }
+}
+
 /// Runs the test; the failures, as lines of text (empty when it passes).
-pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>) -> Vec<String> {
+pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>, config: Option<&Config>) -> Vec<String> {
     let mut evaluator = Evaluator::new(
         rules.to_vec(),
         expr.clone(),
@@ -186,9 +330,35 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>) -> Vec<
     let mut runs: Vec<Run> = Vec::new();
     let mut runs_checked = 0;
     let mut failures = Vec::new();
+    let mut routing = match config.map(|c| Routing::new(c, &test.silences)).transpose() {
+        Ok(r) => r,
+        Err(e) => return vec![format!("cannot set up routing: {e}")],
+    };
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut sent_checked = 0;
 
+    let moments: BTreeSet<Duration> = moments
+        .into_iter()
+        .chain(test.acks.iter().map(|a| a.at).filter(|at| *at <= end))
+        .collect();
     for &at in &moments {
         let (now, wall) = clock(at);
+        if let Some(r) = &routing {
+            r.wall_ms.store((WALL_START + at).as_millis() as i64, Relaxed);
+            for ack in test.acks.iter().filter(|a| a.at == at) {
+                let id = crate::alerts::fingerprint(&ack.rule, &ack.target);
+                match r.alerts.ack(&id, "redops test", None) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(why)) => failures.push(format!(
+                        "at {}: cannot acknowledge {} on {}: {why}",
+                        human(at),
+                        ack.rule,
+                        ack.target
+                    )),
+                    Err(e) => failures.push(format!("at {}: cannot acknowledge: {e}", human(at))),
+                }
+            }
+        }
         let mut inputs = Vec::new();
         if steps.contains(&at) {
             let step = (at.as_nanos() / test.interval.as_nanos().max(1)) as usize;
@@ -244,6 +414,10 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>) -> Vec<
         for action in actions {
             match action {
                 Action::Alert(alert) => {
+                    if let Some(r) = routing.as_mut() {
+                        let notify = rules.iter().find(|x| x.name == alert.rule).map(|x| x.notify.clone());
+                        r.router.on_alert(alert.clone(), &notify.unwrap_or_default(), now);
+                    }
                     let key = (alert.rule.clone(), alert.target.clone());
                     match alert.status {
                         AlertStatus::Firing => fired.insert(key, alert),
@@ -260,7 +434,21 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>) -> Vec<
             }
         }
 
+        if let Some(r) = routing.as_mut() {
+            r.router.refresh(now);
+            r.drain(at, &mut sent);
+        }
+
         for expect in expects.iter().filter(|e| e.at == at) {
+            if let Some(expected) = &expect.notifications {
+                let since = sent_checked;
+                sent_checked = sent.len();
+                let diff = compare_notifications(expected, &sent[since..]);
+                if !diff.is_empty() {
+                    failures.push(format!("at {} (line {}), notifications:", human(at), expect.line));
+                    failures.extend(diff.into_iter().map(|l| format!("  {l}")));
+                }
+            }
             if let Some(expected) = &expect.alerts {
                 let actual = actual_alerts(&evaluator, rules, &fired);
                 let diff = compare_alerts(expected, &actual);
@@ -480,6 +668,90 @@ fn compare_runs(expected: &[ExpectedRun], got: &[Run]) -> Vec<String> {
         ));
     }
     lines
+}
+
+fn notification_matches(e: &ExpectedNotification, s: &Sent) -> bool {
+    e.receiver == s.receiver
+        && e.kind.is_none_or(|k| k == s.kind)
+        && e.rule.as_ref().is_none_or(|x| *x == s.rule)
+        && e.target.as_ref().is_none_or(|x| *x == s.target)
+        && e.status.is_none_or(|x| Some(x) == s.status)
+        && e.summary.as_ref().is_none_or(|m| m.matches(&s.summary))
+}
+
+/// Each expected notification claims one that was sent, in any order;
+/// when one is missing or one was not expected, both lists are shown.
+fn compare_notifications(expected: &[ExpectedNotification], sent: &[Sent]) -> Vec<String> {
+    let mut claimed = vec![false; sent.len()];
+    let mut all_found = true;
+    for e in expected {
+        match (0..sent.len()).find(|&i| !claimed[i] && notification_matches(e, &sent[i])) {
+            Some(i) => claimed[i] = true,
+            None => all_found = false,
+        }
+    }
+    if all_found && claimed.iter().all(|c| *c) {
+        return Vec::new();
+    }
+    let mut lines = vec!["expected:".to_owned()];
+    if expected.is_empty() {
+        lines.push("  (none)".into());
+    }
+    for e in expected {
+        let mut line = format!("  to {}:", e.receiver);
+        if let Some(k) = e.kind {
+            let _ = write!(line, " {}", kind_name(k));
+        }
+        if let Some(rule) = &e.rule {
+            let _ = write!(line, " {rule}");
+        }
+        if let Some(target) = &e.target {
+            let _ = write!(line, " on {target}");
+        }
+        if let Some(status) = e.status {
+            let _ = write!(line, " {}", status_name(Some(status)));
+        }
+        if let Some(summary) = &e.summary {
+            let _ = write!(line, ", summary {}", summary.describe());
+        }
+        lines.push(line);
+    }
+    lines.push("got:".into());
+    if sent.is_empty() {
+        lines.push("  (none)".into());
+    }
+    for (i, s) in sent.iter().enumerate() {
+        let mark = if claimed[i] { "" } else { "  <- not expected" };
+        lines.push(format!(
+            "  to {}: {} {} on {} {}, {:?} (at {}){mark}",
+            s.receiver,
+            kind_name(s.kind),
+            s.rule,
+            s.target,
+            status_name(s.status),
+            s.summary,
+            human(s.at)
+        ));
+    }
+    lines
+}
+
+fn kind_name(k: NotificationKind) -> &'static str {
+    match k {
+        NotificationKind::Alert => "alert",
+        NotificationKind::Group => "group",
+        NotificationKind::Message => "message",
+        NotificationKind::DeadLetter => "dead_letter",
+    }
+}
+
+fn status_name(s: Option<NotificationStatus>) -> &'static str {
+    match s {
+        Some(NotificationStatus::Firing) => "firing",
+        Some(NotificationStatus::Resolved) => "resolved",
+        Some(NotificationStatus::Acknowledged) => "acknowledged",
+        None => "-",
+    }
 }
 
 fn inline_table(params: &BTreeMap<String, toml::Value>) -> String {

@@ -15,7 +15,7 @@ use toml::Spanned;
 
 use super::playbook_test::PlaybookTest;
 use super::rule_test::RuleTest;
-use crate::config::{PlaybookConfig, document};
+use crate::config::{Config, PlaybookConfig, document};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::playbooks::{Playbook, PlaybookEngine};
 use crate::rules::Rule;
@@ -33,9 +33,13 @@ pub struct TestFile {
     pub playbook_engine: PlaybookEngine,
     pub rule_tests: Vec<RuleTest>,
     pub playbook_tests: Vec<PlaybookTest>,
+    /// The config whose receivers, routes, escalations and `[notify]`
+    /// settings route the alerts, for expected notifications.
+    pub config: Option<Arc<Config>>,
 }
 
 const ROOT_KEYS: &[&str] = &[
+    "config",
     "rule_files",
     "playbook_files",
     "evaluation_interval",
@@ -54,6 +58,7 @@ pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<TestFile> {
         }
     };
     let root = document::parse(&file, diags)?;
+    let mut config_file: Option<Spanned<String>> = None;
     let mut rule_files: Vec<Spanned<String>> = Vec::new();
     let mut playbook_files: Vec<Spanned<String>> = Vec::new();
     let mut interval = DEFAULT_INTERVAL;
@@ -61,6 +66,7 @@ pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<TestFile> {
     let mut playbook_specs = Vec::new();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
+            "config" => config_file = document::deserialize(&file, value, diags),
             "rule_files" => rule_files = document::deserialize(&file, value, diags).unwrap_or_default(),
             "playbook_files" => playbook_files = document::deserialize(&file, value, diags).unwrap_or_default(),
             "evaluation_interval" => {
@@ -115,13 +121,14 @@ pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<TestFile> {
 
     let dir = path.parent().unwrap_or(Path::new(""));
     let expr = Arc::new(ExprEngine::new());
+    let config = config_file.and_then(|rel| load_config(&file, dir, &rel, diags));
     let rules = load_rules(&file, dir, &rule_files, &expr, diags);
     let playbook_engine = PlaybookEngine::new(&PlaybookConfig::default());
     let playbooks = load_playbooks(&file, dir, &playbook_files, &playbook_engine, diags);
 
     let rule_tests = rule_specs
         .into_iter()
-        .filter_map(|spec| rules::rule_test(&file, spec, interval, &rules, diags))
+        .filter_map(|spec| rules::rule_test(&file, spec, interval, &rules, config.as_deref(), diags))
         .collect();
     let playbook_tests = playbook_specs
         .into_iter()
@@ -137,7 +144,28 @@ pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<TestFile> {
         playbook_engine,
         rule_tests,
         playbook_tests,
+        config,
     })
+}
+
+/// The config a test routes its alerts with. It is read as `redops check`
+/// reads it, `${VAR}` included; its errors are reported in it.
+fn load_config(file: &SourceFile, dir: &Path, rel: &Spanned<String>, diags: &mut Diagnostics) -> Option<Arc<Config>> {
+    let path = relative_to(dir, rel.get_ref());
+    let config_file = match SourceFile::read(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                file,
+                rel.span(),
+                format!("cannot read config {}: {e}", path.display()),
+            ));
+            return None;
+        }
+    };
+    let errors_before = diags.error_count();
+    let config = Config::parse(&config_file, diags)?;
+    (diags.error_count() == errors_before).then(|| Arc::new(config))
 }
 
 /// `dir/rel` with `.` and `..` resolved in the text, so diagnostics name

@@ -51,6 +51,11 @@ struct Node {
     stop: CancellationToken,
 }
 
+struct Told {
+    at: Instant,
+    by: Vec<String>,
+}
+
 pub struct GroupSource {
     group: SentinelGroupConfig,
     config: Arc<Config>,
@@ -60,7 +65,9 @@ pub struct GroupSource {
     nodes: HashMap<String, Node>,
     node_conns: HashMap<String, MultiplexedConnection>,
     known_master: Option<String>,
-    seen: HashMap<String, Instant>,
+    /// Incidents told within [`DEDUP_WINDOW`]: when first told, and by
+    /// which Sentinels.
+    seen: HashMap<String, Told>,
     /// Copies of an incident dropped because another Sentinel told it first.
     pub duplicates: u64,
     /// Events that did not parse, kept raw and passed on.
@@ -142,15 +149,10 @@ impl GroupSource {
     /// One event from one Sentinel: dropped if another Sentinel already
     /// told it, otherwise passed on. True when the master switched.
     async fn on_event(&mut self, sentinel: &str, event: SentinelEvent, reconciled: bool) -> bool {
-        let now = Instant::now();
-        self.seen.retain(|_, at| now.duration_since(*at) < DEDUP_WINDOW);
-        if let Some(key) = event.dedup_key() {
-            if self.seen.contains_key(&key) {
-                self.duplicates += 1;
-                tracing::debug!(group = %self.group.name, sentinel, event = event.name(), "Duplicate Sentinel event dropped");
-                return false;
-            }
-            self.seen.insert(key, now);
+        if self.is_duplicate(sentinel, &event) {
+            self.duplicates += 1;
+            tracing::debug!(group = %self.group.name, sentinel, event = event.name(), "Duplicate Sentinel event dropped");
+            return false;
         }
         if let SentinelEvent::Raw { reason, .. } = &event {
             self.raw += 1;
@@ -176,6 +178,36 @@ impl GroupSource {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Whether another Sentinel already told this incident.
+    ///
+    /// A `+switch-master` is a copy when redops already follows the master
+    /// it names: a failover back to an earlier master, however soon, is
+    /// news. Other events are copies when another Sentinel told the same key
+    /// within [`DEDUP_WINDOW`]. A Sentinel never tells one incident twice,
+    /// so the same key from a Sentinel that already told it is a new
+    /// incident (the same master failing over again a few seconds later).
+    fn is_duplicate(&mut self, sentinel: &str, event: &SentinelEvent) -> bool {
+        if let SentinelEvent::SwitchMaster { new, .. } = event {
+            return self.known_master.as_deref() == Some(format!("{}:{}", new.host, new.port).as_str());
+        }
+        let now = Instant::now();
+        self.seen.retain(|_, told| now.duration_since(told.at) < DEDUP_WINDOW);
+        let Some(key) = event.dedup_key() else {
+            return false;
+        };
+        match self.seen.get_mut(&key) {
+            Some(told) if !told.by.iter().any(|s| s == sentinel) => {
+                told.by.push(sentinel.to_owned());
+                true
+            }
+            _ => {
+                let by = vec![sentinel.to_owned()];
+                self.seen.insert(key, Told { at: now, by });
+                false
+            }
         }
     }
 
@@ -450,5 +482,82 @@ async fn subscribe(addr: String, info: redis::ConnectionInfo, heard: mpsc::Sende
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::{Diagnostics, SourceFile};
+
+    fn source() -> (GroupSource, mpsc::Receiver<Event>) {
+        let text = "[[sentinel]]\nname = \"lab\"\nmaster = \"mymaster\"\nsentinels = [\"127.0.0.1:1\"]\n";
+        let file = SourceFile::new("redops.toml", text);
+        let mut diags = Diagnostics::default();
+        let config = Config::parse(&file, &mut diags).expect("config");
+        let group = config.sentinels[0].clone();
+        let (tx, rx) = mpsc::channel(64);
+        (GroupSource::new(group, Arc::new(config), Vec::new(), tx), rx)
+    }
+
+    fn switch(from: u16, to: u16) -> SentinelEvent {
+        let payload = format!("mymaster 127.0.0.1 {from} 127.0.0.1 {to}");
+        events::parse(b"+switch-master", payload.as_bytes())
+    }
+
+    fn switches(rx: &mut mpsc::Receiver<Event>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let Event::Sentinel(n) = event {
+                out.push(format!("{} {}", n.sentinel, n.event.fields()["new_port"]));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn each_sentinels_copy_of_a_failover_merges_but_a_failover_back_is_news() {
+        let (mut source, mut rx) = source();
+        source.known_master = Some("127.0.0.1:6379".into());
+        for s in ["s1", "s2", "s3"] {
+            source.on_event(s, switch(6379, 6380), false).await;
+        }
+        // Seconds later the master fails back, then over again.
+        for s in ["s2", "s1", "s3"] {
+            source.on_event(s, switch(6380, 6379), false).await;
+        }
+        for s in ["s3", "s1"] {
+            source.on_event(s, switch(6379, 6380), false).await;
+        }
+        assert_eq!(switches(&mut rx), ["s1 6380", "s2 6379", "s3 6380"]);
+        assert_eq!(source.duplicates, 5);
+    }
+
+    #[tokio::test]
+    async fn other_copies_merge_within_the_window() {
+        let (mut source, mut rx) = source();
+        let odown = |quorum: u32| {
+            let payload = format!("master mymaster 127.0.0.1 6379 #quorum {quorum}/2");
+            events::parse(b"+odown", payload.as_bytes())
+        };
+        source.on_event("s1", odown(2), false).await;
+        source.on_event("s2", odown(3), false).await;
+        // s1 telling it again is the master going down again: news, and
+        // the other Sentinels' copies of that merge in turn.
+        source.on_event("s1", odown(2), false).await;
+        source.on_event("s3", odown(2), false).await;
+        source.on_event("s2", odown(2), false).await;
+        source
+            .on_event("s1", events::parse(b"+tilt", b"#tilt mode entered"), false)
+            .await;
+        source
+            .on_event("s2", events::parse(b"+tilt", b"#tilt mode entered"), false)
+            .await;
+        let mut told = Vec::new();
+        while let Ok(Event::Sentinel(n)) = rx.try_recv() {
+            told.push(format!("{} {}", n.sentinel, n.event.name()));
+        }
+        assert_eq!(told, ["s1 +odown", "s1 +odown", "s1 +tilt", "s2 +tilt"]);
+        assert_eq!(source.duplicates, 3);
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! - [`sampler`]: INFO and probes every `sample_interval`; target health.
 //! - [`keyspace`]: keyevent notifications counted per keyspace rule.
+//! - [`targets`]: the sources of each `[[target]]`, restarted one by one on reload.
 
 pub mod keyspace;
 pub mod sampler;
 pub mod schedule;
+pub mod targets;

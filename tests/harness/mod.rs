@@ -769,9 +769,13 @@ pub fn make_certs(dir: &Path) -> TestCerts {
 impl SmtpServer {
     /// Plain SMTP, or STARTTLS (required) with `certs`.
     pub fn start(certs: Option<&TestCerts>) -> SmtpServer {
+        Self::start_on(redops::lab::process::free_port().unwrap(), certs)
+    }
+
+    /// On a given port: to bring a stopped server back where it was.
+    pub fn start_on(port: u16, certs: Option<&TestCerts>) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("mail");
-        let port = redops::lab::process::free_port().unwrap();
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
         if let Some(c) = certs {

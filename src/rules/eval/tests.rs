@@ -237,3 +237,33 @@ fn count_window_survives_a_counter_reset() {
     assert_eq!(w.update(t0, 100, Duration::from_secs(60)), 100);
     assert_eq!(w.update(t0 + Duration::from_secs(1), 5, Duration::from_secs(60)), 5);
 }
+
+/// The wall clock jumps an hour forward, then a day back, while monotonic
+/// time moves 10 s per sample: `for`, cooldown and look-back windows follow
+/// the monotonic clock, so nothing fires early or clears wrongly.
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_jump_neither_fires_nor_clears_a_for_window() {
+    let mut ev = evaluator(MEMORY);
+    let base = SystemTime::now();
+    let walls = [
+        base,
+        base + Duration::from_secs(3600),
+        base - Duration::from_secs(86_400),
+    ];
+    let mut fired_after = None;
+    for step in 0..15u64 {
+        let wall = walls[step as usize % walls.len()];
+        let event = Event::Sample(Sample {
+            target: "cache".into(),
+            at: wall,
+            metrics: Metrics::from([("memory_used_pct".to_owned(), MetricValue::Num(90.0))]),
+        });
+        let actions = ev.on_event(&event, Instant::now(), wall);
+        if fired_after.is_none() && statuses(&actions).contains(&"firing".to_owned()) {
+            fired_after = Some(step * 10);
+        }
+        advance(Duration::from_secs(10)).await;
+    }
+    // `for = "2m"`: the 13th sample, 120 s after the first, fires it.
+    assert_eq!(fired_after, Some(120));
+}

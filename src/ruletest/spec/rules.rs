@@ -12,18 +12,28 @@ use toml::de::DeValue;
 
 use super::{duration, unknown_name};
 use crate::alerts::Severity;
+use crate::alerts::matcher::Matcher;
+use crate::config::Config;
 use crate::config::document;
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::SentinelNotice;
 use crate::rules::{Rule, SourceKind};
 use crate::ruletest::rule_test::{
-    AlertState, EventInput, Expect, ExpectedAlert, ExpectedRun, RuleTest, TargetInput, TextMatch, TimedEvent,
-    sentinel_target,
+    AckInput, AlertState, EventInput, Expect, ExpectedAlert, ExpectedNotification, ExpectedRun, NotificationKind,
+    NotificationStatus, RuleTest, SilenceInput, TargetInput, TextMatch, TimedEvent, sentinel_target,
 };
 use crate::ruletest::series::{self, Point, Series};
 use crate::sentinel::events::{SentinelEvent, parse_line};
 
-const TEST_KEYS: &[&str] = &["name", "evaluation_interval", "targets", "events", "expect"];
+const TEST_KEYS: &[&str] = &[
+    "name",
+    "evaluation_interval",
+    "targets",
+    "events",
+    "silences",
+    "acks",
+    "expect",
+];
 
 /// A `[[test]]`, read key by key so that one bad event or expectation does
 /// not hide the problems of the others.
@@ -32,7 +42,45 @@ pub(super) struct RuleTestSpec {
     evaluation_interval: Option<Spanned<String>>,
     targets: BTreeMap<String, TargetSpec>,
     events: Vec<Spanned<EventSpec>>,
+    silences: Vec<Spanned<SilenceSpec>>,
+    acks: Vec<Spanned<AckSpec>>,
     expect: Vec<ExpectSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceSpec {
+    matchers: Vec<String>,
+    #[serde(default)]
+    from: Option<Spanned<String>>,
+    until: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckSpec {
+    at: Spanned<String>,
+    rule: String,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationSpec {
+    receiver: String,
+    #[serde(default)]
+    kind: Option<NotificationKind>,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    status: Option<NotificationStatus>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    summary_match: SummaryMatch,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +139,8 @@ struct ExpectSpec {
     alerts: Option<Vec<Spanned<AlertSpec>>>,
     #[serde(default)]
     playbooks: Option<Vec<Spanned<RunSpec>>>,
+    #[serde(default)]
+    notifications: Option<Vec<Spanned<NotificationSpec>>>,
 }
 
 #[derive(Deserialize, Clone, Copy, Default)]
@@ -152,6 +202,8 @@ pub(super) fn rule_test_spec(
     let mut evaluation_interval = None;
     let mut targets = BTreeMap::new();
     let mut events = Vec::new();
+    let mut silences = Vec::new();
+    let mut acks = Vec::new();
     let mut expect = Vec::new();
     for (key, value) in table {
         match key.get_ref().as_ref() {
@@ -179,6 +231,8 @@ pub(super) fn rule_test_spec(
                     events.extend(document::deserialize::<Spanned<EventSpec>>(file, item, diags));
                 }
             }
+            "silences" => silences = document::deserialize(file, value, diags).unwrap_or_default(),
+            "acks" => acks = document::deserialize(file, value, diags).unwrap_or_default(),
             "expect" => {
                 for item in crate::config::array_items(file, value, "[[test.expect]]", diags) {
                     expect.extend(document::deserialize::<ExpectSpec>(file, item, diags));
@@ -203,6 +257,8 @@ pub(super) fn rule_test_spec(
         evaluation_interval,
         targets,
         events,
+        silences,
+        acks,
         expect,
     })
 }
@@ -212,6 +268,7 @@ pub(super) fn rule_test(
     spec: RuleTestSpec,
     default_interval: Duration,
     rules: &[Arc<Rule>],
+    config: Option<&Config>,
     diags: &mut Diagnostics,
 ) -> Option<RuleTest> {
     let errors_before = diags.error_count();
@@ -372,6 +429,32 @@ pub(super) fn rule_test(
         events.push(TimedEvent { at, input });
     }
 
+    let silences = spec
+        .silences
+        .into_iter()
+        .filter_map(|spec| silence(file, spec, config.is_some(), diags))
+        .collect();
+    let mut acks = Vec::new();
+    for ack in spec.acks {
+        let span = ack.span();
+        let ack = ack.into_inner();
+        if !rule_names.contains(&ack.rule.as_str()) {
+            diags.push(unknown_name(file, span, "rule", &ack.rule, &rule_names));
+            continue;
+        }
+        let Some(target) = ack.target.or_else(|| sole_target.clone()) else {
+            diags.push(Diagnostic::error(file, span, "this acknowledgement needs a `target`"));
+            continue;
+        };
+        if let Some(at) = duration(file, &ack.at, diags) {
+            acks.push(AckInput {
+                at,
+                rule: ack.rule,
+                target,
+            });
+        }
+    }
+
     if spec.expect.is_empty() {
         diags.push(
             Diagnostic::error(
@@ -387,12 +470,18 @@ pub(super) fn rule_test(
     for e in spec.expect {
         let line = file.line_col(e.at.span().start).0;
         let at = duration(file, &e.at, diags);
-        if e.alerts.is_none() && e.playbooks.is_none() {
+        if e.alerts.is_none() && e.playbooks.is_none() && e.notifications.is_none() {
             diags.push(
-                Diagnostic::error(file, e.at.span(), "this expectation checks nothing")
-                    .with_hint("give `alerts = [...]` (alerts = [] for none) or `playbooks = [...]`"),
+                Diagnostic::error(file, e.at.span(), "this expectation checks nothing").with_hint(
+                    "give `alerts = [...]` (alerts = [] for none), `playbooks = [...]` or `notifications = [...]`",
+                ),
             );
         }
+        let notifications = e.notifications.map(|list| {
+            list.into_iter()
+                .filter_map(|n| expected_notification(file, n, config, diags))
+                .collect()
+        });
         let alerts = e.alerts.map(|list| {
             list.into_iter()
                 .filter_map(|a| expected_alert(file, a, &rule_names, diags))
@@ -428,6 +517,7 @@ pub(super) fn rule_test(
                 line,
                 alerts,
                 playbooks,
+                notifications,
             });
         }
     }
@@ -440,6 +530,8 @@ pub(super) fn rule_test(
         interval,
         targets,
         events,
+        silences,
+        acks,
         expects,
     })
 }
@@ -467,18 +559,7 @@ fn expected_alert(
             .push(Diagnostic::error(file, span, message).with_hint("check them on a firing alert: state = \"firing\""));
         return None;
     }
-    let summary = match (a.summary, a.summary_match) {
-        (None, _) => None,
-        (Some(s), SummaryMatch::Exact) => Some(TextMatch::Exact(s)),
-        (Some(s), SummaryMatch::Contains) => Some(TextMatch::Contains(s)),
-        (Some(s), SummaryMatch::Regex) => match regex::Regex::new(&s) {
-            Ok(r) => Some(TextMatch::Regex(r)),
-            Err(e) => {
-                diags.push(Diagnostic::error(file, span, format!("summary: invalid regex: {e}")));
-                return None;
-            }
-        },
-    };
+    let summary = text_match(file, span, a.summary, a.summary_match, diags).ok()?;
     Some(ExpectedAlert {
         rule: a.rule,
         target: a.target,
@@ -487,5 +568,96 @@ fn expected_alert(
         labels: a.labels,
         summary,
         value: a.value,
+    })
+}
+
+fn text_match(
+    file: &SourceFile,
+    span: Range<usize>,
+    text: Option<String>,
+    how: SummaryMatch,
+    diags: &mut Diagnostics,
+) -> Result<Option<TextMatch>, ()> {
+    Ok(match (text, how) {
+        (None, _) => None,
+        (Some(s), SummaryMatch::Exact) => Some(TextMatch::Exact(s)),
+        (Some(s), SummaryMatch::Contains) => Some(TextMatch::Contains(s)),
+        (Some(s), SummaryMatch::Regex) => match regex::Regex::new(&s) {
+            Ok(r) => Some(TextMatch::Regex(r)),
+            Err(e) => {
+                diags.push(Diagnostic::error(file, span, format!("summary: invalid regex: {e}")));
+                return Err(());
+            }
+        },
+    })
+}
+
+fn no_config(file: &SourceFile, span: Range<usize>, what: &str) -> Diagnostic {
+    Diagnostic::error(file, span, format!("{what} need the config that routes alerts"))
+        .with_hint("add config = \"routing.toml\" (relative to this file) at the top: its receivers, routes, escalations and [notify]")
+}
+
+fn silence(
+    file: &SourceFile,
+    spec: Spanned<SilenceSpec>,
+    has_config: bool,
+    diags: &mut Diagnostics,
+) -> Option<SilenceInput> {
+    let span = spec.span();
+    if !has_config {
+        diags.push(no_config(file, span, "silences"));
+        return None;
+    }
+    let s = spec.into_inner();
+    let mut matchers = Vec::new();
+    for text in &s.matchers {
+        match Matcher::parse(text) {
+            Ok(m) => matchers.push(m),
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error(file, span.clone(), format!("matcher `{text}`: {e}"))
+                        .with_hint("write label=value, label!=value, label=~regex or label!~regex"),
+                );
+                return None;
+            }
+        }
+    }
+    if matchers.is_empty() {
+        diags.push(Diagnostic::error(file, span, "a silence needs at least one matcher"));
+        return None;
+    }
+    let from = match &s.from {
+        Some(text) => duration(file, text, diags)?,
+        None => Duration::ZERO,
+    };
+    let until = duration(file, &s.until, diags)?;
+    Some(SilenceInput { matchers, from, until })
+}
+
+fn expected_notification(
+    file: &SourceFile,
+    spec: Spanned<NotificationSpec>,
+    config: Option<&Config>,
+    diags: &mut Diagnostics,
+) -> Option<ExpectedNotification> {
+    let span = spec.span();
+    let Some(config) = config else {
+        diags.push(no_config(file, span, "expected notifications"));
+        return None;
+    };
+    let n = spec.into_inner();
+    if !config.receivers.contains_key(&n.receiver) {
+        let known: Vec<&str> = config.receivers.keys().map(String::as_str).collect();
+        diags.push(unknown_name(file, span, "receiver", &n.receiver, &known));
+        return None;
+    }
+    let summary = text_match(file, span, n.summary, n.summary_match, diags).ok()?;
+    Some(ExpectedNotification {
+        receiver: n.receiver,
+        kind: n.kind,
+        rule: n.rule,
+        target: n.target,
+        status: n.status,
+        summary,
     })
 }
