@@ -392,3 +392,46 @@ fn a_full_history_of_one_target_is_bounded() {
     assert!(size < 24 * 1024 * 1024, "{size} bytes for one target");
     assert!(prune_time < Duration::from_secs(2), "{prune_time:?}");
 }
+
+#[test]
+fn the_capacity_report_playbook_reads_its_growth_from_the_history() {
+    let redis = TestRedis::start(&[("maxmemory", "1gb")]);
+    let config = format!(
+        "[[target]]\nname = \"cache\"\nurl = \"{}\"\n\n[api]\nenabled = false\n",
+        redis.url(0)
+    );
+    let playbook = include_str!("../playbooks/capacity_report.rhai");
+    let dir = engine_dir("1s", &config, &[], &[("capacity_report", playbook)]);
+    let path = dir.path().join("redops.toml");
+    // Memory grew 6 points of maxmemory a week for four weeks, to 60 %.
+    seed_month(&history_in(dir.path()), redops::history::now_ms());
+
+    let out = run_redops(
+        &[
+            "playbook",
+            "run",
+            "capacity_report",
+            "--target",
+            "cache",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("memory growth: 6.0% of maxmemory a week over 28 day(s) of history"),
+        "{stdout}"
+    );
+    // 40 points left at 6 a week.
+    assert!(
+        stdout.contains("at that pace maxmemory is reached in 47 day(s)"),
+        "{stdout}"
+    );
+}

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{ConfigArg, EXIT_FAILED};
 use crate::history::HistoryStore;
 use crate::history::rollup::HOUR_MS;
-use crate::history::trend::{Fit, Point, TrendWindow, fit};
+use crate::history::trend::{Fit, TrendWindow};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -126,14 +126,7 @@ pub fn capacity(
             .into_iter()
             .flatten()
             .max();
-        let trend = |m: &str| -> Result<Option<Fit>, crate::store::StoreError> {
-            let points: Vec<Point> = history
-                .series_by_tier(&name, m, from_ms, now_ms + 1)?
-                .iter()
-                .map(|(tier, b)| Point::of_bucket(b, tier.width_ms()))
-                .collect();
-            Ok(fit(&points).filter(|f| f.span_ms >= min_span))
-        };
+        let trend = |m: &str| history.trend(&name, m, from_ms, now_ms + 1, min_span);
         let memory = memory_row(
             latest("used_memory")?,
             latest("maxmemory")?,

@@ -234,6 +234,24 @@ impl HistoryStore {
         Ok(tiers.into_iter().rev().flatten().collect())
     }
 
+    /// The least-squares trend of one metric over `[from_ms, to_ms)`, from
+    /// every tier; `None` with under `min_span_ms` of history.
+    pub fn trend(
+        &self,
+        target: &str,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+        min_span_ms: f64,
+    ) -> Result<Option<super::trend::Fit>, StoreError> {
+        let points: Vec<super::trend::Point> = self
+            .series_by_tier(target, metric, from_ms, to_ms)?
+            .iter()
+            .map(|(tier, b)| super::trend::Point::of_bucket(b, tier.width_ms()))
+            .collect();
+        Ok(super::trend::fit(&points).filter(|f| f.span_ms >= min_span_ms))
+    }
+
     /// The most recent value of one metric, with its time.
     pub fn latest(&self, target: &str, metric: &str) -> Result<Option<(i64, f64)>, StoreError> {
         let conn = self.store.conn();

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod escalate;
 pub mod exec;
+pub mod history;
 pub mod http;
 pub mod log;
 pub mod notify;
@@ -23,6 +24,7 @@ pub fn register(engine: &mut Engine) {
     http::register(engine);
     exec::register(engine);
     escalate::register(engine);
+    history::register(engine);
 }
 
 /// The objects whose methods make up the API: `redis.cmd(...)`, `log.info(...)`.
@@ -32,6 +34,7 @@ pub fn push_objects(scope: &mut Scope) {
     scope.push_constant("time", time::TimeApi);
     scope.push_constant("backup", backup::BackupApi);
     scope.push_constant("http", http::HttpApi);
+    scope.push_constant("history", history::HistoryApi);
 }
 
 pub fn to_dynamic_map(map: &BTreeMap<String, String>) -> Dynamic {
