@@ -77,6 +77,25 @@ pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
 
 /// How far back metric history must reach for the rules' look-back
 /// functions: the longest window they name, zero when none looks back.
+/// The metrics the look-back functions of `rules` read (their first
+/// argument, a string literal): only those need a history. `None` when a
+/// call names its metric some other way, so every metric is kept.
+pub fn history_metrics(rules: &[Arc<Rule>]) -> Option<std::collections::HashSet<String>> {
+    let mut metrics = std::collections::HashSet::new();
+    for rule in rules {
+        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            for f in HISTORY_FUNCTIONS {
+                for call in compact.split(&format!("{f}(")).skip(1) {
+                    let name = call.strip_prefix('"')?.split('"').next()?;
+                    metrics.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    Some(metrics)
+}
+
 pub fn history_retention(rules: &[Arc<Rule>]) -> Duration {
     const DEFAULT: Duration = Duration::from_secs(600);
     let mut longest = Duration::ZERO;

@@ -34,6 +34,21 @@ pub fn connection_info(target: &TargetConfig) -> Result<ConnectionInfo, String> 
     }
 }
 
+/// A CA bundle is a few kilobytes; reading stops past this, so a path to
+/// something endless (`/dev/zero`, a FIFO nobody writes) cannot hang the
+/// engine or `redops check`.
+const MAX_CA_FILE: u64 = 1024 * 1024;
+
+fn read_ca_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut pem = Vec::new();
+    std::fs::File::open(path)?.take(MAX_CA_FILE + 1).read_to_end(&mut pem)?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(std::io::Error::other("larger than 1 MiB: not a CA certificate file"));
+    }
+    Ok(pem)
+}
+
 /// `info` with `ca` as its only trust anchor. The certificates travel inside
 /// the connection info, so every client built from it (sampler, keyspace
 /// subscriber, playbooks, backups) verifies the server against them.
@@ -42,7 +57,7 @@ fn trusting_ca(target: &TargetConfig, info: ConnectionInfo, ca: &Path) -> Result
     if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
         return Err(format!("target `{name}`: tls_ca is set but the url is not rediss://"));
     }
-    let pem = std::fs::read(ca).map_err(|e| format!("target `{name}`: cannot read tls_ca {}: {e}", ca.display()))?;
+    let pem = read_ca_file(ca).map_err(|e| format!("target `{name}`: cannot read tls_ca {}: {e}", ca.display()))?;
     if !pem.windows(CERT_PEM_TAG.len()).any(|w| w == CERT_PEM_TAG) {
         return Err(format!(
             "target `{name}`: tls_ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
@@ -106,6 +121,7 @@ mod tests {
         let missing = dir.path().join("missing.pem");
         let not_pem = dir.path().join("not.pem");
         std::fs::write(&not_pem, "hello").unwrap();
+        let endless = std::path::PathBuf::from("/dev/zero");
         let cases = [
             (
                 "redis://127.0.0.1:6379",
@@ -114,6 +130,7 @@ mod tests {
             ),
             ("rediss://127.0.0.1:6379", &missing, "cannot read tls_ca"),
             ("rediss://127.0.0.1:6379", &not_pem, "holds no PEM certificate"),
+            ("rediss://127.0.0.1:6379", &endless, "larger than 1 MiB"),
         ];
         for (url, ca, expected) in cases {
             let e = connection_info(&target(url, ca)).unwrap_err();

@@ -9,7 +9,7 @@ use rhai::{Dynamic, Scope};
 use tokio::time::Instant;
 
 use super::expr::{EvalError, ExprEngine};
-use super::history::History;
+use super::history::{History, Needs};
 use super::model::{Rule, SourceKind};
 use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Phase, Transition, fingerprint};
 use crate::event::{Event, MetricValue, Metrics};
@@ -55,6 +55,14 @@ impl CountWindow {
             // The counter went backwards: a new subscriber. Start over.
             self.points.clear();
         }
+        // Ticks every 10 ms under steady events would keep 360,000 points
+        // for a 1 h window: keep one per thousandth of the window instead,
+        // the newest moving forward until the next is due.
+        let resolution = window / 1000;
+        let len = self.points.len();
+        if len >= 2 && now.duration_since(self.points[len - 2].0) < resolution {
+            self.points.pop_back();
+        }
         self.points.push_back((now, cumulative));
         let start = now.checked_sub(window);
         // Keep exactly one point at or before the window's start as the baseline.
@@ -83,7 +91,15 @@ pub struct Evaluator {
     expr: Arc<ExprEngine>,
     targets: HashMap<String, TargetState>,
     states: HashMap<(String, String), RuleState>,
-    history_retention: Duration,
+    history_needs: Needs,
+}
+
+/// What the look-back calls of `rules` read, kept for at least `retention`.
+fn needs_of(rules: &[Arc<Rule>], retention: Duration) -> Needs {
+    Needs {
+        retention: retention.max(crate::loader::history_retention(rules)),
+        metrics: crate::loader::history_metrics(rules).map(Arc::new),
+    }
 }
 
 impl Evaluator {
@@ -93,6 +109,7 @@ impl Evaluator {
         target_labels: impl IntoIterator<Item = (String, BTreeMap<String, String>)>,
         history_retention: Duration,
     ) -> Self {
+        let history_needs = needs_of(&rules, history_retention);
         let targets = target_labels
             .into_iter()
             .map(|(name, labels)| {
@@ -100,7 +117,7 @@ impl Evaluator {
                     name,
                     TargetState {
                         labels,
-                        history: History::new(history_retention),
+                        history: History::with_needs(history_needs.clone()),
                         ..Default::default()
                     },
                 )
@@ -111,7 +128,7 @@ impl Evaluator {
             expr,
             targets,
             states: HashMap::new(),
-            history_retention,
+            history_needs,
         }
     }
 
@@ -138,9 +155,9 @@ impl Evaluator {
 
     pub fn on_event(&mut self, event: &Event, now: Instant, wall: SystemTime) -> Vec<Action> {
         let target_name = event.target().to_owned();
-        let retention = self.history_retention;
+        let needs = &self.history_needs;
         let target = self.targets.entry(target_name.clone()).or_insert_with(|| TargetState {
-            history: History::new(retention),
+            history: History::with_needs(needs.clone()),
             ..Default::default()
         });
         let mut actions = Vec::new();
@@ -299,8 +316,11 @@ impl Evaluator {
                 resolve_stored(&mut state, wall, why, &mut actions);
             }
         }
+        // New look-back calls may read other metrics, or further back.
+        self.history_needs = needs_of(&rules, Duration::ZERO);
         for target in self.targets.values_mut() {
             target.keyspace.retain(|rule, _| kept.contains_key(rule.as_str()));
+            target.history.set_needs(self.history_needs.clone());
         }
         self.rules = rules;
         actions

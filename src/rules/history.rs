@@ -1,7 +1,8 @@
 //! A short, bounded ring of past values per metric of one target, read by
 //! the look-back functions (`delta`, `rate`, ...).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -9,22 +10,49 @@ use tokio::time::Instant;
 /// At most this many points are kept per metric, whatever the retention.
 const MAX_POINTS: usize = 2048;
 
+/// Which metrics to keep, and for how long: what the loaded rules' look-back
+/// calls need ([`crate::loader::history_retention`],
+/// [`crate::loader::history_metrics`]).
+#[derive(Debug, Default, Clone)]
+pub struct Needs {
+    pub retention: Duration,
+    /// `None`: every metric.
+    pub metrics: Option<Arc<HashSet<String>>>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct History {
-    retention: Duration,
+    needs: Needs,
     series: HashMap<String, VecDeque<(Instant, f64)>>,
 }
 
 impl History {
+    /// Keeps every metric for `retention`.
     pub fn new(retention: Duration) -> Self {
-        History {
+        Self::with_needs(Needs {
             retention,
+            metrics: None,
+        })
+    }
+
+    pub fn with_needs(needs: Needs) -> Self {
+        History {
+            needs,
             series: HashMap::new(),
         }
     }
 
+    /// New rules need other metrics or a longer look-back: series nobody
+    /// reads are dropped, the others kept.
+    pub fn set_needs(&mut self, needs: Needs) {
+        if let Some(only) = &needs.metrics {
+            self.series.retain(|metric, _| only.contains(metric));
+        }
+        self.needs = needs;
+    }
+
     pub fn record(&mut self, metric: &str, at: Instant, value: f64) {
-        if self.retention.is_zero() {
+        if self.needs.retention.is_zero() || self.needs.metrics.as_ref().is_some_and(|m| !m.contains(metric)) {
             return;
         }
         let ring = match self.series.get_mut(metric) {
@@ -35,7 +63,7 @@ impl History {
         while ring.len() > MAX_POINTS
             || ring
                 .front()
-                .is_some_and(|(t, _)| at.duration_since(*t) > self.retention)
+                .is_some_and(|(t, _)| at.duration_since(*t) > self.needs.retention)
         {
             ring.pop_front();
         }

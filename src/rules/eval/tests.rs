@@ -238,6 +238,21 @@ fn count_window_survives_a_counter_reset() {
     assert_eq!(w.update(t0 + Duration::from_secs(1), 5, Duration::from_secs(60)), 5);
 }
 
+#[test]
+fn a_count_window_keeps_a_bounded_number_of_points_and_counts_right() {
+    let t0 = Instant::now();
+    let window = Duration::from_secs(3600);
+    let mut w = CountWindow::default();
+    // Two hours of 10 ms ticks, one event a tick.
+    let mut last = 0;
+    for tick in 0..720_000u64 {
+        last = w.update(t0 + Duration::from_millis(tick * 10), tick, window);
+    }
+    assert!(w.points.len() <= 1010, "{} points", w.points.len());
+    // An hour of one event per 10 ms is 360,000, within a resolution step.
+    assert!((360_000..=360_360).contains(&last), "{last}");
+}
+
 /// The wall clock jumps an hour forward, then a day back, while monotonic
 /// time moves 10 s per sample: `for`, cooldown and look-back windows follow
 /// the monotonic clock, so nothing fires early or clears wrongly.
@@ -266,4 +281,63 @@ async fn a_wall_clock_jump_neither_fires_nor_clears_a_for_window() {
     }
     // `for = "2m"`: the 13th sample, 120 s after the first, fires it.
     assert_eq!(fired_after, Some(120));
+}
+
+fn parsed(rules_toml: &str) -> Vec<Arc<Rule>> {
+    let refs = References {
+        playbooks: vec![],
+        targets: vec!["cache"],
+        receivers: vec![],
+    };
+    let mut diags = Diagnostics::default();
+    let rules = parse_rule_file(
+        &SourceFile::new("test.toml", rules_toml),
+        &refs,
+        &ExprEngine::new(),
+        &mut diags,
+    );
+    assert!(!diags.has_errors(), "{}", diags.render());
+    rules.into_iter().map(Arc::new).collect()
+}
+
+/// A look-back rule loaded by a hot reload into an engine that had none
+/// gets the history it reads, and only the metric it names is kept.
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_look_back_rule_gets_its_history() {
+    let expr = Arc::new(ExprEngine::new());
+    let plain = "[[rule]]\nname = \"up\"\nsource = \"sample\"\nwhen = \"redis_up == 0\"\nseverity = \"critical\"\n";
+    let mut ev = Evaluator::new(
+        parsed(plain),
+        expr,
+        [("cache".to_owned(), BTreeMap::new())],
+        Duration::ZERO,
+    );
+    let growth = "[[rule]]\nname = \"growth\"\nsource = \"sample\"\n\
+                  when = \"delta(\\\"used_memory\\\", \\\"1m\\\") > 1000\"\nseverity = \"warning\"\n";
+    let rules = parsed(growth);
+    assert_eq!(
+        crate::loader::history_metrics(&rules),
+        Some(["used_memory".to_owned()].into())
+    );
+    ev.replace_rules(rules, SystemTime::now());
+    let mut fired = false;
+    for step in 0..8u32 {
+        let event = Event::Sample(Sample {
+            target: "cache".into(),
+            at: SystemTime::now(),
+            metrics: Metrics::from([
+                ("used_memory".to_owned(), MetricValue::Num(f64::from(step) * 500.0)),
+                ("connected_clients".to_owned(), MetricValue::Num(1.0)),
+            ]),
+        });
+        fired |= statuses(&feed(&mut ev, event)).contains(&"firing".to_owned());
+        advance(Duration::from_secs(10)).await;
+    }
+    assert!(fired, "delta over the reloaded rule's window never answered");
+    let history = &ev.targets["cache"].history;
+    assert!(
+        history
+            .window("connected_clients", Instant::now(), Duration::from_secs(60))
+            .is_none()
+    );
 }
