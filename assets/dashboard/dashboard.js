@@ -286,24 +286,27 @@ async function refreshCharts(force) {
   await Promise.all(wanted.map(([t, m, r]) => loadChart(t, m, r)));
 }
 
+/** A chart without data yet is asked for again at the next refresh, not in 30 s. */
 async function loadChart(target, metric, range) {
-  state.chartsLoaded.add(JSON.stringify([target, metric, range]));
+  const key = JSON.stringify([target, metric, range]);
+  state.chartsLoaded.add(key);
   const holder = chartFor(target, metric, range);
   const query = new URLSearchParams({ target, metric, range });
   try {
     const history = await getJson(`/api/v1/history?${query}`);
-    drawChart(holder, history.points || [], range);
+    if (!drawChart(holder, history.points || [], range)) state.chartsLoaded.delete(key);
   } catch (e) {
     holder.replaceChildren(el("p", { class: "muted no-history" }, "no history yet"));
+    state.chartsLoaded.delete(key);
   }
 }
 
-/** A line chart of `[unix_ms, value]` points, with its min and max. */
+/** A line chart of `[unix_ms, value]` points, with its min and max; false when there are none. */
 function drawChart(holder, points, range) {
   const values = points.filter((p) => Array.isArray(p) && Number.isFinite(p[1]));
   if (values.length === 0) {
     holder.replaceChildren(el("p", { class: "muted no-history" }, "no history yet"));
-    return;
+    return false;
   }
   const width = 300;
   const height = 80;
@@ -327,6 +330,7 @@ function drawChart(holder, points, range) {
   }
   const scale = el("div", { class: "chart-scale muted small" }, `min ${formatNumber(low, 2)}`, el("span", {}, `max ${formatNumber(high, 2)}`));
   holder.replaceChildren(chart, scale);
+  return true;
 }
 
 // ---------------------------------------------------------------------------
