@@ -281,7 +281,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
                 tracing::debug!(run_id = %record.id, outcome = record.outcome.label(), "Playbook run recorded");
                 run_store.record(&record);
                 if let Some(rule) = &record.rule {
-                    router.on_playbook(&fingerprint(rule, &record.target), PlaybookSummary {
+                    router.on_playbook(&fingerprint(rule, &record.target), record.alert_started_at, PlaybookSummary {
                         name: record.playbook.clone(),
                         run_id: record.id.clone(),
                         outcome: record.outcome.clone(),

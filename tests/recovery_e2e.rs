@@ -129,7 +129,7 @@ fn a_hanging_receiver_times_out_and_does_not_delay_the_others() {
     let (hang_url, attempts) = hanging_server();
     let config = marker_target(&redis)
         + format!(
-            "[receiver.hang]\ntype = \"webhook\"\nurl = \"{hang_url}\"\ntimeout = \"1s\"\n\n\
+            "[receiver.hang]\ntype = \"webhook\"\nurl = \"{hang_url}\"\ntimeout = \"5s\"\n\n\
              [receiver.fast]\ntype = \"webhook\"\nurl = \"{}\"\n",
             hook.url()
         )
@@ -144,10 +144,10 @@ fn a_hanging_receiver_times_out_and_does_not_delay_the_others() {
         redis.cli(&["SET", "marker", "1"]);
         let got = hook.wait_for(Duration::from_secs(5), |r| alerts(r, "marker_set", "firing").len() >= n);
         let took = alerts(&got, "marker_set", "firing")[n - 1].at.duration_since(set_at);
-        // A sample at 300 ms and the delivery: the hanging receiver, one
-        // timeout (1 s) behind, must not hold this one up.
+        // A sample at 300 ms and the delivery. Held up behind the hanging
+        // receiver, it would take its 5 s timeout at least.
         assert!(
-            took < Duration::from_millis(900),
+            took < Duration::from_millis(2500),
             "alert {n} reached the fast receiver after {took:?}"
         );
         redis.cli(&["SET", "marker", "0"]);
@@ -156,8 +156,8 @@ fn a_hanging_receiver_times_out_and_does_not_delay_the_others() {
         });
     }
     // The hanging receiver is retried after each timeout, with backoff.
-    let retried = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        attempts.load(Ordering::SeqCst) >= 3
+    let retried = harness::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        attempts.load(Ordering::SeqCst) >= 2
     });
     assert!(
         retried,
@@ -166,7 +166,7 @@ fn a_hanging_receiver_times_out_and_does_not_delay_the_others() {
     );
     let out = redops.output();
     assert!(
-        out.contains("receiver=hang") && out.contains("no response within 1s (timeout)"),
+        out.contains("receiver=hang") && out.contains("no response within 5s (timeout)"),
         "{out}"
     );
     assert!(redops.terminate().success(), "{}", redops.output());

@@ -304,11 +304,23 @@ impl Router {
         self.tick(now);
     }
 
-    /// A playbook finished: its outcome goes to whoever got the alert.
-    pub fn on_playbook(&mut self, fingerprint: &str, summary: PlaybookSummary) {
+    /// A playbook finished: its outcome goes to whoever got the alert, if
+    /// the firing it ran for (`alert_started_at`) is still the current one.
+    /// A run for an earlier firing of the same rule and target stays in the
+    /// run store; it does not update the newer incident's page.
+    pub fn on_playbook(
+        &mut self,
+        fingerprint: &str,
+        alert_started_at: Option<std::time::SystemTime>,
+        summary: PlaybookSummary,
+    ) {
         let Some(notice) = self.firing.get_mut(fingerprint) else {
             return;
         };
+        if alert_started_at.is_some_and(|t| t != notice.alert.starts_at) {
+            tracing::debug!(run_id = %summary.run_id, "Playbook outcome of an earlier firing; not sent as an update");
+            return;
+        }
         notice.playbook = Some(summary);
         let update = notice.clone();
         let receivers = self

@@ -146,6 +146,10 @@ pub struct RunRecord {
     pub findings: Vec<String>,
     pub audit: Vec<AuditEntry>,
     pub audit_dropped: usize,
+    /// When the alert that started the run fired: its outcome belongs to
+    /// that firing, not to a later one of the same rule and target.
+    #[serde(skip)]
+    pub alert_started_at: Option<SystemTime>,
 }
 
 pub(crate) struct RunState {

@@ -134,6 +134,7 @@ impl PlaybookEngine {
             ctx.rule.clone(),
             ctx.dry_run,
         );
+        let alert_started_at = ctx.alert.as_ref().map(|a| a.starts_at);
         context::install(ctx);
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &playbook.ast);
         let state = context::uninstall();
@@ -168,6 +169,7 @@ impl PlaybookEngine {
             findings,
             audit,
             audit_dropped,
+            alert_started_at,
         }
     }
 }

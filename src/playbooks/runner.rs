@@ -231,6 +231,7 @@ impl Runner {
             findings: Vec::new(),
             audit: Vec::new(),
             audit_dropped: 0,
+            alert_started_at: None,
         };
         if let Some(runs) = &self.runs
             && let Err(e) = runs.finish(&record, request.trigger.unwrap_or(Trigger::Manual))
@@ -276,6 +277,7 @@ impl Runner {
                 findings: Vec::new(),
                 audit: Vec::new(),
                 audit_dropped: 0,
+                alert_started_at: inv.alert.as_ref().map(|a| a.starts_at),
             };
         };
         let target = self.resolve_target(&inv.target);

@@ -233,6 +233,7 @@ mod tests {
             findings: vec!["hit ratio 0.91".into()],
             audit: Vec::new(),
             audit_dropped: 0,
+            alert_started_at: None,
         }
     }
 
