@@ -494,6 +494,7 @@ fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -
         ("[playbooks]", differs(&running.playbooks, &new.playbooks)),
         ("[exec]", differs(&running.exec, &new.exec)),
         ("[backup]", differs(&running.backup, &new.backup)),
+        ("[ha]", differs(&running.ha, &new.ha)),
     ]
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))
