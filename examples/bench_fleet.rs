@@ -32,7 +32,7 @@
 
 use std::collections::BTreeSet;
 use std::future::IntoFuture;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -41,13 +41,11 @@ use std::time::{Duration, Instant};
 use redops::lab::process::{RedisProcess, RedisSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const INFO_ALL: &str = include_str!("../tests/fixtures/info_all_master.txt");
+#[path = "common/proc.rs"]
+mod proc;
+use proc::{cpu_secs, redops_bin};
 
-fn redops_bin() -> PathBuf {
-    std::env::var_os("REDOPS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/redops"))
-}
+const INFO_ALL: &str = include_str!("../tests/fixtures/info_all_master.txt");
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -241,23 +239,6 @@ impl Drop for Proc {
     }
 }
 
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn cpu_secs(pid: u32, tck: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(close) = stat.rfind(')') else { return f64::NAN };
-    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let ticks = f[11].parse::<f64>().unwrap_or(f64::NAN) + f[12].parse::<f64>().unwrap_or(f64::NAN);
-    ticks / tck
-}
-
 fn status_field(pid: u32, field: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -368,7 +349,6 @@ fn main() {
             .expect("redops"),
     );
     let pid = redops.0.id();
-    let tck = clk_tck();
     wait_log(&log, "Engine started", Duration::from_secs(60));
     thread::sleep(Duration::from_secs(warmup));
 
@@ -377,9 +357,9 @@ fn main() {
         .map(|s| redis::Client::open(s.url(0)).unwrap().get_connection().unwrap())
         .collect();
     let calls0: Vec<u64> = conns.iter_mut().map(info_calls).collect();
-    let (t0, cpu0) = (Instant::now(), cpu_secs(pid, tck));
+    let (t0, cpu0) = (Instant::now(), cpu_secs(pid).unwrap_or(f64::NAN));
     thread::sleep(Duration::from_secs(secs));
-    let (t1, cpu1) = (Instant::now(), cpu_secs(pid, tck));
+    let (t1, cpu1) = (Instant::now(), cpu_secs(pid).unwrap_or(f64::NAN));
     // The reading INFO of the first snapshot counts in the second.
     let calls1: Vec<u64> = conns.iter_mut().map(info_calls).collect();
     let window = t1.duration_since(t0).as_secs_f64();

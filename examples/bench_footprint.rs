@@ -26,11 +26,9 @@ use std::time::{Duration, Instant};
 
 use redops::lab::process::{RedisProcess, RedisSpec};
 
-fn redops_bin() -> PathBuf {
-    std::env::var_os("REDOPS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/redops"))
-}
+#[path = "common/proc.rs"]
+mod proc;
+use proc::{cpu_secs, redops_bin, vm};
 
 struct Hook {
     port: u16,
@@ -124,32 +122,6 @@ impl Drop for LabGuard {
     }
 }
 
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn cpu_secs(pid: u32, tck: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(close) = stat.rfind(')') else { return f64::NAN };
-    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let ticks = f[11].parse::<f64>().unwrap_or(f64::NAN) + f[12].parse::<f64>().unwrap_or(f64::NAN);
-    ticks / tck
-}
-
-fn vm(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn threads(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -211,31 +183,30 @@ fn lab(args: &[String]) {
         ],
     );
     let pid = redops.child.id();
-    let tck = clk_tck();
     wait_log(&log, "Engine started", Duration::from_secs(60));
     let t0 = Instant::now();
-    let cpu0 = cpu_secs(pid, tck);
+    let cpu0 = cpu_secs(pid).unwrap_or(f64::NAN);
     println!("redops run --lab started (pid {pid}); sampling every 10 s for {secs} s");
     let mut last = (t0, cpu0);
     while t0.elapsed() < Duration::from_secs(secs) {
         thread::sleep(Duration::from_secs(10).min(Duration::from_secs(secs).saturating_sub(t0.elapsed())));
-        let (now, cpu) = (Instant::now(), cpu_secs(pid, tck));
+        let (now, cpu) = (Instant::now(), cpu_secs(pid).unwrap_or(f64::NAN));
         println!(
             "  +{:>4.0} s  VmRSS {:.1} MiB  VmHWM {:.1} MiB  threads {}  CPU last 10 s {:.2} % of a core",
             t0.elapsed().as_secs_f64(),
-            vm(pid, "VmRSS"),
-            vm(pid, "VmHWM"),
+            vm(pid, "VmRSS").unwrap_or(f64::NAN),
+            vm(pid, "VmHWM").unwrap_or(f64::NAN),
             threads(pid),
             (cpu - last.1) * 100.0 / now.duration_since(last.0).as_secs_f64()
         );
         last = (now, cpu);
     }
-    let cpu1 = cpu_secs(pid, tck);
+    let cpu1 = cpu_secs(pid).unwrap_or(f64::NAN);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     println!(
         "RESULT lab after {secs} s: VmRSS {:.1} MiB, VmHWM {:.1} MiB, CPU {:.2} % of a core, webhooks received {}, WARN lines {}, ERROR lines {}",
-        vm(pid, "VmRSS"),
-        vm(pid, "VmHWM"),
+        vm(pid, "VmRSS").unwrap_or(f64::NAN),
+        vm(pid, "VmHWM").unwrap_or(f64::NAN),
         (cpu1 - cpu0) * 100.0 / t0.elapsed().as_secs_f64(),
         *hook.count.lock().unwrap(),
         text.matches(" WARN ").count(),
@@ -295,7 +266,6 @@ fn targets(args: &[String]) {
     std::fs::write(dir.join("redops.toml"), config).unwrap();
     let (redops, log) = spawn_redops(&["run", "--config", "redops.toml"], &dir, &[]);
     let pid = redops.child.id();
-    let tck = clk_tck();
     wait_log(&log, "Engine started", Duration::from_secs(30));
     let started = std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -305,9 +275,9 @@ fn targets(args: &[String]) {
         .to_string();
     println!("{started}");
     thread::sleep(Duration::from_secs(warmup));
-    let (t0, cpu0) = (Instant::now(), cpu_secs(pid, tck));
+    let (t0, cpu0) = (Instant::now(), cpu_secs(pid).unwrap_or(f64::NAN));
     thread::sleep(Duration::from_secs(secs));
-    let (t1, cpu1) = (Instant::now(), cpu_secs(pid, tck));
+    let (t1, cpu1) = (Instant::now(), cpu_secs(pid).unwrap_or(f64::NAN));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let clients: Vec<String> = servers
         .iter()
@@ -323,8 +293,8 @@ fn targets(args: &[String]) {
         t1.duration_since(t0).as_secs_f64(),
         cpu1 - cpu0,
         (cpu1 - cpu0) * 100.0 / t1.duration_since(t0).as_secs_f64(),
-        vm(pid, "VmRSS"),
-        vm(pid, "VmHWM"),
+        vm(pid, "VmRSS").unwrap_or(f64::NAN),
+        vm(pid, "VmHWM").unwrap_or(f64::NAN),
         threads(pid),
         *hook.count.lock().unwrap(),
         text.matches(" WARN ").count(),

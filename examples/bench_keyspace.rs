@@ -22,7 +22,7 @@
 
 use std::future::IntoFuture;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +30,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use redops::lab::process::{RedisProcess, RedisSpec};
+
+#[path = "common/proc.rs"]
+mod proc;
+use proc::{cpu_secs, redops_bin, vm};
 
 #[derive(Clone, Debug)]
 struct Got {
@@ -102,12 +106,6 @@ impl Drop for Hook {
     }
 }
 
-fn redops_bin() -> PathBuf {
-    std::env::var_os("REDOPS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/redops"))
-}
-
 /// A child process killed (TERM, then KILL) on drop.
 struct Proc {
     child: Child,
@@ -130,33 +128,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?;
-    Some(ticks / clk_tck())
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// A `Vm*` line of /proc/<pid>/status, in MiB.
-fn vm(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 fn conn(addr: &str) -> redis::Connection {

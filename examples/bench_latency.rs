@@ -44,6 +44,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redops::lab::process::{RedisProcess, RedisSpec};
 use redops::lab::topology::Topology;
 
+#[path = "common/proc.rs"]
+mod proc;
+use proc::redops_bin;
+
 // ---------------------------------------------------------------------------
 // Shared helpers
 
@@ -141,12 +145,6 @@ impl Drop for Hook {
             let _ = t.join();
         }
     }
-}
-
-fn redops_bin() -> PathBuf {
-    std::env::var_os("REDOPS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/redops"))
 }
 
 /// `redops run` as a child process; SIGTERM then SIGKILL on drop.

@@ -21,27 +21,6 @@ const TOUCH: &str = "redis.cmd([\"SET\", \"touched\", \"1\"]);";
 /// Markup in an alert summary, as a hostile key name could put there.
 const HOSTILE: &str = "<script>window.pwned = 1</script><b>bold</b> <img src=x onerror=\"window.pwned = 2\">";
 
-/// The binary on PATH; `None` (with a loud message) when it is missing and
-/// REDOPS_REQUIRE_ALL is unset. scripts/test.sh installs it and sets the
-/// variable, so CI never skips.
-fn required_tool(name: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var_os("REDOPS_REQUIRE_ALL").is_some() {
-            panic!("`{name}` is not installed and REDOPS_REQUIRE_ALL is set: apt-get install {package}");
-        }
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: `{name}` is not installed (apt-get install {package}); \
-             scripts/test.sh installs it and never skips !!!!!!!!\n"
-        );
-    }
-    found
-}
-
 fn artifacts_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("Failed to create {}: {e}", dir.display()));
@@ -229,8 +208,8 @@ impl Drop for Browser {
 #[test]
 fn the_dashboard_renders_a_lab_and_acknowledges_an_alert_in_chromium() {
     let (Some(chromium), Some(chromedriver)) = (
-        required_tool("chromium", "chromium"),
-        required_tool("chromedriver", "chromium-driver"),
+        harness::required_tool("chromium", "chromium"),
+        harness::required_tool("chromedriver", "chromium-driver"),
     ) else {
         return;
     };

@@ -7,7 +7,7 @@ mod harness;
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,27 +15,6 @@ use harness::{Redops, TestRedis, WebhookReceiver, alerts, engine_dir, wait_until
 
 const TOKEN: &str = "prometheus-test-token-0123456789";
 const DASHBOARD: &str = include_str!("../config/grafana/redops.json");
-
-/// The binary on PATH; `None` (with a loud message) when it is missing and
-/// REDOPS_REQUIRE_ALL is unset. scripts/test.sh installs it and sets the
-/// variable, so CI never skips.
-fn required_tool(name: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var_os("REDOPS_REQUIRE_ALL").is_some() {
-            panic!("`{name}` is not installed and REDOPS_REQUIRE_ALL is set: apt-get install {package}");
-        }
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: `{name}` is not installed (apt-get install {package}); \
-             scripts/test.sh installs it and never skips !!!!!!!!\n"
-        );
-    }
-    found
-}
 
 /// A running engine with a target, a rule that fires, a webhook that gets
 /// it, and one finished playbook run: every family has series.
@@ -155,7 +134,7 @@ fn exported_names(exposition: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_exposition_covers_the_engine_and_passes_promtool() {
-    let Some(promtool) = required_tool("promtool", "prometheus") else {
+    let Some(promtool) = harness::required_tool("promtool", "prometheus") else {
         return;
     };
     let mut engine = Engine::start();
@@ -210,7 +189,7 @@ fn promtool_check(promtool: &Path, text: &str) {
 
 #[test]
 fn a_sentinel_groups_metrics_pass_promtool_with_group_and_role_labels() {
-    let Some(promtool) = required_tool("promtool", "prometheus") else {
+    let Some(promtool) = harness::required_tool("promtool", "prometheus") else {
         return;
     };
     let lab_dir = tempfile::tempdir().unwrap();
@@ -322,7 +301,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn a_real_prometheus_scrapes_redops_and_runs_every_dashboard_query() {
-    let Some(binary) = required_tool("prometheus", "prometheus") else {
+    let Some(binary) = harness::required_tool("prometheus", "prometheus") else {
         return;
     };
     let mut engine = Engine::start();

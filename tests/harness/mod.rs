@@ -852,3 +852,27 @@ pub fn fill_memory_to(conn: &mut redis::Connection, pct: f64) {
     }
     panic!("memory never passed {pct}%");
 }
+
+// ---------------------------------------------------------------------------
+// Tools a test needs installed
+
+/// The binary on PATH; `None` (with a loud message) when it is missing and
+/// REDOPS_REQUIRE_ALL is unset. scripts/test.sh installs it and sets the
+/// variable, so CI never skips.
+pub fn required_tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var_os("REDOPS_REQUIRE_ALL").is_some() {
+            panic!("`{name}` is not installed and REDOPS_REQUIRE_ALL is set: apt-get install {package}");
+        }
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: `{name}` is not installed (apt-get install {package}); \
+             scripts/test.sh installs it and never skips !!!!!!!!\n"
+        );
+    }
+    found
+}
