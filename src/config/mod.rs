@@ -24,7 +24,7 @@ use crate::secrets::Secret;
 pub use backup::BackupConfig;
 pub use exec::ExecConfig;
 pub use ha::HaConfig;
-pub use notify::{EmailConfig, EscalationConfig, NotifyConfig, RouteConfig};
+pub use notify::{EmailConfig, EscalationConfig, IncidentConfig, NotifyConfig, RouteConfig};
 pub use sentinel::SentinelGroupConfig;
 
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub escalations: BTreeMap<String, EscalationConfig>,
     pub notify: NotifyConfig,
+    /// `[[incident]]`: which alerts fold into which cause's page.
+    pub incidents: Vec<IncidentConfig>,
     pub api: ApiConfig,
     pub playbooks: PlaybookConfig,
     pub backup: BackupConfig,
@@ -316,6 +318,7 @@ impl Config {
             routes: Vec::new(),
             escalations: BTreeMap::new(),
             notify: NotifyConfig::default(),
+            incidents: notify::default_incidents(),
             api: ApiConfig::default(),
             playbooks: PlaybookConfig::default(),
             backup: BackupConfig::default(),
@@ -329,6 +332,7 @@ impl Config {
         let mut sentinel_spans = Vec::new();
         let mut route_spans = Vec::new();
         let mut escalation_spans = BTreeMap::new();
+        let mut incidents_written = false;
         for (key, mut value) in root {
             document::interpolate_env(file, &mut value, diags);
             match key.get_ref().as_ref() {
@@ -386,6 +390,18 @@ impl Config {
                         if let Some(r) = document::deserialize::<RouteConfig>(file, item, diags) {
                             route_spans.push(span);
                             config.routes.push(r);
+                        }
+                    }
+                }
+                "incident" => {
+                    // Any `[[incident]]` (or `incident = []`) replaces the defaults.
+                    if !incidents_written {
+                        config.incidents.clear();
+                        incidents_written = true;
+                    }
+                    for item in array_items(file, value, "[[incident]]", diags) {
+                        if let Some(i) = document::deserialize::<IncidentConfig>(file, item, diags) {
+                            config.incidents.push(i);
                         }
                     }
                 }
@@ -458,6 +474,7 @@ impl Config {
                         "receiver",
                         "route",
                         "escalation",
+                        "incident",
                         "notify",
                         "api",
                         "playbooks",

@@ -139,3 +139,66 @@ impl Default for NotifyConfig {
         }
     }
 }
+
+/// `[[incident]]`: alerts that one cause explains are folded into the
+/// cause's notification instead of paging on their own (docs/notifications.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentConfig {
+    /// The rule whose alert is the incident: the one page.
+    pub cause: String,
+    /// Rules whose alerts the cause explains; `"*"` for every other rule.
+    pub explains: Vec<String>,
+    /// Labels the folded alert must share with the cause (and have).
+    #[serde(default)]
+    pub same: Vec<String>,
+    /// How long an explained alert that fires before its cause waits for
+    /// it before paging on its own. 0 s: only alerts after the cause fold.
+    #[serde(default, with = "duration")]
+    pub hold: Duration,
+    /// How long after the cause fires (with `while_firing`, after it
+    /// resolves) explained alerts still fold into it.
+    #[serde(default = "default_incident_window", with = "duration")]
+    pub window: Duration,
+    /// Fold for as long as the cause fires, then `window` more.
+    #[serde(default)]
+    pub while_firing: bool,
+}
+
+fn default_incident_window() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// What redops folds when a config names no `[[incident]]` (write
+/// `incident = []` to fold nothing): one page per Sentinel failover, and
+/// one page per target that is down.
+pub fn default_incidents() -> Vec<IncidentConfig> {
+    let rules = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+    vec![
+        IncidentConfig {
+            cause: "sentinel_failover".into(),
+            explains: rules(&[
+                "redis_down",
+                "master_sdown",
+                "master_odown",
+                "replica_link_down",
+                "keyspace_subscriber_disconnected",
+                "keyspace_events_lost",
+            ]),
+            same: rules(&["group"]),
+            // Sentinel's default down-after-milliseconds (30 s) plus the
+            // election: the old master's redis_down comes that much earlier.
+            hold: Duration::from_secs(45),
+            window: default_incident_window(),
+            while_firing: false,
+        },
+        IncidentConfig {
+            cause: "redis_down".into(),
+            explains: rules(&["*"]),
+            same: rules(&["target"]),
+            hold: Duration::ZERO,
+            window: default_incident_window(),
+            while_firing: true,
+        },
+    ]
+}

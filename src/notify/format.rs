@@ -65,11 +65,33 @@ pub fn details(notice: &AlertNotice) -> Vec<String> {
     if let Some(by) = &notice.acked_by {
         lines.push(format!("Acknowledged by {by}"));
     }
+    if let Some(explains) = explains(notice) {
+        lines.push(format!("Explains: {explains}"));
+    }
     if let Some(r) = &a.runbook {
         lines.push(format!("Runbook: {r}"));
     }
     lines.push(format!("Since {}", humantime::format_rfc3339_seconds(a.starts_at)));
     lines
+}
+
+/// The alerts an incident's cause folded, one phrase each with its status.
+fn explains(notice: &AlertNotice) -> Option<String> {
+    if notice.folded.is_empty() {
+        return None;
+    }
+    let folded: Vec<String> = notice
+        .folded
+        .iter()
+        .map(|f| {
+            let status = match f.status {
+                AlertStatus::Firing => "firing",
+                AlertStatus::Resolved => "resolved",
+            };
+            format!("{} on {} ({}, {status})", f.rule, f.target, f.severity)
+        })
+        .collect();
+    Some(folded.join("; "))
 }
 
 fn slack(n: &Notification) -> Value {
@@ -206,6 +228,9 @@ fn alertmanager(n: &Notification) -> Value {
                 "playbook".into(),
                 format!("{}: {} {}", p.name, p.outcome.label(), p.findings.join("; ")).into(),
             );
+        }
+        if let Some(explains) = explains(notice) {
+            annotations.insert("explains".into(), explains.into());
         }
         let mut alert = json!({
             "labels": labels,

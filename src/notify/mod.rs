@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod format;
+pub mod incident;
 pub mod log;
 pub mod outbox;
 pub mod router;
@@ -43,6 +44,10 @@ pub struct AlertNotice {
     pub acked_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_comment: Option<String>,
+    /// The alerts this one explains, folded into its notification instead
+    /// of paging on their own (`[[incident]]`), each with its own status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<Alert>,
 }
 
 impl AlertNotice {
@@ -52,6 +57,7 @@ impl AlertNotice {
             playbook: None,
             acked_by: None,
             ack_comment: None,
+            folded: Vec::new(),
         }
     }
 }
@@ -194,6 +200,8 @@ pub struct Notifier {
     /// Delivery attempts by receiver and outcome (`delivered`, `retried`,
     /// `dead`), exported on /metrics.
     deliveries: Arc<CounterVec<2>>,
+    /// Playbook messages of held or folded alerts wait or stay quiet here.
+    gates: incident::Gates,
 }
 
 pub struct NotifierHandle {
@@ -239,6 +247,7 @@ impl Notifier {
             outbox,
             wakers: Arc::new(wakers),
             deliveries: Arc::default(),
+            gates: incident::Gates::default(),
         };
         let mut tasks = JoinSet::new();
         for (name, sender, give_up) in senders {
@@ -262,6 +271,7 @@ impl Notifier {
             outbox,
             wakers: Arc::new(receivers.into_iter().map(|r| (r, Arc::new(Notify::new()))).collect()),
             deliveries: Arc::default(),
+            gates: incident::Gates::default(),
         }
     }
 
@@ -277,6 +287,34 @@ impl Notifier {
 
     pub fn deliveries(&self) -> Arc<CounterVec<2>> {
         self.deliveries.clone()
+    }
+
+    pub fn gates(&self) -> incident::Gates {
+        self.gates.clone()
+    }
+
+    /// Sends a playbook's message about `alert`: held while the alert is
+    /// held for its cause, not sent at all once it is folded into one.
+    /// Returns what happened, for the run's audit trail.
+    pub fn send_about(&self, alert: Option<&Alert>, receivers: &[String], n: &Notification) -> String {
+        let Some(alert) = alert else {
+            self.send(receivers, n);
+            return "queued".into();
+        };
+        match self.gates.admit(&alert.fingerprint, receivers, n) {
+            incident::Admission::Send => {
+                self.send(receivers, n);
+                "queued".into()
+            }
+            incident::Admission::Held => {
+                tracing::info!(rule = %alert.rule, target = %alert.target, "Playbook message held with its alert");
+                "held with its alert, which waits for its cause".into()
+            }
+            incident::Admission::Folded { cause } => {
+                tracing::info!(rule = %alert.rule, target = %alert.target, cause = %cause, "Playbook message not sent: its alert is folded into an incident");
+                "not sent: the alert is folded into an incident".into()
+            }
+        }
     }
 
     /// Persists the notification for each receiver, then wakes their

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::incident::{Correlator, Release, Verdict};
 use super::{AlertNotice, Notification, Notifier, PlaybookSummary};
 use crate::alerts::escalation::{self, Progress};
 use crate::alerts::matcher::{Matcher, Op, all_match};
@@ -37,6 +38,8 @@ pub struct Router {
     inhibit_within_family: bool,
     notifier: Notifier,
     store: AlertStore,
+    /// `[[incident]]`: which alerts fold into which cause's page.
+    correlator: Correlator,
     groups: HashMap<(usize, String), Group>,
     /// Firing alerts by fingerprint, for inhibition and updates.
     firing: HashMap<String, AlertNotice>,
@@ -106,6 +109,7 @@ impl Router {
             escalations: config.escalations.clone(),
             all_receivers: config.receivers.keys().cloned().collect(),
             inhibit_within_family: config.notify.inhibit_within_family,
+            correlator: Correlator::new(config.incidents.clone(), notifier.gates()),
             notifier,
             store,
             groups: HashMap::new(),
@@ -147,6 +151,7 @@ impl Router {
         }
         self.escalations = config.escalations.clone();
         self.inhibit_within_family = config.notify.inhibit_within_family;
+        self.correlator.reconfigure(config.incidents.clone());
     }
 
     /// Reads silences and times escalations on `clock` instead of the
@@ -218,16 +223,74 @@ impl Router {
         {
             notice.playbook = prev.playbook.clone();
         }
+        let silenced = self.silenced_by(&alert);
+        if let Err(e) = self.store.record(&alert, silenced.is_some()) {
+            tracing::error!(error = %e, rule = %alert.rule, "Cannot record the alert in the state store");
+        }
+        let verdict = self.correlator.on_alert(&notice, rule_notify, now);
+        notice.folded = self.correlator.folded(&fingerprint);
         if firing {
             self.firing.insert(fingerprint.clone(), notice.clone());
         } else {
             self.firing.remove(&fingerprint);
             let _ = self.store.finish_escalation(&fingerprint);
         }
-        let silenced = self.silenced_by(&alert);
-        if let Err(e) = self.store.record(&alert, silenced.is_some()) {
-            tracing::error!(error = %e, rule = %alert.rule, "Cannot record the alert in the state store");
+        match verdict {
+            Verdict::Deliver => self.deliver(notice, rule_notify, previous.as_ref(), now),
+            Verdict::Held => {}
+            Verdict::Folded { root } => {
+                if firing {
+                    self.suppressed.insert(fingerprint);
+                }
+                self.refresh_folded(&root);
+            }
         }
+        self.tick(now);
+    }
+
+    /// Copies the incident's folded alerts into its cause's notice, so
+    /// updates, repeats, escalations and the resolve list them.
+    fn refresh_folded(&mut self, cause: &str) {
+        let folded = self.correlator.folded(cause);
+        if let Some(n) = self.firing.get_mut(cause) {
+            n.folded = folded;
+        }
+    }
+
+    /// Gives back what the correlator no longer holds: each goes out as if
+    /// it had just changed, with the playbook messages held with it.
+    fn release(&mut self, released: Vec<Release>, now: Instant) {
+        for r in released {
+            let alert = &r.notice.alert;
+            tracing::info!(rule = %alert.rule, target = %alert.target, why = r.why, "Alert sent on its own");
+            if let Some(root) = self.correlator.root_of(&alert.fingerprint).map(str::to_owned) {
+                self.refresh_folded(&root);
+            }
+            let mut notice = r.notice;
+            notice.folded = self.correlator.folded(&notice.alert.fingerprint);
+            if let Some(current) = self.firing.get(&notice.alert.fingerprint) {
+                notice.playbook = current.playbook.clone();
+            }
+            self.suppressed.remove(&notice.alert.fingerprint);
+            self.deliver(notice, &r.rule_notify, None, now);
+            for (receivers, message) in r.stash {
+                self.notifier.send(&receivers, &message);
+            }
+        }
+    }
+
+    /// Silences, inhibition, routes: sends one alert change as configured.
+    fn deliver(
+        &mut self,
+        notice: AlertNotice,
+        rule_notify: &[String],
+        previous: Option<&crate::alerts::store::AlertRow>,
+        now: Instant,
+    ) {
+        let alert = notice.alert.clone();
+        let fingerprint = alert.fingerprint.clone();
+        let firing = alert.status == AlertStatus::Firing;
+        let silenced = self.silenced_by(&alert);
         if !firing && self.suppressed.remove(&fingerprint) {
             tracing::debug!(rule = %alert.rule, target = %alert.target, "Resolve not sent: the firing was not either");
             return;
@@ -246,7 +309,7 @@ impl Router {
         }
         self.suppressed.remove(&fingerprint);
         // A resolve goes to whoever got the firing one, however it got there.
-        let notified_before: Vec<String> = match (&previous, firing) {
+        let notified_before: Vec<String> = match (previous, firing) {
             (Some(p), false) if ms(alert.starts_at) == p.starts_ms => p.notified.clone(),
             _ => Vec::new(),
         };
@@ -301,7 +364,6 @@ impl Router {
                 .collect();
             self.send(&rest, &Notification::Alert(Box::new(notice)), &[]);
         }
-        self.tick(now);
     }
 
     /// A playbook finished: its outcome goes to whoever got the alert, if
@@ -336,6 +398,8 @@ impl Router {
     /// Flushes groups that are due, re-sends what `repeat_interval` asks
     /// for, advances escalations and reports acknowledgements.
     pub fn tick(&mut self, now: Instant) {
+        let released = self.correlator.tick(now);
+        self.release(released, now);
         let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
         for key in keys {
             let route = &self.routes[key.0].config;

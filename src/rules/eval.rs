@@ -257,8 +257,14 @@ impl Evaluator {
                     let Some(selector) = &rule.sentinel else { continue };
                     let key = (rule.name.clone(), target_name.clone());
                     if selector.resolves_on(&name) {
-                        if let Some(state) = self.states.get_mut(&key) {
-                            resolve_stored(state, wall, &format!("{name} seen"), &mut actions);
+                        // A failover also ends what was said of the master it
+                        // replaced (`+odown` has no `-odown` once it is a replica).
+                        let old_master = notice.event.old_master_target(&notice.group);
+                        let keys = std::iter::once(key).chain(old_master.map(|t| (rule.name.clone(), t)));
+                        for key in keys {
+                            if let Some(state) = self.states.get_mut(&key) {
+                                resolve_stored(state, wall, &format!("{name} seen"), &mut actions);
+                            }
                         }
                         continue;
                     }

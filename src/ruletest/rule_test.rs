@@ -771,17 +771,7 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-/// Where a Sentinel event lands, as the group source decides: an event about
-/// a master or replica goes to that node (`group/host:port`), others to the
-/// group.
+/// Where a Sentinel event lands, as the group source decides.
 pub fn sentinel_target(group: &str, event: &SentinelEvent) -> String {
-    let fields = event.fields();
-    match (
-        fields.get("kind").map(String::as_str),
-        fields.get("ip"),
-        fields.get("port"),
-    ) {
-        (Some("master" | "replica" | "slave"), Some(ip), Some(port)) => format!("{group}/{ip}:{port}"),
-        _ => group.to_owned(),
-    }
+    event.target_in(group)
 }

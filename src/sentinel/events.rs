@@ -345,7 +345,36 @@ pub enum SentinelEvent {
     },
 }
 
+/// The target name of one node of a group: `<group>/<host>:<port>`.
+/// Naming nodes by address keeps an alert on the node it is about when
+/// roles move in a failover.
+pub fn node_target(group: &str, addr: &str) -> String {
+    format!("{group}/{addr}")
+}
+
 impl SentinelEvent {
+    /// Where the event lands: an event about a master or replica concerns
+    /// that node's target (`group/host:port`); everything else the group.
+    pub fn target_in(&self, group: &str) -> String {
+        let fields = self.fields();
+        match (
+            fields.get("kind").map(String::as_str),
+            fields.get("ip"),
+            fields.get("port"),
+        ) {
+            (Some("master" | "replica" | "slave"), Some(ip), Some(port)) => node_target(group, &format!("{ip}:{port}")),
+            _ => group.to_owned(),
+        }
+    }
+
+    /// For `+switch-master`, the target of the master it replaced.
+    pub fn old_master_target(&self, group: &str) -> Option<String> {
+        match self {
+            SentinelEvent::SwitchMaster { old, .. } => Some(node_target(group, &format!("{}:{}", old.host, old.port))),
+            _ => None,
+        }
+    }
+
     /// The event name: the channel it was published on.
     pub fn name(&self) -> &str {
         match self {

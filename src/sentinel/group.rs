@@ -91,6 +91,17 @@ pub fn spawn_sentinel_group(
         drop(heard_tx);
         let interval = config.engine.sample_interval;
         let mut source = GroupSource::new(group, config, rules, events);
+        // The group's own alerts (failovers, quorum) carry its name as a
+        // label, as its nodes' do: `[[incident]] same = ["group"]` joins them.
+        let mut labels = source.group.labels.clone();
+        labels.insert("group".into(), source.group.name.clone());
+        source
+            .emit(Event::Target(TargetChange {
+                target: source.group.name.clone(),
+                labels,
+                present: true,
+            }))
+            .await;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -162,7 +173,7 @@ impl GroupSource {
         let switched_to = (event.name() == "+switch-master")
             .then(|| Some(format!("{}:{}", fields.get("new_ip")?, fields.get("new_port")?)))
             .flatten();
-        let target = self.notice_target(&fields);
+        let target = event.target_in(&self.group.name);
         tracing::info!(group = %self.group.name, sentinel, event = event.name(), reconciled, "Sentinel event");
         self.emit(Event::Sentinel(SentinelNotice {
             target,
@@ -208,21 +219,6 @@ impl GroupSource {
                 self.seen.insert(key, Told { at: now, by });
                 false
             }
-        }
-    }
-
-    /// A notice about a master or replica concerns that node's target;
-    /// everything else concerns the group.
-    fn notice_target(&self, fields: &BTreeMap<String, String>) -> String {
-        match (
-            fields.get("kind").map(String::as_str),
-            fields.get("ip"),
-            fields.get("port"),
-        ) {
-            (Some("master" | "replica" | "slave"), Some(ip), Some(port)) => {
-                self.group.node_target(&format!("{ip}:{port}"))
-            }
-            _ => self.group.name.clone(),
         }
     }
 

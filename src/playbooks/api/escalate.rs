@@ -43,7 +43,7 @@ fn escalate(alert: Dynamic, level: &str) -> Result<(), Box<EvalAltResult>> {
             run.record("escalate", detail, true, "not sent (dry run)".into());
             return Ok(());
         }
-        let mut notice = AlertNotice::new(alert);
+        let mut notice = AlertNotice::new(alert.clone());
         // The summary gives the notification a key of its own: receivers that
         // drop duplicates must not drop the escalation as a repeat of the alert.
         notice.playbook = Some(PlaybookSummary {
@@ -54,10 +54,11 @@ fn escalate(alert: Dynamic, level: &str) -> Result<(), Box<EvalAltResult>> {
             },
             findings: run.findings.clone(),
         });
-        run.ctx
+        let sent = run
+            .ctx
             .notifier
-            .send(&receivers, &Notification::Alert(Box::new(notice)));
-        run.record("escalate", detail, false, "queued".into());
+            .send_about(Some(&alert), &receivers, &Notification::Alert(Box::new(notice)));
+        run.record("escalate", detail, false, sent);
         Ok(())
     })?
     .map_err(Into::into)

@@ -42,8 +42,11 @@ fn notify(receiver: &str, message: Map) -> Result<(), Box<EvalAltResult>> {
             target: run.ctx.target.clone(),
             body,
         };
-        run.ctx.notifier.send(&[receiver.to_owned()], &n);
-        run.record("notify", detail, false, "queued".into());
+        let sent = run
+            .ctx
+            .notifier
+            .send_about(run.ctx.alert.as_ref(), &[receiver.to_owned()], &n);
+        run.record("notify", detail, false, sent);
         Ok(())
     })?
     .map_err(Into::into)
