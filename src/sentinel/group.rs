@@ -229,7 +229,10 @@ impl GroupSource {
         if view.sentinels_reachable() == 0 {
             tracing::warn!(group = %self.group.name, "No Sentinel of the group answers");
         }
-        if let Some(master) = view.master.clone() {
+        // While a failover spreads, a Sentinel that has not heard of it yet
+        // must not undo the switch just received: reconcile only with what
+        // every reachable Sentinel says.
+        if let Some(master) = view.master.clone().filter(|_| view.sentinels_agree()) {
             match self.known_master.clone() {
                 Some(known) if known != master => self.reconcile(&known, &master).await,
                 None => self.known_master = Some(master),
