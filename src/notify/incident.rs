@@ -119,6 +119,7 @@ struct Held {
     notice: AlertNotice,
     rule_notify: Vec<String>,
     fired: Instant,
+    hold: std::time::Duration,
     until: Instant,
 }
 
@@ -242,6 +243,11 @@ impl Correlator {
             self.unfold(&fp);
         }
         if let Some(h) = self.held.get_mut(&fp) {
+            if firing && h.notice.alert.starts_at != alert.starts_at {
+                // A new firing waits for its cause afresh.
+                h.fired = now;
+                h.until = now + h.hold;
+            }
             h.notice = notice.clone();
             if firing {
                 self.open_incident(alert, now);
@@ -279,6 +285,7 @@ impl Correlator {
                     notice: notice.clone(),
                     rule_notify: rule_notify.to_vec(),
                     fired: now,
+                    hold: wait,
                     until: now + wait,
                 },
             );

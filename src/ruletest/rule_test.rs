@@ -121,6 +121,8 @@ pub struct ExpectedNotification {
     pub rule: Option<String>,
     pub target: Option<String>,
     pub status: Option<NotificationStatus>,
+    /// Sorted rule names of the alerts folded into it (`[[incident]]`).
+    pub folded: Option<Vec<String>>,
     pub summary: Option<TextMatch>,
 }
 
@@ -211,6 +213,8 @@ struct Sent {
     target: String,
     status: Option<NotificationStatus>,
     summary: String,
+    /// Sorted rule names of the alerts folded into it.
+    folded: Vec<String>,
 }
 
 /// The engine's router on the test's clock, sending to an outbox that no
@@ -272,6 +276,11 @@ impl Routing {
                         (None, AlertStatus::Resolved) => NotificationStatus::Resolved,
                     }),
                     summary: notice.alert.summary.clone(),
+                    folded: {
+                        let mut f: Vec<String> = notice.folded.iter().map(|a| a.rule.clone()).collect();
+                        f.sort();
+                        f
+                    },
                 };
                 match &n {
                     Notification::Alert(notice) => out.push(sent(NotificationKind::Alert, notice)),
@@ -286,6 +295,7 @@ impl Routing {
                         target: target.clone(),
                         status: None,
                         summary: String::new(),
+                        folded: Vec::new(),
                     }),
                     Notification::DeadLetter { .. } => {}
                 }
@@ -676,6 +686,7 @@ fn notification_matches(e: &ExpectedNotification, s: &Sent) -> bool {
         && e.rule.as_ref().is_none_or(|x| *x == s.rule)
         && e.target.as_ref().is_none_or(|x| *x == s.target)
         && e.status.is_none_or(|x| Some(x) == s.status)
+        && e.folded.as_ref().is_none_or(|f| *f == s.folded)
         && e.summary.as_ref().is_none_or(|m| m.matches(&s.summary))
 }
 
@@ -711,6 +722,9 @@ fn compare_notifications(expected: &[ExpectedNotification], sent: &[Sent]) -> Ve
         if let Some(status) = e.status {
             let _ = write!(line, " {}", status_name(Some(status)));
         }
+        if let Some(folded) = &e.folded {
+            let _ = write!(line, ", folding [{}]", folded.join(", "));
+        }
         if let Some(summary) = &e.summary {
             let _ = write!(line, ", summary {}", summary.describe());
         }
@@ -722,8 +736,13 @@ fn compare_notifications(expected: &[ExpectedNotification], sent: &[Sent]) -> Ve
     }
     for (i, s) in sent.iter().enumerate() {
         let mark = if claimed[i] { "" } else { "  <- not expected" };
+        let folded = if s.folded.is_empty() {
+            String::new()
+        } else {
+            format!(", folding [{}]", s.folded.join(", "))
+        };
         lines.push(format!(
-            "  to {}: {} {} on {} {}, {:?} (at {}){mark}",
+            "  to {}: {} {} on {} {}, {:?}{folded} (at {}){mark}",
             s.receiver,
             kind_name(s.kind),
             s.rule,

@@ -77,6 +77,9 @@ struct NotificationSpec {
     target: Option<String>,
     #[serde(default)]
     status: Option<NotificationStatus>,
+    /// The rules of the alerts the notification lists as folded into it.
+    #[serde(default)]
+    folded: Option<Vec<String>>,
     #[serde(default)]
     summary: Option<String>,
     #[serde(default)]
@@ -658,6 +661,10 @@ fn expected_notification(
         rule: n.rule,
         target: n.target,
         status: n.status,
+        folded: n.folded.map(|mut f| {
+            f.sort();
+            f
+        }),
         summary,
     })
 }
