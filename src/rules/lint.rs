@@ -118,6 +118,7 @@ pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mu
     }
     unused_playbooks(rules, playbooks, diags);
     unreached_receivers(config, rules, playbooks, diags);
+    unknown_incident_rules(config, rules, diags);
 }
 
 /// Where a rule's parts are written.
@@ -513,6 +514,39 @@ fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookSet,
                  receiver when there are none)"
             )),
         );
+    }
+}
+
+/// An `[[incident]]` the config writes that names a rule no rule file
+/// defines folds nothing for it: a typo would page the way it always did.
+fn unknown_incident_rules(config: &Config, rules: &[Rule], diags: &mut Diagnostics) {
+    let Ok(file) = SourceFile::read(&config.path) else {
+        return;
+    };
+    let mut ignored = Diagnostics::default();
+    let Some(root) = document::parse(&file, &mut ignored) else {
+        return;
+    };
+    let Some(written) = root.into_inner().into_iter().find(|(k, _)| k.get_ref() == "incident") else {
+        // The defaults name the shipped rules; without them they fold nothing.
+        return;
+    };
+    let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+    let spans = crate::config::array_items(&file, written.1, "[[incident]]", &mut ignored);
+    for (incident, item) in config.incidents.iter().zip(spans) {
+        let named = std::iter::once(&incident.cause).chain(incident.explains.iter().filter(|r| *r != "*"));
+        for rule in named.filter(|r| !names.contains(&r.as_str())) {
+            let mut d = Diagnostic::warning(
+                &file,
+                item.span(),
+                format!("[[incident]] `{}` names rule `{rule}`, which no rule file defines", incident.cause),
+            );
+            d = match document::closest(rule, &names) {
+                Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+                None => d.with_hint("its alerts are neither folded nor fold anything"),
+            };
+            diags.push(d);
+        }
     }
 }
 
