@@ -650,9 +650,7 @@ fn json_output_of_a_broken_config_carries_each_location() {
 #[test]
 fn an_incident_naming_an_unknown_rule_is_a_located_warning_and_a_bad_one_an_error() {
     let dir = valid_dir();
-    let config = format!(
-        "{CONFIG}\n[[incident]]\ncause = \"memory_hihg\"\nexplains = [\"*\"]\nsame = [\"target\"]\n"
-    );
+    let config = format!("{CONFIG}\n[[incident]]\ncause = \"memory_hihg\"\nexplains = [\"*\"]\nsame = [\"target\"]\n");
     write_file(dir.path(), "redops.toml", &config);
     let out = check(dir.path(), &["--strict"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -661,7 +659,10 @@ fn an_incident_naming_an_unknown_rule_is_a_located_warning_and_a_bad_one_an_erro
         .into_iter()
         .find(|d| d.starts_with("warning: ") && d.contains("names rule `memory_hihg`"))
         .unwrap_or_else(|| panic!("no warning for the unknown rule\n{}", describe(&out)));
-    assert!(warning.contains(&format!("--> {}\n", at(dir.path(), "redops.toml", line, 1))), "{warning}");
+    assert!(
+        warning.contains(&format!("--> {}\n", at(dir.path(), "redops.toml", line, 1))),
+        "{warning}"
+    );
     assert!(warning.contains("did you mean `memory_high`?"), "{warning}");
     assert_eq!(out.status.code(), Some(1), "--strict fails on it\n{}", describe(&out));
 

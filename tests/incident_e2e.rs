@@ -56,7 +56,9 @@ impl Drop for Lab {
             .unwrap_or_default();
         let _ = run_redops(&["lab", "down", "--dir", &self.path().to_string_lossy()], &[]);
         for pid in pids.into_iter().filter(|p| pid_alive(*p)) {
-            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
 }
@@ -98,13 +100,23 @@ fn each_failover_pages_once_naming_what_it_explains() {
         old_masters.push(before.master_addr().expect("the lab names its master"));
         lab.ok(&["chaos", "failover"]);
         let got = hook.wait_for(Duration::from_secs(30), |r| {
-            pages(r).iter().filter(|p| p.body["rule"] == "sentinel_failover").count() >= n
+            pages(r)
+                .iter()
+                .filter(|p| p.body["rule"] == "sentinel_failover")
+                .count()
+                >= n
         });
         let failover_pages = pages(&got)
             .into_iter()
             .filter(|p| p.body["rule"] == "sentinel_failover")
             .count();
-        assert_eq!(failover_pages, n, "failover {n}:\n{}\n{}", hook.describe(), redops.output());
+        assert_eq!(
+            failover_pages,
+            n,
+            "failover {n}:\n{}\n{}",
+            hook.describe(),
+            redops.output()
+        );
     }
 
     // Held alerts page after `hold` (45 s) if their cause never came, and a

@@ -170,10 +170,12 @@ pub struct Correlator {
 fn explains(spec: &IncidentConfig, cause: &Alert, alert: &Alert) -> bool {
     alert.fingerprint != cause.fingerprint
         && explains_rule(spec, &alert.rule)
-        && spec
-            .same
-            .iter()
-            .all(|l| alert.labels.get(l).is_some_and(|v| !v.is_empty() && cause.labels.get(l) == Some(v)))
+        && spec.same.iter().all(|l| {
+            alert
+                .labels
+                .get(l)
+                .is_some_and(|v| !v.is_empty() && cause.labels.get(l) == Some(v))
+        })
 }
 
 fn explains_rule(spec: &IncidentConfig, rule: &str) -> bool {
@@ -196,13 +198,14 @@ impl Correlator {
     /// exists; otherwise they stop folding.
     pub fn reconfigure(&mut self, specs: Vec<IncidentConfig>) {
         let old = std::mem::replace(&mut self.specs, specs);
-        self.open.retain(|_, o| match self.specs.iter().position(|s| *s == old[o.spec]) {
-            Some(i) => {
-                o.spec = i;
-                true
-            }
-            None => false,
-        });
+        self.open
+            .retain(|_, o| match self.specs.iter().position(|s| *s == old[o.spec]) {
+                Some(i) => {
+                    o.spec = i;
+                    true
+                }
+                None => false,
+            });
     }
 
     /// The alerts folded into the incident of `cause`, for its notifications.
@@ -231,9 +234,10 @@ impl Correlator {
         if let Some(root) = self.member_of.get(&fp).cloned() {
             // A folded alert stays folded while its incident explains it:
             // its resolve, or a new firing while the cause fires or folds.
-            let keep = self.open.get(&root).is_some_and(|o| {
-                !firing || o.resolved.is_none() || o.folding(&self.specs[o.spec], now)
-            });
+            let keep = self
+                .open
+                .get(&root)
+                .is_some_and(|o| !firing || o.resolved.is_none() || o.folding(&self.specs[o.spec], now));
             if keep {
                 if let Some(m) = self.open.get_mut(&root).and_then(|o| o.members.get_mut(&fp)) {
                     m.alert = alert.clone();
@@ -480,7 +484,12 @@ impl Correlator {
                     o.members
                         .values()
                         .filter(|m| m.alert.status == AlertStatus::Firing && m.alert.severity > o.cause.severity)
-                        .map(|m| (m.alert.fingerprint.clone(), "it is more severe than its cause and still fires")),
+                        .map(|m| {
+                            (
+                                m.alert.fingerprint.clone(),
+                                "it is more severe than its cause and still fires",
+                            )
+                        }),
                 );
                 o.window_swept = true;
             }

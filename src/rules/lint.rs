@@ -539,7 +539,10 @@ fn unknown_incident_rules(config: &Config, rules: &[Rule], diags: &mut Diagnosti
             let mut d = Diagnostic::warning(
                 &file,
                 item.span(),
-                format!("[[incident]] `{}` names rule `{rule}`, which no rule file defines", incident.cause),
+                format!(
+                    "[[incident]] `{}` names rule `{rule}`, which no rule file defines",
+                    incident.cause
+                ),
             );
             d = match document::closest(rule, &names) {
                 Some(best) => d.with_hint(format!("did you mean `{best}`?")),

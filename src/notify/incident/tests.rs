@@ -83,7 +83,11 @@ fn a_failover_folds_what_came_before_it_and_what_follows() {
     assert_eq!(c.on_alert(&f, &[], t0 + Duration::from_secs(2)), Verdict::Deliver);
     let folded = c.folded(&f.alert.fingerprint);
     assert_eq!(rules(&folded), ["master_odown", "redis_down"]);
-    assert!(folded.iter().any(|a| a.rule == "master_odown" && a.status == AlertStatus::Resolved));
+    assert!(
+        folded
+            .iter()
+            .any(|a| a.rule == "master_odown" && a.status == AlertStatus::Resolved)
+    );
 
     // A replica's subscriber reconnecting after the failover folds too.
     let sub = alert(
@@ -102,7 +106,10 @@ fn a_failover_folds_what_came_before_it_and_what_follows() {
         c.on_alert(&resolved(down), &[], t0 + Duration::from_secs(10)),
         Verdict::Folded { root: root.clone() }
     );
-    assert!(c.tick(t0 + Duration::from_secs(120)).is_empty(), "nothing pages on its own");
+    assert!(
+        c.tick(t0 + Duration::from_secs(120)).is_empty(),
+        "nothing pages on its own"
+    );
     assert_eq!(c.folded(&root).len(), 3);
 }
 
@@ -119,8 +126,14 @@ fn a_held_alert_without_its_cause_pages_after_hold_and_a_blip_does_not() {
 
     let blip = node_down("127.0.0.1:7003");
     assert_eq!(c.on_alert(&blip, &[], t0), Verdict::Held);
-    assert_eq!(c.on_alert(&resolved(blip), &[], t0 + Duration::from_secs(3)), Verdict::Held);
-    assert!(c.tick(t0 + Duration::from_secs(60)).is_empty(), "a blip that resolved while held is not sent");
+    assert_eq!(
+        c.on_alert(&resolved(blip), &[], t0 + Duration::from_secs(3)),
+        Verdict::Held
+    );
+    assert!(
+        c.tick(t0 + Duration::from_secs(60)).is_empty(),
+        "a blip that resolved while held is not sent"
+    );
 }
 
 #[test]
@@ -144,10 +157,17 @@ fn every_other_alert_of_a_down_target_folds_under_redis_down() {
         "while the target is down, however long"
     );
     let other = alert("memory_critical", "sessions", Severity::Critical, &[]);
-    assert_eq!(c.on_alert(&other, &[], t0), Verdict::Deliver, "another target is not explained");
+    assert_eq!(
+        c.on_alert(&other, &[], t0),
+        Verdict::Deliver,
+        "another target is not explained"
+    );
 
     // The target comes back; the subscriber alert that follows folds too.
-    assert_eq!(c.on_alert(&resolved(down), &[], t0 + Duration::from_secs(700)), Verdict::Deliver);
+    assert_eq!(
+        c.on_alert(&resolved(down), &[], t0 + Duration::from_secs(700)),
+        Verdict::Deliver
+    );
     let sub = alert("keyspace_subscriber_disconnected", "cache", Severity::Warning, &[]);
     assert_eq!(
         c.on_alert(&sub, &[], t0 + Duration::from_secs(705)),
@@ -156,7 +176,13 @@ fn every_other_alert_of_a_down_target_folds_under_redis_down() {
     // memory_critical still fires after its cause resolved: it pages now;
     // the subscriber alert, folded after the resolve, stays quiet.
     let released = c.tick(t0 + Duration::from_secs(706));
-    assert_eq!(released.iter().map(|r| r.notice.alert.rule.as_str()).collect::<Vec<_>>(), ["memory_critical"]);
+    assert_eq!(
+        released
+            .iter()
+            .map(|r| r.notice.alert.rule.as_str())
+            .collect::<Vec<_>>(),
+        ["memory_critical"]
+    );
     assert!(c.tick(t0 + Duration::from_secs(800)).is_empty());
     // After the window, the target's alerts page as usual again.
     let later = alert("memory_warning", "cache", Severity::Warning, &[]);
@@ -171,7 +197,10 @@ fn a_folded_alert_more_severe_than_its_cause_pages_when_the_window_ends() {
     assert_eq!(c.on_alert(&f, &[], t0), Verdict::Deliver);
     // The new master goes down right after the failover: folded for now...
     let new_master = node_down("127.0.0.1:7002");
-    assert!(matches!(c.on_alert(&new_master, &[], t0 + Duration::from_secs(10)), Verdict::Folded { .. }));
+    assert!(matches!(
+        c.on_alert(&new_master, &[], t0 + Duration::from_secs(10)),
+        Verdict::Folded { .. }
+    ));
     assert!(c.tick(t0 + Duration::from_secs(60)).is_empty());
     // ...but not past the window: it is more severe than the failover.
     let released = c.tick(t0 + Duration::from_secs(61));
@@ -205,7 +234,10 @@ fn what_was_folded_under_a_down_node_moves_up_to_the_failover() {
     );
     let f = failover();
     assert_eq!(c.on_alert(&f, &[], t0 + Duration::from_secs(2)), Verdict::Deliver);
-    assert_eq!(rules(&c.folded(&f.alert.fingerprint)), ["keyspace_events_lost", "redis_down"]);
+    assert_eq!(
+        rules(&c.folded(&f.alert.fingerprint)),
+        ["keyspace_events_lost", "redis_down"]
+    );
     assert_eq!(c.root_of(&sub.alert.fingerprint), Some(f.alert.fingerprint.as_str()));
 }
 
@@ -280,5 +312,8 @@ fn five_failovers_are_five_incidents() {
 #[test]
 fn no_incident_config_folds_nothing() {
     let mut c = Correlator::new(Vec::new(), Gates::default());
-    assert_eq!(c.on_alert(&node_down("127.0.0.1:7001"), &[], Instant::now()), Verdict::Deliver);
+    assert_eq!(
+        c.on_alert(&node_down("127.0.0.1:7001"), &[], Instant::now()),
+        Verdict::Deliver
+    );
 }
