@@ -192,9 +192,20 @@ pub fn default_incidents() -> Vec<IncidentConfig> {
             window: default_incident_window(),
             while_firing: false,
         },
+        // While a target is down, it explains everything else said of it...
         IncidentConfig {
             cause: "redis_down".into(),
             explains: rules(&["*"]),
+            same: rules(&["target"]),
+            hold: Duration::ZERO,
+            window: Duration::ZERO,
+            while_firing: true,
+        },
+        // ...and, for a while after it is back, the echoes of the outage:
+        // its keyspace subscription was dropped and made again.
+        IncidentConfig {
+            cause: "redis_down".into(),
+            explains: rules(&["keyspace_subscriber_disconnected", "keyspace_events_lost"]),
             same: rules(&["target"]),
             hold: Duration::ZERO,
             window: default_incident_window(),

@@ -131,7 +131,9 @@ struct Member {
 }
 
 struct Open {
-    spec: usize,
+    /// The `[[incident]]`s with this cause (one may fold everything while
+    /// the cause fires, another its echoes for a while after).
+    specs: Vec<usize>,
     cause: Alert,
     opened: Instant,
     resolved: Option<Instant>,
@@ -154,6 +156,21 @@ impl Open {
 
     fn folding(&self, spec: &IncidentConfig, now: Instant) -> bool {
         self.fold_until(spec).is_none_or(|until| now <= until)
+    }
+
+    /// Whether one of its `[[incident]]`s explains `alert` now.
+    fn explains_now(&self, specs: &[IncidentConfig], alert: &Alert, now: Instant) -> bool {
+        self.specs
+            .iter()
+            .map(|&i| &specs[i])
+            .any(|spec| self.folding(spec, now) && explains(spec, &self.cause, alert))
+    }
+
+    /// Whether every one of its `[[incident]]`s has stopped folding.
+    fn window_over(&self, specs: &[IncidentConfig], now: Instant) -> bool {
+        self.specs
+            .iter()
+            .all(|&i| self.fold_until(&specs[i]).is_some_and(|until| now > until))
     }
 }
 
@@ -198,14 +215,15 @@ impl Correlator {
     /// exists; otherwise they stop folding.
     pub fn reconfigure(&mut self, specs: Vec<IncidentConfig>) {
         let old = std::mem::replace(&mut self.specs, specs);
-        self.open
-            .retain(|_, o| match self.specs.iter().position(|s| *s == old[o.spec]) {
-                Some(i) => {
-                    o.spec = i;
-                    true
-                }
-                None => false,
-            });
+        let new = &self.specs;
+        self.open.retain(|_, o| {
+            o.specs = o
+                .specs
+                .iter()
+                .filter_map(|&i| new.iter().position(|s| *s == old[i]))
+                .collect();
+            !o.specs.is_empty()
+        });
     }
 
     /// The alerts folded into the incident of `cause`, for its notifications.
@@ -237,7 +255,7 @@ impl Correlator {
             let keep = self
                 .open
                 .get(&root)
-                .is_some_and(|o| !firing || o.resolved.is_none() || o.folding(&self.specs[o.spec], now));
+                .is_some_and(|o| !firing || o.resolved.is_none() || o.explains_now(&self.specs, alert, now));
             if keep {
                 if let Some(m) = self.open.get_mut(&root).and_then(|o| o.members.get_mut(&fp)) {
                     m.alert = alert.clone();
@@ -305,7 +323,7 @@ impl Correlator {
         let mut found: Vec<(&String, &Open)> = self
             .open
             .iter()
-            .filter(|(_, o)| o.folding(&self.specs[o.spec], now) && explains(&self.specs[o.spec], &o.cause, alert))
+            .filter(|(_, o)| o.explains_now(&self.specs, alert, now))
             .collect();
         // The most recent incident explains best.
         found.sort_by_key(|(_, o)| std::cmp::Reverse(o.opened));
@@ -346,51 +364,53 @@ impl Correlator {
         let specs: Vec<usize> = (0..self.specs.len())
             .filter(|&i| self.specs[i].cause == alert.rule)
             .collect();
-        for spec in specs {
-            // A new firing of the same cause is a new incident; what still
-            // fires of the last one carries over.
-            let mut members = self
-                .open
-                .remove(&alert.fingerprint)
-                .map(|o| o.members)
-                .unwrap_or_default();
-            members.retain(|fp, m| {
-                let firing = m.alert.status == AlertStatus::Firing;
-                if !firing {
-                    self.member_of.remove(fp);
-                    self.gates.open(fp);
-                }
-                firing
-            });
-            self.open.insert(
-                alert.fingerprint.clone(),
-                Open {
-                    spec,
-                    cause: alert.clone(),
-                    opened: now,
-                    resolved: None,
-                    members,
-                    window_swept: false,
-                    resolve_swept: false,
-                },
-            );
-            let hold = self.specs[spec].hold;
-            let explained: Vec<String> = self
-                .held
-                .iter()
-                .filter(|(_, h)| {
-                    now.duration_since(h.fired) <= hold && explains(&self.specs[spec], alert, &h.notice.alert)
-                })
-                .map(|(fp, _)| fp.clone())
-                .collect();
-            let root = self.root(&alert.fingerprint);
-            for fp in explained {
-                if fp == root || self.is_below(&root, &fp) {
-                    continue;
-                }
-                let h = self.held.remove(&fp).expect("listed above");
-                self.fold(&h.notice.alert, &h.rule_notify, &root);
+        if specs.is_empty() {
+            return;
+        }
+        // A new firing of the same cause is a new incident; what still fires
+        // of the last one carries over.
+        let mut members = self
+            .open
+            .remove(&alert.fingerprint)
+            .map(|o| o.members)
+            .unwrap_or_default();
+        members.retain(|fp, m| {
+            let firing = m.alert.status == AlertStatus::Firing;
+            if !firing {
+                self.member_of.remove(fp);
+                self.gates.open(fp);
             }
+            firing
+        });
+        let explained: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| {
+                specs.iter().map(|&i| &self.specs[i]).any(|spec| {
+                    now.duration_since(h.fired) <= spec.hold && explains(spec, alert, &h.notice.alert)
+                })
+            })
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        self.open.insert(
+            alert.fingerprint.clone(),
+            Open {
+                specs,
+                cause: alert.clone(),
+                opened: now,
+                resolved: None,
+                members,
+                window_swept: false,
+                resolve_swept: false,
+            },
+        );
+        let root = self.root(&alert.fingerprint);
+        for fp in explained {
+            if fp == root || self.is_below(&root, &fp) {
+                continue;
+            }
+            let h = self.held.remove(&fp).expect("listed above");
+            self.fold(&h.notice.alert, &h.rule_notify, &root);
         }
     }
 
@@ -462,8 +482,7 @@ impl Correlator {
         let mut give_back: Vec<(String, &'static str)> = Vec::new();
         let mut closed = Vec::new();
         for (cause, o) in self.open.iter_mut() {
-            let spec = &self.specs[o.spec];
-            let window_over = o.fold_until(spec).is_some_and(|until| now > until);
+            let window_over = o.window_over(&self.specs, now);
             if o.resolved.is_some() && !self.held.contains_key(cause) {
                 // The cause resolved: what still fires is no longer explained
                 // (members that folded after the resolve stay quiet).
