@@ -270,12 +270,14 @@ async fn send_async(r: &Request) -> Result<Response, Failure> {
     }
     let timed_out = || format!("no complete response within {:?}", r.timeout);
     let work = async {
-        let mut response = builder.send().await.map_err(|e| {
-            match denied.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                Some(why) => Failure::Denied(why),
-                None => Failure::Failed(describe(&e, r)),
-            }
-        })?;
+        let mut response =
+            builder
+                .send()
+                .await
+                .map_err(|e| match denied.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    Some(why) => Failure::Denied(why),
+                    None => Failure::Failed(describe(&e, r)),
+                })?;
         let status = response.status().as_u16();
         let headers: Map = response
             .headers()
@@ -291,11 +293,7 @@ async fn send_async(r: &Request) -> Result<Response, Failure> {
             return Err(Failure::Failed(too_large(r.max_bytes)));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| Failure::Failed(describe(&e, r)))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| Failure::Failed(describe(&e, r)))? {
             if body.len() + chunk.len() > r.max_bytes {
                 return Err(Failure::Failed(too_large(r.max_bytes)));
             }
