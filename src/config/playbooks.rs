@@ -51,14 +51,18 @@ impl Default for PlaybookConfig {
 
 impl PlaybookConfig {
     pub fn validate(&self, file: &SourceFile, diags: &mut Diagnostics) {
+        let at = find_key(file, "allow_commands");
+        let hint = "entries are written as the table of docs/playbook-api.md#command-policy names them, e.g. \
+                    \"CONFIG SET appendonly\"";
         for entry in &self.allow_commands {
-            if let Some(why) = policy::allow_entry_problem(entry, &self.renamed_commands) {
-                diags.push(
-                    Diagnostic::error(file, find_key(file, "allow_commands"), format!("allow_commands: {why}"))
-                        .with_hint(
-                            "entries are written as docs/playbook-api.md lists them, e.g. \"CONFIG SET appendonly\"",
-                        ),
-                );
+            match policy::allow_entry_problem(entry, &self.renamed_commands) {
+                None => {}
+                Some(policy::EntryProblem::Invalid(why)) => {
+                    diags.push(Diagnostic::error(file, at.clone(), format!("allow_commands: {why}")).with_hint(hint))
+                }
+                Some(policy::EntryProblem::AllowsNothing(why)) => {
+                    diags.push(Diagnostic::warning(file, at.clone(), format!("allow_commands: {why}")).with_hint(hint))
+                }
             }
         }
         for (standard, new) in &self.renamed_commands {

@@ -116,9 +116,21 @@ enum Mode {
     ReadOnly,
 }
 
+/// The denied forms the rules below the tables name, as `allow_commands`
+/// writes them; `CONFIG SET` may take a parameter pattern.
+const RULE_FORMS: &[(&str, Option<&str>)] = &[
+    ("CLIENT", Some("KILL")),
+    ("CONFIG", Some("SET")),
+    ("RESTORE", Some("REPLACE")),
+    ("WAIT", None),
+];
+
 /// One entry of `[playbooks] allow_commands`: a command, a subcommand or
 /// option of it, and for `CONFIG SET` a parameter pattern. An entry allows
-/// every form it is a prefix of: `CONFIG` allows `CONFIG SET appendonly`.
+/// the one form it names, never more: `CONFIG` does not allow `CONFIG SET
+/// requirepass`, so that allowing a (renamed) command by its name never
+/// skips the rules of its subcommands. `CONFIG SET` alone allows every
+/// parameter.
 #[derive(Debug, Clone)]
 struct AllowEntry {
     command: String,
@@ -425,7 +437,7 @@ impl CommandPolicy {
     fn allows(&self, command: &str, sub: Option<&str>, param: Option<&str>) -> bool {
         self.allowed.iter().any(|e| {
             e.command == command
-                && e.sub.as_deref().is_none_or(|s| Some(s) == sub)
+                && e.sub.as_deref() == sub
                 && e.param
                     .as_ref()
                     .is_none_or(|g| param.is_some_and(|p| g.matches(p.as_bytes())))
@@ -454,27 +466,52 @@ fn allow_entry(text: &str, renamed: &HashMap<String, String>) -> Option<AllowEnt
     Some(AllowEntry { command, sub, param })
 }
 
-/// What is wrong with an `allow_commands` entry, for the config's checks:
-/// it must start with a standard command or a declared renamed one.
-pub fn allow_entry_problem(text: &str, renamed_commands: &BTreeMap<String, String>) -> Option<String> {
+/// What is wrong with an `allow_commands` entry, for the config's checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryProblem {
+    /// It cannot be made sense of: the config is refused.
+    Invalid(String),
+    /// It names no form the policy denies, so it allows nothing.
+    AllowsNothing(String),
+}
+
+/// An entry must name a form the policy denies, by a standard command's
+/// name or a declared renamed one.
+pub fn allow_entry_problem(text: &str, renamed_commands: &BTreeMap<String, String>) -> Option<EntryProblem> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let Some(first) = words.first().map(|w| w.to_ascii_uppercase()) else {
-        return Some("an empty entry".into());
+        return Some(EntryProblem::Invalid("an empty entry".into()));
     };
-    let declared = renamed_commands.values().any(|n| n.trim().eq_ignore_ascii_case(&first));
+    let standard = renamed_commands
+        .iter()
+        .find(|(_, new)| new.trim().eq_ignore_ascii_case(&first))
+        .map_or(first.clone(), |(s, _)| s.trim().to_ascii_uppercase());
     if words.len() > 3 {
-        Some(format!(
+        return Some(EntryProblem::Invalid(format!(
             "`{text}` has more than a command, a subcommand and a parameter"
-        ))
-    } else if !is_standard(&first) && !declared {
-        Some(format!(
-            "`{first}` is not a standard Redis command: a renamed command is declared in [playbooks] \
-             renamed_commands (e.g. renamed_commands = {{ CONFIG = \"{first}\" }}) and allowed by its \
-             standard name, so that the rules of the command it is still apply"
-        ))
-    } else {
-        None
+        )));
     }
+    if !is_standard(&standard) {
+        return Some(EntryProblem::Invalid(format!(
+            "`{first}` is not a standard Redis command: a renamed command is declared in [playbooks] \
+             renamed_commands (e.g. renamed_commands = {{ CONFIG = \"{first}\" }}), and is then judged by \
+             the rules of the command it is"
+        )));
+    }
+    let sub = words.get(1).map(|w| w.to_ascii_uppercase());
+    let denied = match (sub.as_deref(), words.len()) {
+        (None, _) => DENIED_COMMANDS.iter().any(|(c, _)| *c == standard),
+        (Some(sub), 2) => DENIED_SUBCOMMANDS.iter().any(|(c, s, _)| *c == standard && *s == sub),
+        _ => false,
+    } || RULE_FORMS.iter().any(|(c, s)| {
+        *c == standard && *s == sub.as_deref() && (words.len() < 3 || (*c, *s) == ("CONFIG", Some("SET")))
+    });
+    (!denied).then(|| {
+        EntryProblem::AllowsNothing(format!(
+            "`{text}` names no form the policy denies, so it allows nothing: an entry allows exactly the form \
+             it names (e.g. \"CONFIG SET appendonly\", \"CLIENT KILL\"), never every subcommand of a command"
+        ))
+    })
 }
 
 /// What is wrong with a `renamed_commands` entry (standard → new name).

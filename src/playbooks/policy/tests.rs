@@ -75,7 +75,13 @@ fn client_kill_is_allowed_for_one_client_by_id_only() {
             .check(&["CLIENT", "KILL", "TYPE", "normal"])
             .is_ok()
     );
-    assert!(allowing(&["CLIENT"]).check(&["CLIENT", "PAUSE", "10"]).is_ok());
+    // An entry allows the form it names and no other.
+    assert!(
+        allowing(&["CLIENT"])
+            .check(&["CLIENT", "KILL", "TYPE", "normal"])
+            .is_err()
+    );
+    assert!(allowing(&["CLIENT KILL"]).check(&["CLIENT", "PAUSE", "10"]).is_err());
 }
 
 #[test]
@@ -158,6 +164,7 @@ fn the_config_can_allow_a_denied_form_narrowly_or_broadly() {
     let broad = allowing(&["CONFIG SET"]);
     assert!(broad.check(&["CONFIG", "SET", "appendonly", "no", "save", ""]).is_ok());
     assert!(broad.check(&["CONFIG", "RESETSTAT"]).is_err());
+    assert!(allowing(&["CONFIG"]).check(&["CONFIG", "SET", "save", ""]).is_err());
 }
 
 #[test]
@@ -228,21 +235,47 @@ fn a_renamed_command_is_judged_by_every_rule_of_the_command_it_is() {
         assert!(p.check(&["CFG_9f8e", "SET", "save", ""]).is_err(), "{allow}");
         assert!(p.check(&["CFG_9f8e", "RESETSTAT"]).is_err(), "{allow}");
     }
+    // Allowing it by its bare name, as configs did before renamed_commands,
+    // does not skip the rules of its subcommands.
     let p = renamed(&[("CONFIG", "CFG_9f8e")], &["CFG_9f8e"]);
-    assert!(p.check(&["CFG_9f8e", "SET", "save", ""]).is_ok());
+    assert!(p.check(&["CFG_9f8e", "SET", "save", ""]).is_err());
+    assert!(p.check(&["CFG_9f8e", "SET", "requirepass", "x"]).is_err());
 }
 
 #[test]
 fn config_entries_are_checked() {
     let renames = BTreeMap::from([("CONFIG".to_owned(), "CFG_9f8e".to_owned())]);
-    assert_eq!(allow_entry_problem("CONFIG SET appendonly", &renames), None);
-    assert_eq!(allow_entry_problem("cfg_9f8e", &renames), None);
-    assert!(
-        allow_entry_problem("FLUSHALL_9f8e", &renames)
-            .unwrap()
-            .contains("renamed_commands")
-    );
-    assert!(allow_entry_problem("CONFIG SET a b", &renames).is_some());
+    for fine in [
+        "CONFIG SET appendonly",
+        "cfg_9f8e set slowlog-*",
+        "config set",
+        "FLUSHDB",
+        "client kill",
+        "CONFIG RESETSTAT",
+        "RESTORE REPLACE",
+        "WAIT",
+    ] {
+        assert_eq!(allow_entry_problem(fine, &renames), None, "{fine}");
+    }
+    for nothing in ["cfg_9f8e", "CONFIG", "INCR", "CLIENT KILL ID", "FLUSHDB ASYNC"] {
+        assert!(
+            matches!(
+                allow_entry_problem(nothing, &renames),
+                Some(EntryProblem::AllowsNothing(_))
+            ),
+            "{nothing}"
+        );
+    }
+    for invalid in ["FLUSHALL_9f8e", "CONFIG SET a b", ""] {
+        assert!(
+            matches!(allow_entry_problem(invalid, &renames), Some(EntryProblem::Invalid(_))),
+            "{invalid}"
+        );
+    }
+    let Some(EntryProblem::Invalid(why)) = allow_entry_problem("FLUSHALL_9f8e", &renames) else {
+        unreachable!()
+    };
+    assert!(why.contains("renamed_commands"), "{why}");
     assert_eq!(renamed_entry_problem("config", "CFG_9f8e"), None);
     assert!(renamed_entry_problem("NOPE", "x").is_some());
     assert!(renamed_entry_problem("CONFIG", "GET").is_some());
