@@ -83,7 +83,7 @@ impl EngineConfig {
 
 /// The span of the first `key =` in the file, for settings checked after
 /// deserialization; the start of the file when it is not written there.
-fn find_key(file: &SourceFile, key: &str) -> std::ops::Range<usize> {
+pub(crate) fn find_key(file: &SourceFile, key: &str) -> std::ops::Range<usize> {
     let mut offset = 0;
     for line in file.text.split_inclusive('\n') {
         let trimmed = line.trim_start();

@@ -49,20 +49,19 @@ impl Default for PlaybookConfig {
     }
 }
 
+/// How `allow_commands` entries are written.
+pub const ALLOW_HINT: &str = "entries are written as the table of docs/playbook-api.md#command-policy names them, \
+                              e.g. \"CONFIG SET appendonly\"";
+
 impl PlaybookConfig {
     pub fn validate(&self, file: &SourceFile, diags: &mut Diagnostics) {
+        // An entry that allows nothing is a warning of `redops check`
+        // (rules::lint); one that cannot be made sense of refuses the config.
         let at = find_key(file, "allow_commands");
-        let hint = "entries are written as the table of docs/playbook-api.md#command-policy names them, e.g. \
-                    \"CONFIG SET appendonly\"";
         for entry in &self.allow_commands {
-            match policy::allow_entry_problem(entry, &self.renamed_commands) {
-                None => {}
-                Some(policy::EntryProblem::Invalid(why)) => {
-                    diags.push(Diagnostic::error(file, at.clone(), format!("allow_commands: {why}")).with_hint(hint))
-                }
-                Some(policy::EntryProblem::AllowsNothing(why)) => {
-                    diags.push(Diagnostic::warning(file, at.clone(), format!("allow_commands: {why}")).with_hint(hint))
-                }
+            if let Some(policy::EntryProblem::Invalid(why)) = policy::allow_entry_problem(entry, &self.renamed_commands)
+            {
+                diags.push(Diagnostic::error(file, at.clone(), format!("allow_commands: {why}")).with_hint(ALLOW_HINT));
             }
         }
         for (standard, new) in &self.renamed_commands {

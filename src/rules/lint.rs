@@ -122,6 +122,7 @@ pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mu
     if config.playbooks.http_allow.is_none() {
         http_without_allowlist(playbooks, diags);
     }
+    allow_entries_that_allow_nothing(config, diags);
 }
 
 /// Where a rule's parts are written.
@@ -516,6 +517,36 @@ fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookSet,
                  `{name}`; a rule with `notify` bypasses the routes, a rule without goes to them (or to every \
                  receiver when there are none)"
             )),
+        );
+    }
+}
+
+/// An `allow_commands` entry that names no form the policy denies: a
+/// command's bare name (`CONFIG`, a renamed `CFG_9f8e`) allows none of
+/// its denied subcommands, which is rarely what its author meant.
+fn allow_entries_that_allow_nothing(config: &Config, diags: &mut Diagnostics) {
+    let playbooks = &config.playbooks;
+    let problems: Vec<String> = playbooks
+        .allow_commands
+        .iter()
+        .filter_map(
+            |e| match crate::playbooks::policy::allow_entry_problem(e, &playbooks.renamed_commands) {
+                Some(crate::playbooks::policy::EntryProblem::AllowsNothing(why)) => Some(why),
+                _ => None,
+            },
+        )
+        .collect();
+    if problems.is_empty() {
+        return;
+    }
+    let Ok(file) = SourceFile::read(&config.path) else {
+        return;
+    };
+    let at = crate::config::find_key(&file, "allow_commands");
+    for why in problems {
+        diags.push(
+            Diagnostic::warning(&file, at.clone(), format!("allow_commands: {why}"))
+                .with_hint(crate::config::playbooks::ALLOW_HINT),
         );
     }
 }
