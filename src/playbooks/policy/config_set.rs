@@ -12,6 +12,8 @@ pub const ALLOWED_BY_DEFAULT: &[&str] = &[
     "active-defrag-*",
     "maxmemory",
     "maxmemory-policy",
+    // The guide's production eviction settings set it beside the policy.
+    "maxmemory-samples",
     "lazyfree-*",
     "hz",
     "slowlog-*",
