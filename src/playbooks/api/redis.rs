@@ -259,13 +259,15 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
         run.record("redis", line, true, "not sent (dry run)".into());
         return Ok(Dynamic::from("DRY-RUN"));
     }
-    match send(run, args) {
+    let reply = send(run, args);
+    match (allowed.command.as_str(), &reply) {
+        ("MULTI", Ok(_)) => run.in_multi = true,
+        // Even an EXEC that fails (EXECABORT) ends the transaction.
+        ("EXEC" | "DISCARD", _) => run.in_multi = false,
+        _ => {}
+    }
+    match reply {
         Ok(v) => {
-            match allowed.command.as_str() {
-                "MULTI" => run.in_multi = true,
-                "EXEC" | "DISCARD" => run.in_multi = false,
-                _ => {}
-            }
             if !allowed.read_only {
                 run.record("redis", line, false, "ok".into());
             }
@@ -288,12 +290,8 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
 /// `CONFIG SET maxmemory` is allowed within bounds of the memory the server
 /// uses now, so it is read now, just before the command goes.
 fn maxmemory_within_bounds(run: &mut RunState, bytes: u64) -> Result<(), policy::PolicyDenied> {
-    let unreadable = |why: String| policy::PolicyDenied {
-        command: "CONFIG SET maxmemory".into(),
-        policy: "playbook",
-        reason: format!("it is allowed only within bounds of the memory in use, and {why}"),
-        allow_hint: Some("add \"CONFIG SET maxmemory\" to [playbooks] allow_commands".into()),
-    };
+    let policy = run.ctx.policy.clone();
+    let unreadable = |why: String| policy.maxmemory_unchecked(&why);
     if run.in_multi {
         return Err(unreadable(
             "inside MULTI the memory in use cannot be read; set maxmemory outside the transaction".into(),
@@ -313,14 +311,14 @@ fn maxmemory_within_bounds(run: &mut RunState, bytes: u64) -> Result<(), policy:
         return Err(unreadable("INFO memory has no used_memory".into()));
     };
     let total = info.get_u64("total_system_memory").unwrap_or(0);
-    run.ctx.policy.check_maxmemory(bytes, used, total)
+    policy.check_maxmemory(bytes, used, total)
 }
 
 enum Failure {
     NoConnection,
     /// Redacted.
     Connect(String),
-    /// The server's error, or the connection's; redacted.
+    /// The server's error or the connection's (redacted), or a scripted one.
     Command(String),
 }
 

@@ -426,6 +426,16 @@ impl CommandPolicy {
         ))
     }
 
+    /// The denial of a bounded `CONFIG SET maxmemory` whose bounds cannot be
+    /// checked because the server's memory cannot be read (`why`).
+    pub fn maxmemory_unchecked(&self, why: &str) -> PolicyDenied {
+        self.deny(
+            "CONFIG SET maxmemory",
+            format!("it is allowed only within bounds of the memory in use, and {why}"),
+            Some(allow_commands_hint("CONFIG SET maxmemory")),
+        )
+    }
+
     /// Checks a command written as one line, as probes are: `LLEN celery`.
     pub fn check_line(&self, line: &str) -> Result<Vec<String>, PolicyDenied> {
         let args = split_command_line(line);
