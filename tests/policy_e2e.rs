@@ -635,6 +635,9 @@ fn http_reaches_only_the_hosts_http_allow_names() {
         );
         assert!(run.text.contains("http_allow"), "{}", run.text);
     }
+    // A dry run is denied the same way: the policy decides before the dry run.
+    let run = run_in(dir.path(), "post", &["--dry-run"], &[]);
+    assert!(!run.ok && run.text.contains(POLICY), "{}", run.text);
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         hook.received().is_empty(),
