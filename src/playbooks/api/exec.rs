@@ -144,22 +144,22 @@ fn run(entry: &ExecConfig, args: &[String], timeout: Duration) -> Result<(i64, S
 }
 
 /// SIGKILL to the child's process group (its id, as `process_group(0)` made
-/// it), and to the child itself should that fail. `libc` is not a
-/// dependency; `kill(1)` is on every machine (as for the lab's servers).
+/// it), and to the child itself should that fail.
 fn kill_group(child: &mut std::process::Child) {
-    let group = format!("-{}", child.id());
-    let killed = Command::new("kill")
-        .args(["-KILL", "--", &group])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !killed {
-        tracing::warn!(
-            pid = child.id(),
-            "Cannot kill an exec program's process group; killing the program only"
-        );
+    let Ok(group) = libc::pid_t::try_from(child.id()) else {
+        let _ = child.kill();
+        return;
+    };
+    // SAFETY: killpg only sends a signal. `group` is the group this child
+    // leads; its id is not handed out again while a member lives (the only
+    // case where a killed group's id could be stale is when every member has
+    // left it, and then only after the pid space wrapped since the spawn).
+    if unsafe { libc::killpg(group, libc::SIGKILL) } != 0 {
+        let error = std::io::Error::last_os_error();
+        // ESRCH: the group is gone already, nothing left to kill.
+        if error.raw_os_error() != Some(libc::ESRCH) {
+            tracing::warn!(pid = group, %error, "Cannot kill an exec program's process group; killing the program only");
+        }
         let _ = child.kill();
     }
 }
