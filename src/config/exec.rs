@@ -1,7 +1,9 @@
 //! `[exec.NAME]`: the programs playbooks may run with `exec(NAME, args)`.
 //! Nothing else runs: a playbook names an entry, never a path, and no shell
-//! ever sees the arguments.
+//! ever sees the arguments. The program sees only the environment its entry
+//! gives it, never redops's own (which holds the config's secrets).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,7 +24,15 @@ pub struct ExecConfig {
     pub timeout: Duration,
     #[serde(default)]
     pub cwd: Option<PathBuf>,
+    /// The program's whole environment, e.g. `{ DJANGO_SETTINGS_MODULE =
+    /// "app.settings", API_TOKEN = "${WARM_TOKEN}" }`; `PATH` is
+    /// [`DEFAULT_PATH`] unless set here.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
+
+/// `PATH` of a program whose entry does not set one.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 fn default_exec_timeout() -> Duration {
     Duration::from_secs(60)

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod exec;
 pub mod ha;
 pub mod notify;
+pub mod playbooks;
 pub mod sentinel;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub use backup::BackupConfig;
 pub use exec::ExecConfig;
 pub use ha::HaConfig;
 pub use notify::{EmailConfig, EscalationConfig, IncidentConfig, NotifyConfig, RouteConfig};
+pub use playbooks::PlaybookConfig;
 pub use sentinel::SentinelGroupConfig;
 
 #[derive(Debug, Clone)]
@@ -83,7 +85,7 @@ impl EngineConfig {
 
 /// The span of the first `key =` in the file, for settings checked after
 /// deserialization; the start of the file when it is not written there.
-fn find_key(file: &SourceFile, key: &str) -> std::ops::Range<usize> {
+pub(crate) fn find_key(file: &SourceFile, key: &str) -> std::ops::Range<usize> {
     let mut offset = 0;
     for line in file.text.split_inclusive('\n') {
         let trimmed = line.trim_start();
@@ -213,32 +215,6 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:9187".into(),
             token: None,
             max_body_bytes: 64 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PlaybookConfig {
-    /// Wall-clock deadline of one run.
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-    /// Rhai operations one run may execute.
-    pub max_operations: u64,
-    /// Commands the default policy denies that playbooks may run anyway,
-    /// e.g. `["FLUSHDB"]` or `["CONFIG SET requirepass"]`.
-    pub allow_commands: Vec<String>,
-    /// Keys one `redis.scan(...)` returns at most before it stops.
-    pub scan_limit: usize,
-}
-
-impl Default for PlaybookConfig {
-    fn default() -> Self {
-        PlaybookConfig {
-            timeout: Duration::from_secs(30),
-            max_operations: 5_000_000,
-            allow_commands: Vec::new(),
-            scan_limit: 100_000,
         }
     }
 }
@@ -520,6 +496,7 @@ impl Config {
         }
         self.backup.resolve_paths(base);
         self.backup.validate(file, diags);
+        self.playbooks.validate(file, diags);
         for ca in self.targets.iter_mut().filter_map(|t| t.tls_ca.as_mut()) {
             if ca.is_relative() {
                 *ca = base.join(&*ca);

@@ -386,9 +386,10 @@ impl Correlator {
             .held
             .iter()
             .filter(|(_, h)| {
-                specs.iter().map(|&i| &self.specs[i]).any(|spec| {
-                    now.duration_since(h.fired) <= spec.hold && explains(spec, alert, &h.notice.alert)
-                })
+                specs
+                    .iter()
+                    .map(|&i| &self.specs[i])
+                    .any(|spec| now.duration_since(h.fired) <= spec.hold && explains(spec, alert, &h.notice.alert))
             })
             .map(|(fp, _)| fp.clone())
             .collect();

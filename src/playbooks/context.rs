@@ -54,6 +54,10 @@ pub struct HostSettings {
     pub exec: BTreeMap<String, crate::config::ExecConfig>,
     /// The receivers of each escalation policy's first step, for `escalate`.
     pub escalations: BTreeMap<String, Vec<String>>,
+    /// `[playbooks] http_allow`: the hosts `http.*` may reach; `None`, any.
+    pub http_allow: Option<super::policy::HttpAllow>,
+    /// `[playbooks] allow_restore_without_backup`.
+    pub allow_restore_without_backup: bool,
 }
 
 impl Default for HostSettings {
@@ -62,6 +66,8 @@ impl Default for HostSettings {
             scan_limit: crate::config::PlaybookConfig::default().scan_limit,
             exec: BTreeMap::new(),
             escalations: BTreeMap::new(),
+            http_allow: None,
+            allow_restore_without_backup: false,
         }
     }
 }
@@ -81,6 +87,14 @@ impl HostSettings {
                     )
                 })
                 .collect(),
+            // The config's checks refuse a list that does not parse; were
+            // one to get this far, it would allow no host rather than all.
+            http_allow: config
+                .playbooks
+                .http_allow
+                .as_ref()
+                .map(|hosts| super::policy::HttpAllow::parse(hosts).unwrap_or_default()),
+            allow_restore_without_backup: config.playbooks.allow_restore_without_backup,
         }
     }
 }
@@ -155,6 +169,9 @@ pub struct RunRecord {
 pub(crate) struct RunState {
     pub ctx: RunContext,
     pub conn: Option<redis::Connection>,
+    /// Between a MULTI the server accepted and its EXEC or DISCARD: a read
+    /// sent now would be queued, not answered.
+    pub in_multi: bool,
     pub audit: Vec<AuditEntry>,
     pub audit_dropped: usize,
     pub findings: Vec<String>,
@@ -169,6 +186,7 @@ pub(crate) fn install(ctx: RunContext) {
         *c.borrow_mut() = Some(RunState {
             ctx,
             conn: None,
+            in_multi: false,
             audit: Vec::new(),
             audit_dropped: 0,
             findings: Vec::new(),

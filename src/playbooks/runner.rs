@@ -108,7 +108,7 @@ impl Runner {
             engine,
             playbooks: Arc::new(std::sync::RwLock::new(playbooks)),
             targets,
-            policy: Arc::new(CommandPolicy::playbook(&config.playbooks.allow_commands)),
+            policy: Arc::new(CommandPolicy::from_config(&config.playbooks)),
             receivers: Arc::new(config.receivers.keys().cloned().collect()),
             notifier,
             dry_run,

@@ -1,7 +1,8 @@
 //! The warnings of `redops check`: rules that load but probably do not do
 //! what their author meant — a metric no source produces, a `for` shorter
-//! than a sample, a percentage past 100, a `clear` the wrong way round — and
-//! playbooks and receivers nothing reaches.
+//! than a sample, a percentage past 100, a `clear` the wrong way round —,
+//! playbooks and receivers nothing reaches, and playbooks that may call any
+//! host because `[playbooks] http_allow` is not set.
 //!
 //! Expressions are read as tokens, not evaluated: the checks look at the
 //! simple forms (`metric > 85`, `a > 1 && b > 2`) and say nothing about the
@@ -119,6 +120,10 @@ pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mu
     unused_playbooks(rules, playbooks, diags);
     unreached_receivers(config, rules, playbooks, diags);
     unknown_incident_rules(config, rules, diags);
+    if config.playbooks.http_allow.is_none() {
+        http_without_allowlist(playbooks, diags);
+    }
+    allow_entries_that_allow_nothing(config, diags);
 }
 
 /// Where a rule's parts are written.
@@ -550,6 +555,92 @@ fn unknown_incident_rules(config: &Config, rules: &[Rule], diags: &mut Diagnosti
             };
             diags.push(d);
         }
+    }
+}
+
+/// An `allow_commands` entry that names no form the policy denies: a
+/// command's bare name (`CONFIG`, a renamed `CFG_9f8e`) allows none of
+/// its denied subcommands, which is rarely what its author meant.
+fn allow_entries_that_allow_nothing(config: &Config, diags: &mut Diagnostics) {
+    let playbooks = &config.playbooks;
+    let problems: Vec<String> = playbooks
+        .allow_commands
+        .iter()
+        .filter_map(
+            |e| match crate::playbooks::policy::allow_entry_problem(e, &playbooks.renamed_commands) {
+                Some(crate::playbooks::policy::EntryProblem::AllowsNothing(why)) => Some(why),
+                _ => None,
+            },
+        )
+        .collect();
+    if problems.is_empty() {
+        return;
+    }
+    let Ok(file) = SourceFile::read(&config.path) else {
+        return;
+    };
+    let at = crate::config::find_key(&file, "allow_commands");
+    for why in problems {
+        diags.push(
+            Diagnostic::warning(&file, at.clone(), format!("allow_commands: {why}"))
+                .with_hint(crate::config::playbooks::ALLOW_HINT),
+        );
+    }
+}
+
+/// A playbook that calls `http.get`/`http.post` while `[playbooks]
+/// http_allow` is not set: it may reach any host a parameter or a reply
+/// names.
+fn http_without_allowlist(playbooks: &PlaybookSet, diags: &mut Diagnostics) {
+    for name in playbooks.names() {
+        let Some(file) = playbooks.get(name).and_then(|p| SourceFile::read(&p.path).ok()) else {
+            continue;
+        };
+        // Comment lines blanked (same length, so positions hold): a comment
+        // that mentions http.post is not a call.
+        let code: String = file
+            .text
+            .split_inclusive('\n')
+            .map(|l| {
+                if l.trim_start().starts_with("//") {
+                    l.chars().map(|c| if c == '\n' { c } else { ' ' }).collect()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        let tokens = tokenize(&code);
+        let call = tokens.windows(3).find_map(|w| match (&w[0].tok, &w[1].tok, &w[2].tok) {
+            (
+                Tok::Ident {
+                    name: object,
+                    member: false,
+                    ..
+                },
+                Tok::Other('.'),
+                Tok::Ident {
+                    name: method,
+                    call: true,
+                    ..
+                },
+            ) if object == "http" && (method == "get" || method == "post") => {
+                Some((method.clone(), w[0].chars.clone()))
+            }
+            _ => None,
+        });
+        let Some((method, chars)) = call else { continue };
+        let byte = |c: usize| code.char_indices().nth(c).map_or(code.len(), |(b, _)| b);
+        diags.push(
+            Diagnostic::warning(
+                &file,
+                byte(chars.start)..byte(chars.end),
+                format!("playbook `{name}` calls http.{method}, and [playbooks] http_allow is not set: it may reach any host"),
+            )
+            .with_hint(
+                "name the hosts playbooks may call, e.g. [playbooks] http_allow = [\"hooks.example.com\"] (an empty \
+                 list allows none)",
+            ),
+        );
     }
 }
 

@@ -235,7 +235,8 @@ fn cleanup(options: Map) -> RhaiResult {
 
 /// Restores a `full` backup into the run's target. Destructive, so the
 /// call itself must say `confirm: true`; `pre_backup: false` skips the
-/// backup of the target taken first.
+/// backup of the target taken first, which leaves nothing to go back to, so
+/// the config must allow it (`[playbooks] allow_restore_without_backup`).
 fn restore(id: &str, options: Map) -> RhaiResult {
     let call = call()?;
     let flag = |name: &str, default: bool| match options.get(name) {
@@ -253,6 +254,14 @@ fn restore(id: &str, options: Map) -> RhaiResult {
     }
     let pre_backup = flag("pre_backup", true)?;
     let detail = format!("backup.restore {id} target={} pre_backup={pre_backup}", call.target);
+    if !pre_backup && !context::with_run(|run| run.ctx.host.allow_restore_without_backup)? {
+        let denied = "a restore without a pre-restore backup is denied by the playbook command policy: if the \
+                      backup is the wrong one, nothing is left to go back to (to allow it, set [playbooks] \
+                      allow_restore_without_backup = true; or restore with pre_backup: true)";
+        // Denied, not merely skipped by a dry run: the audit says so.
+        record(detail, false, format!("denied: {denied}"));
+        return Err(format!("backup.restore: {denied}").into());
+    }
     let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
     if call.dry_run {
         // Verifying only reads: the dry run says whether the real one would start.

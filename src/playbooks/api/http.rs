@@ -2,14 +2,22 @@
 //! a playbook calls a service (a cache-warming hook, a status page).
 //!
 //! Calls block the run's thread, with a timeout capped by the run's deadline
-//! and a cap on the response's size. In a dry run a GET is sent (it only
-//! reads) and a POST is recorded, not sent.
+//! and a cap on the response's size. In a dry run neither is sent: a GET can
+//! do as much as a POST to a service that acts on it, so both are recorded.
+//!
+//! Under `[playbooks] http_allow` a request goes only to the hosts it names,
+//! and a redirect is followed only to them; without it, any host may be
+//! called but a redirect is followed only to the same host. The decision is
+//! the playbook command policy's, taken here where the request is sent.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use reqwest::Url;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
 use crate::playbooks::context;
+use crate::playbooks::policy::{HttpAllow, show_host};
 
 #[derive(Debug, Clone, Copy)]
 pub struct HttpApi;
@@ -35,7 +43,8 @@ pub fn register(engine: &mut Engine) {
 
 struct Request {
     method: &'static str,
-    url: String,
+    url: Url,
+    http_allow: Option<HttpAllow>,
     body: Option<(String, &'static str)>,
     headers: Vec<(String, String)>,
     timeout: Duration,
@@ -80,9 +89,30 @@ fn call(method: &'static str, url: &str, body: Option<Dynamic>, options: &Map) -
         Some(b) => Some((b.to_string(), "text/plain; charset=utf-8")),
     };
     let detail = format!("{method} {url}");
-    let (dry_run, scripted, remaining) =
-        context::with_run(|run| (run.ctx.dry_run, run.ctx.scripted.is_some(), run.remaining()))?;
-    if dry_run && method != "GET" {
+    let (dry_run, scripted, remaining, http_allow) = context::with_run(|run| {
+        (
+            run.ctx.dry_run,
+            run.ctx.scripted.is_some(),
+            run.remaining(),
+            run.ctx.host.http_allow.clone(),
+        )
+    })?;
+    let call_name = format!("http.{}", method.to_ascii_lowercase());
+    let parsed = match Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+        _ => {
+            let error = crate::secrets::redact(&format!("`{url}` is not an http:// or https:// URL with a host"));
+            record(detail, false, format!("failed: {error}"))?;
+            return Err(format!("{call_name}: {error}").into());
+        }
+    };
+    if let Some(allow) = &http_allow
+        && let Err(denied) = check_host(allow, &parsed)
+    {
+        record(detail, false, format!("denied: {denied}"))?;
+        return Err(format!("{call_name}: {denied}").into());
+    }
+    if dry_run {
         record(detail, true, "not sent (dry run)".into())?;
         return Ok(response_map(Response {
             status: 0,
@@ -101,7 +131,8 @@ fn call(method: &'static str, url: &str, body: Option<Dynamic>, options: &Map) -
     }
     let request = Request {
         method,
-        url: url.to_owned(),
+        url: parsed,
+        http_allow,
         body,
         headers,
         timeout: timeout.min(remaining),
@@ -112,11 +143,53 @@ fn call(method: &'static str, url: &str, body: Option<Dynamic>, options: &Map) -
             record(detail, false, format!("{}", response.status))?;
             Ok(response_map(response))
         }
-        Err(error) => {
+        Err(Failure::Denied(denied)) => {
+            record(detail, false, format!("denied: {denied}"))?;
+            Err(format!("{call_name}: {url}: {denied}").into())
+        }
+        Err(Failure::Failed(error)) => {
             let error = crate::secrets::redact(&error);
             record(detail, false, format!("failed: {error}"))?;
-            Err(format!("http.{}: {url}: {error}", method.to_ascii_lowercase()).into())
+            Err(format!("{call_name}: {url}: {error}").into())
         }
+    }
+}
+
+/// The denial of a request to a host `http_allow` does not name.
+fn check_host(allow: &HttpAllow, url: &Url) -> Result<(), String> {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default();
+    if allow.allows(host, port) {
+        return Ok(());
+    }
+    let shown = show_host(host, port);
+    Err(format!(
+        "`{shown}` is denied by the playbook command policy: [playbooks] http_allow does not name it (to allow \
+         it, add \"{}\" or \"{shown}\" to [playbooks] http_allow)",
+        host.to_ascii_lowercase()
+    ))
+}
+
+/// Where a redirect from `from` to `to` may be followed: to a host
+/// `http_allow` names, or without the list to the same host only.
+fn check_redirect(allow: Option<&HttpAllow>, from: &Url, to: &Url) -> Result<(), String> {
+    let host = to.host_str().unwrap_or_default();
+    let port = to.port_or_known_default();
+    let shown = show_host(host, port);
+    match allow {
+        Some(allow) => check_host(allow, to).map_err(|_| {
+            format!(
+                "the redirect to `{shown}` is denied by the playbook command policy: [playbooks] http_allow does \
+                 not name it (to follow it, add \"{}\" or \"{shown}\" to [playbooks] http_allow)",
+                host.to_ascii_lowercase()
+            )
+        }),
+        None if from.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host)) => Ok(()),
+        None => Err(format!(
+            "the redirect to another host, `{shown}`, is denied by the playbook command policy: without \
+             [playbooks] http_allow only redirects to the same host are followed (to follow it, name the host \
+             in [playbooks] http_allow)"
+        )),
     }
 }
 
@@ -133,31 +206,59 @@ fn response_map(r: Response) -> Dynamic {
     m.into()
 }
 
+enum Failure {
+    /// A redirect the policy would not follow.
+    Denied(String),
+    Failed(String),
+}
+
+/// Redirects followed at most, as reqwest's default policy does.
+const MAX_REDIRECTS: usize = 10;
+
 /// Sends on a thread of its own with a runtime of its own: the run's thread
 /// is a blocking thread of the engine's runtime, where `block_on` would panic.
-fn send(request: Request) -> Result<Response, String> {
+fn send(request: Request) -> Result<Response, Failure> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+                .map_err(|e| Failure::Failed(format!("cannot start an HTTP client: {e}")))?;
             runtime.block_on(send_async(&request))
         })
         .join()
-        .unwrap_or_else(|_| Err("the HTTP client panicked".into()))
+        .unwrap_or_else(|_| Err(Failure::Failed("the HTTP client panicked".into())))
     })
 }
 
-async fn send_async(r: &Request) -> Result<Response, String> {
+async fn send_async(r: &Request) -> Result<Response, Failure> {
+    // The redirect policy says why it stopped here; reqwest's own error
+    // would only say that following failed.
+    let denied: Arc<Mutex<Option<String>>> = Arc::default();
+    let redirects = {
+        let (allow, from, denied) = (r.http_allow.clone(), r.url.clone(), denied.clone());
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match check_redirect(allow.as_ref(), &from, attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(why) => {
+                    *denied.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                    attempt.error(why)
+                }
+            }
+        })
+    };
     let client = reqwest::Client::builder()
         .timeout(r.timeout)
         .connect_timeout(r.timeout)
+        .redirect(redirects)
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        .map_err(|e| Failure::Failed(format!("cannot build an HTTP client: {e}")))?;
     let mut builder = match r.method {
-        "POST" => client.post(&r.url),
-        _ => client.get(&r.url),
+        "POST" => client.post(r.url.clone()),
+        _ => client.get(r.url.clone()),
     };
     for (k, v) in &r.headers {
         builder = builder.header(k, v);
@@ -169,7 +270,14 @@ async fn send_async(r: &Request) -> Result<Response, String> {
     }
     let timed_out = || format!("no complete response within {:?}", r.timeout);
     let work = async {
-        let mut response = builder.send().await.map_err(|e| describe(&e, r))?;
+        let mut response =
+            builder
+                .send()
+                .await
+                .map_err(|e| match denied.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    Some(why) => Failure::Denied(why),
+                    None => Failure::Failed(describe(&e, r)),
+                })?;
         let status = response.status().as_u16();
         let headers: Map = response
             .headers()
@@ -182,12 +290,12 @@ async fn send_async(r: &Request) -> Result<Response, String> {
             })
             .collect();
         if response.content_length().is_some_and(|n| n as usize > r.max_bytes) {
-            return Err(too_large(r.max_bytes));
+            return Err(Failure::Failed(too_large(r.max_bytes)));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e, r))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| Failure::Failed(describe(&e, r)))? {
             if body.len() + chunk.len() > r.max_bytes {
-                return Err(too_large(r.max_bytes));
+                return Err(Failure::Failed(too_large(r.max_bytes)));
             }
             body.extend_from_slice(&chunk);
         }
@@ -200,7 +308,7 @@ async fn send_async(r: &Request) -> Result<Response, String> {
     // reqwest's own timeout covers the whole exchange; this one is a backstop.
     tokio::time::timeout(r.timeout + Duration::from_millis(100), work)
         .await
-        .unwrap_or_else(|_| Err(timed_out()))
+        .unwrap_or_else(|_| Err(Failure::Failed(timed_out())))
 }
 
 fn describe(e: &reqwest::Error, r: &Request) -> String {

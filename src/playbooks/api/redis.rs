@@ -241,42 +241,101 @@ pub fn execute(args: &[String]) -> RhaiResult {
 
 fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
     let line = audit_line(args);
-    if let Err(denied) = run.ctx.policy.check(args) {
-        // Denied, not merely skipped by a dry run: the audit says so.
-        run.record("redis", line, false, format!("denied: {denied}"));
-        return Err(denied.to_string().into());
-    }
-    let read_only = policy::is_read_only(args);
-    if run.ctx.dry_run && !read_only {
+    // The policy decides here, where the command is sent, so no helper,
+    // dry run or transaction goes around it.
+    let allowed = run.ctx.policy.check(args).and_then(|allowed| match allowed.maxmemory {
+        Some(bytes) => maxmemory_within_bounds(run, bytes).map(|()| allowed),
+        None => Ok(allowed),
+    });
+    let allowed = match allowed {
+        Ok(a) => a,
+        Err(denied) => {
+            // Denied, not merely skipped by a dry run: the audit says so.
+            run.record("redis", line, false, format!("denied: {denied}"));
+            return Err(denied.to_string().into());
+        }
+    };
+    if run.ctx.dry_run && !allowed.read_only {
         run.record("redis", line, true, "not sent (dry run)".into());
         return Ok(Dynamic::from("DRY-RUN"));
     }
+    let reply = send(run, args);
+    match (allowed.command.as_str(), &reply) {
+        ("MULTI", Ok(_)) => run.in_multi = true,
+        // Even an EXEC that fails (EXECABORT) ends the transaction.
+        ("EXEC" | "DISCARD", _) => run.in_multi = false,
+        _ => {}
+    }
+    match reply {
+        Ok(v) => {
+            if !allowed.read_only {
+                run.record("redis", line, false, "ok".into());
+            }
+            Ok(to_dynamic(v))
+        }
+        Err(Failure::Connect(error)) => {
+            run.record("redis", line, false, format!("failed: cannot connect: {error}"));
+            Err(format!("redis: cannot connect to target `{}`: {error}", run.ctx.target).into())
+        }
+        Err(Failure::NoConnection) => {
+            Err(format!("redis: target `{}` has no connection in this run", run.ctx.target).into())
+        }
+        Err(Failure::Command(error)) => {
+            run.record("redis", line, false, format!("failed: {error}"));
+            Err(format!("redis {}: {error}", args[0].to_ascii_uppercase()).into())
+        }
+    }
+}
+
+/// `CONFIG SET maxmemory` is allowed within bounds of the memory the server
+/// uses now, so it is read now, just before the command goes.
+fn maxmemory_within_bounds(run: &mut RunState, bytes: u64) -> Result<(), policy::PolicyDenied> {
+    let policy = run.ctx.policy.clone();
+    let unreadable = |why: String| policy.maxmemory_unchecked(&why);
+    if run.in_multi {
+        return Err(unreadable(
+            "inside MULTI the memory in use cannot be read; set maxmemory outside the transaction".into(),
+        ));
+    }
+    let info = match send(run, &["INFO".to_owned(), "memory".to_owned()]) {
+        Ok(::redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Ok(::redis::Value::VerbatimString { text, .. }) => text,
+        Ok(other) => return Err(unreadable(format!("INFO memory answered {other:?}"))),
+        Err(Failure::Connect(e) | Failure::Command(e)) => {
+            return Err(unreadable(format!("INFO memory failed: {e}")));
+        }
+        Err(Failure::NoConnection) => return Err(unreadable("the run has no connection".into())),
+    };
+    let info = crate::redis::info::parse(&info);
+    let Some(used) = info.get_u64("used_memory") else {
+        return Err(unreadable("INFO memory has no used_memory".into()));
+    };
+    let total = info.get_u64("total_system_memory").unwrap_or(0);
+    policy.check_maxmemory(bytes, used, total)
+}
+
+enum Failure {
+    NoConnection,
+    /// Redacted.
+    Connect(String),
+    /// The server's error or the connection's (redacted), or a scripted one.
+    Command(String),
+}
+
+/// Sends a command the policy allowed: to the target, or to the scripted
+/// world of `redops test`.
+fn send(run: &mut RunState, args: &[String]) -> Result<::redis::Value, Failure> {
     if let Some(world) = run.ctx.scripted.clone() {
-        return match world.redis(args) {
-            Ok(v) => {
-                if !read_only {
-                    run.record("redis", line, false, "ok".into());
-                }
-                Ok(to_dynamic(v))
-            }
-            Err(error) => {
-                run.record("redis", line, false, format!("failed: {error}"));
-                Err(format!("redis {}: {error}", args[0].to_ascii_uppercase()).into())
-            }
-        };
+        return world.redis(args).map_err(Failure::Command);
     }
     let timeout = run.ctx.command_timeout.min(run.remaining());
     if run.conn.is_none() {
         let Some(info) = &run.ctx.connection else {
-            return Err(format!("redis: target `{}` has no connection in this run", run.ctx.target).into());
+            return Err(Failure::NoConnection);
         };
         match crate::redis::connect::connect_blocking(info, timeout) {
             Ok(c) => run.conn = Some(c),
-            Err(e) => {
-                let error = crate::secrets::redact(&e.to_string());
-                run.record("redis", line, false, format!("failed: cannot connect: {error}"));
-                return Err(format!("redis: cannot connect to target `{}`: {error}", run.ctx.target).into());
-            }
+            Err(e) => return Err(Failure::Connect(crate::secrets::redact(&e.to_string()))),
         }
     }
     let conn = run.conn.as_mut().expect("connected above");
@@ -285,22 +344,14 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
     for a in &args[1..] {
         cmd.arg(a);
     }
-    match cmd.query::<::redis::Value>(conn) {
-        Ok(v) => {
-            if !read_only {
-                run.record("redis", line, false, "ok".into());
-            }
-            Ok(to_dynamic(v))
+    cmd.query::<::redis::Value>(conn).map_err(|e| {
+        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+            // A new connection is outside any transaction.
+            run.conn = None;
+            run.in_multi = false;
         }
-        Err(e) => {
-            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                run.conn = None;
-            }
-            let error = crate::secrets::redact(&e.to_string());
-            run.record("redis", line, false, format!("failed: {error}"));
-            Err(format!("redis {}: {error}", args[0].to_ascii_uppercase()).into())
-        }
-    }
+        Failure::Command(crate::secrets::redact(&e.to_string()))
+    })
 }
 
 fn audit_line(args: &[String]) -> String {

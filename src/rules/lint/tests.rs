@@ -239,6 +239,25 @@ fn a_receiver_no_rule_names_warns_only_when_every_rule_names_receivers() {
 }
 
 #[test]
+fn a_playbook_calling_http_warns_while_http_allow_is_not_set() {
+    let rules = rule("sample", "when = \"memory_used_pct > 85\"\nplaybook = \"hook\"");
+    let hook = "// http.get(\"http://x\") in a comment is no call\nlet r = http.post(params.url, #{ ok: true });\n";
+    let w = warnings_with(CONFIG, &rules, &[("hook", hook)]);
+    assert_eq!(
+        w,
+        [
+            "playbooks/hook.rhai:2:9: playbook `hook` calls http.post, and [playbooks] http_allow is not set: it may \
+          reach any host"
+        ]
+    );
+    let allowing = format!("{CONFIG}\n[playbooks]\nhttp_allow = [\"hooks.example.com\"]\n");
+    assert!(warnings_with(&allowing, &rules, &[("hook", hook)]).is_empty());
+    // Only a comment, a string or a method of another object: no call.
+    let quiet = "// http.post(url)\nlet s = \"http.get(x)\";\nlet h = #{}; h.get(\"a\");\n";
+    assert!(warnings_with(CONFIG, &rules, &[("hook", quiet)]).is_empty());
+}
+
+#[test]
 fn tokens_skip_strings_calls_members_and_keywords() {
     let names: Vec<String> = tokenize("a.len() > 1 && b in [\"c\"] && f(d) && #{ k: e }.k == `t` && true // g")
         .into_iter()
