@@ -146,7 +146,8 @@ impl Browser {
     /// Polls until `css` matches; panics with the page's text if it never does.
     fn wait_for(&self, css: &str, timeout: Duration) -> String {
         let mut found = None;
-        wait_until(timeout, Duration::from_millis(200), || {
+        // Whether it rendered in time is `found`, looked at below.
+        let _rendered = wait_until(timeout, Duration::from_millis(200), || {
             found = self.find_all(css).into_iter().next();
             found.is_some()
         });
@@ -162,7 +163,8 @@ impl Browser {
     /// a refresh replaced the element between finding and reading it.
     fn text_of(&self, css: &str) -> String {
         let mut text = None;
-        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        // Whether it was read in time is `text`, looked at below.
+        let _read = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
             let Some(id) = self.find_all(css).into_iter().next() else {
                 return false;
             };

@@ -90,12 +90,17 @@ async fn ten_thousand_changes_arrive_grouped_and_complete() {
     tokio::time::sleep(Duration::from_secs(GROUP_INTERVAL + 1)).await;
     router.tick(tokio::time::Instant::now());
     let delivered = tokio::task::spawn_blocking(move || {
-        hook.wait_for(Duration::from_secs(30), |_| true);
-        harness::wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        // Something arrives, then the stream goes quiet for half a second.
+        let started = harness::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            !hook.received().is_empty()
+        });
+        assert!(started, "nothing was delivered");
+        let drained = harness::wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
             let before = hook.received().len();
             std::thread::sleep(Duration::from_millis(500));
             hook.received().len() == before
         });
+        assert!(drained, "deliveries never stopped: {} so far", hook.received().len());
         hook.received()
     })
     .await

@@ -293,9 +293,10 @@ fn failovers_back_and_forth_each_page() {
             .map(|a| a.body["summary"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
-    harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+    let three = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         pages(&hook.received()).len() >= 3
     });
+    assert!(three, "{:#?}\n{}", pages(&hook.received()), redops.output());
     // Let late copies from the other Sentinels arrive: they must not page.
     std::thread::sleep(Duration::from_secs(2));
     let summaries = pages(&hook.received());

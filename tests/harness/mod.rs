@@ -37,7 +37,9 @@ pub fn write_file(dir: &Path, rel: &str, contents: &str) {
 }
 
 /// Polls `f` every `poll` until it returns true or `timeout` passes; returns
-/// whether it became true.
+/// whether it became true. A caller must look at it: a wait that timed out
+/// and is ignored turns into an assertion about the wrong moment.
+#[must_use = "a wait that timed out must fail the test or be handled"]
 pub fn wait_until(timeout: Duration, poll: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -496,7 +498,8 @@ impl Redops {
             .expect("Failed to run kill");
         assert!(sent.success(), "kill -TERM {} failed", self.child.id());
         let mut status = None;
-        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        // Whether it exited in time is `status`, looked at below.
+        let _exited = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
             status = self.child.try_wait().ok().flatten();
             status.is_some()
         });
@@ -816,9 +819,13 @@ impl SmtpServer {
     }
 
     pub fn wait_for_mails(&self, n: usize, timeout: Duration) -> Vec<String> {
-        wait_until(timeout, Duration::from_millis(100), || self.mails().len() >= n);
+        let arrived = wait_until(timeout, Duration::from_millis(100), || self.mails().len() >= n);
         let mails = self.mails();
-        assert!(mails.len() >= n, "expected {n} mails, got {}: {mails:#?}", mails.len());
+        assert!(
+            arrived,
+            "expected {n} mails within {timeout:?}, got {}: {mails:#?}",
+            mails.len()
+        );
         mails
     }
 }
