@@ -39,6 +39,15 @@ fn alert(rule: &str, target: &str, severity: Severity) -> Alert {
     }
 }
 
+/// Waits until the outbox holds nothing pending: every notification was
+/// delivered, so what the receiver got is all it will get.
+fn drained(outbox: &Outbox) {
+    let done = harness::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        outbox.pending().is_ok_and(|p| p.is_empty())
+    });
+    assert!(done, "still pending: {:?}", outbox.pending());
+}
+
 fn setup(text: String) -> (Router, CancellationToken, redops::notify::NotifierHandle) {
     let mut diags = Diagnostics::default();
     let config = Config::parse(&SourceFile::new("router.toml", text), &mut diags).unwrap();
@@ -70,9 +79,9 @@ async fn a_critical_alert_mutes_the_warning_of_its_family_on_its_target_only() {
     router.on_alert(alert("memory_critical", "cache", Severity::Critical), &[], now());
     router.on_alert(alert("memory_warning", "cache", Severity::Warning), &[], now());
     router.on_alert(alert("memory_warning", "broker", Severity::Warning), &[], now());
+    let outbox = router.outbox().clone();
     let got = tokio::task::spawn_blocking(move || {
-        hook.wait_for(Duration::from_secs(10), |r| r.len() >= 2);
-        std::thread::sleep(Duration::from_millis(500));
+        drained(&outbox);
         hook.received()
     })
     .await
@@ -156,9 +165,9 @@ async fn a_new_incident_does_not_carry_the_last_ones_playbook_outcome() {
     // A second run for the first firing ends late: not the new page's update.
     router.on_playbook(&first.fingerprint, Some(first.starts_at), outcome("run-1b"));
     router.on_playbook(&second.fingerprint, Some(second.starts_at), outcome("run-2"));
+    let outbox = router.outbox().clone();
     let got = tokio::task::spawn_blocking(move || {
-        hook.wait_for(Duration::from_secs(10), |r| r.len() >= 4);
-        std::thread::sleep(Duration::from_millis(300));
+        drained(&outbox);
         hook.received()
     })
     .await
@@ -247,9 +256,9 @@ async fn two_processes_on_one_outbox_deliver_each_notification_once() {
         let notice = redops::notify::Notification::Alert(Box::new(redops::notify::AlertNotice::new(a)));
         notifiers[n % 2].0.send(&["hook".to_owned()], &notice);
     }
+    let outbox = notifiers[0].0.outbox().clone();
     let got = tokio::task::spawn_blocking(move || {
-        hook.wait_for(Duration::from_secs(20), |r| r.len() >= 40);
-        std::thread::sleep(Duration::from_secs(1));
+        drained(&outbox);
         hook.received()
     })
     .await

@@ -154,6 +154,11 @@ impl Router {
         self.correlator.reconfigure(config.incidents.clone());
     }
 
+    /// Where this router's notifications wait for delivery.
+    pub fn outbox(&self) -> &super::outbox::Outbox {
+        self.notifier.outbox()
+    }
+
     /// Reads silences and times escalations on `clock` instead of the
     /// system's.
     pub fn with_clock(mut self, clock: WallClock) -> Router {
