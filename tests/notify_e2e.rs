@@ -153,8 +153,8 @@ fn kill_9_with_20_pending_delivers_all_20_after_restart() {
     let mut redops = Redops::start(dir.path(), &[]);
     redops.wait_log("Restored firing alerts", Duration::from_secs(10));
     hook.wait_for(Duration::from_secs(30), |r| r.len() >= 20);
-    // Let any duplicate arrive before counting.
-    std::thread::sleep(Duration::from_secs(2));
+    // Any duplicate the engine queued arrives before counting.
+    harness::wait_outbox_drained(dir.path(), Duration::from_secs(10));
     let mut rules: Vec<String> = hook
         .received()
         .iter()
@@ -271,7 +271,7 @@ fn a_silence_mutes_what_it_matches_and_nothing_else_until_it_expires() {
     redis.cli(&["SET", "marker", "1"]);
     redis.cli(&["SET", "other", "1"]);
     hook.wait_for(Duration::from_secs(5), |r| !alerts(r, "unrelated", "firing").is_empty());
-    std::thread::sleep(Duration::from_secs(1));
+    harness::wait_outbox_drained(dir.path(), Duration::from_secs(5));
     assert!(
         alerts(&hook.received(), "maintained", "firing").is_empty(),
         "{}",
@@ -319,7 +319,7 @@ fn a_receiver_failing_for_10_minutes_loses_nothing() {
     hook.set_status(200);
     // Backoff is capped at 60 s (±25 %): all arrive within 80 s.
     hook.wait_for(Duration::from_secs(80), |r| r.len() >= 20);
-    std::thread::sleep(Duration::from_secs(2));
+    harness::wait_outbox_drained(dir.path(), Duration::from_secs(10));
     let rules: Vec<String> = hook
         .received()
         .iter()

@@ -883,3 +883,17 @@ pub fn required_tool(name: &str, package: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Waits until the outbox of the engine whose config dir is `dir` holds
+/// nothing pending (its state store is `dir/state`, as [`engine_dir`]
+/// writes it): everything it queued so far was delivered.
+pub fn wait_outbox_drained(dir: &Path, timeout: Duration) {
+    let outbox = redops::notify::outbox::Outbox::open(
+        redops::store::Store::open(&dir.join("state")).expect("Failed to open the engine's state store"),
+    )
+    .expect("Failed to open the engine's outbox");
+    let drained = wait_until(timeout, Duration::from_millis(50), || {
+        outbox.pending().is_ok_and(|p| p.is_empty())
+    });
+    assert!(drained, "the engine's outbox still holds {:?}", outbox.pending());
+}
