@@ -354,7 +354,7 @@ fn a_full_history_of_one_target_is_bounded() {
     let history = HistoryStore::open(Store::open(dir.path()).unwrap()).unwrap();
     let now = floor(redops::history::now_ms(), HOUR_MS);
     let days = |n: i64| n * 24 * HOUR_MS;
-    for metric in redops::history::METRICS {
+    for metric in redops::history::METRICS.iter() {
         let minutes = buckets(now - days(7), now, MINUTE_MS, 12, |at| at as f64);
         history.insert_buckets(Tier::Minute, "cache", metric, &minutes).unwrap();
         let hours = buckets(now - days(90), now, HOUR_MS, 720, |at| at as f64);

@@ -153,7 +153,7 @@ pub fn analyze(
     let mut targets = Vec::new();
     for name in report_targets(config, history)? {
         let mut series = BTreeMap::new();
-        for &metric in METRICS {
+        for &metric in METRICS.iter() {
             let buckets = history.series_by_tier(&name, metric, from_ms, to_ms)?;
             if !buckets.is_empty() {
                 series.insert(metric, buckets);

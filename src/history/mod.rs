@@ -34,27 +34,9 @@ use crate::event::{Event, Metrics, Sample};
 pub use store::{HistoryStore, Tier};
 pub use trend::{TREND_METRICS, TrendWindow};
 
-/// The metrics kept in history: what operators chart and plan capacity
-/// with. Text metrics (`role`) and per-database ones are left out to keep
-/// the tables small; add a name here to start keeping it.
-pub const METRICS: &[&str] = &[
-    "memory_used_pct",
-    "used_memory",
-    "used_memory_rss",
-    "maxmemory",
-    "mem_fragmentation_ratio",
-    "hit_ratio",
-    "ops_per_sec",
-    "evicted_per_sec",
-    "expired_per_sec",
-    "rejected_connections_per_sec",
-    "connected_clients",
-    "maxclients",
-    "clients_used_pct",
-    "blocked_clients",
-    "total_keys",
-    "replication_lag_bytes",
-];
+/// The metrics kept in history, marked in the metric list of
+/// `redis::metrics`.
+pub use crate::redis::metrics::HISTORY_METRICS as METRICS;
 
 /// Samples queued for the writer; at 16 metrics a sample this is minutes of
 /// a large fleet.

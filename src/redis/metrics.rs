@@ -12,35 +12,58 @@ use std::time::Duration;
 use crate::event::{MetricValue, Metrics};
 use crate::redis::info::Info;
 
-/// Every metric name `MetricsDeriver::derive` can emit, except the
-/// per-database `db<N>_keys`, `db<N>_expires` and `db<N>_avg_ttl_ms`.
-pub const METRIC_NAMES: &[&str] = &[
-    "redis_up",
-    "uptime_seconds",
-    "role",
-    "memory_used_pct",
-    "used_memory",
-    "used_memory_rss",
-    "used_memory_peak",
-    "maxmemory",
-    "mem_fragmentation_ratio",
-    "hit_ratio",
-    "ops_per_sec",
-    "evicted_per_sec",
-    "expired_per_sec",
-    "rejected_connections_per_sec",
-    "connected_clients",
-    "maxclients",
-    "clients_used_pct",
-    "blocked_clients",
-    "connected_replicas",
-    "master_link_up",
-    "replication_lag_bytes",
-    "rdb_last_bgsave_ok",
-    "rdb_changes_since_last_save",
-    "seconds_since_last_save",
-    "total_keys",
+/// Whether the sample history keeps a metric: what operators chart and plan
+/// capacity with. Text metrics (`role`) and flags are left out to keep the
+/// tables small.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    InHistory,
+    NotInHistory,
+}
+
+/// Every metric `MetricsDeriver::derive` can emit, except the per-database
+/// `db<N>_keys`, `db<N>_expires` and `db<N>_avg_ttl_ms`: the one list of
+/// them. Mark a metric `InHistory` to start keeping it.
+const METRICS: &[(&str, Kept)] = &[
+    ("redis_up", Kept::NotInHistory),
+    ("uptime_seconds", Kept::NotInHistory),
+    ("role", Kept::NotInHistory),
+    ("memory_used_pct", Kept::InHistory),
+    ("used_memory", Kept::InHistory),
+    ("used_memory_rss", Kept::InHistory),
+    ("used_memory_peak", Kept::NotInHistory),
+    ("maxmemory", Kept::InHistory),
+    ("mem_fragmentation_ratio", Kept::InHistory),
+    ("hit_ratio", Kept::InHistory),
+    ("ops_per_sec", Kept::InHistory),
+    ("evicted_per_sec", Kept::InHistory),
+    ("expired_per_sec", Kept::InHistory),
+    ("rejected_connections_per_sec", Kept::InHistory),
+    ("connected_clients", Kept::InHistory),
+    ("maxclients", Kept::InHistory),
+    ("clients_used_pct", Kept::InHistory),
+    ("blocked_clients", Kept::InHistory),
+    ("connected_replicas", Kept::NotInHistory),
+    ("master_link_up", Kept::NotInHistory),
+    ("replication_lag_bytes", Kept::InHistory),
+    ("rdb_last_bgsave_ok", Kept::NotInHistory),
+    ("rdb_changes_since_last_save", Kept::NotInHistory),
+    ("seconds_since_last_save", Kept::NotInHistory),
+    ("total_keys", Kept::InHistory),
 ];
+
+/// The names of [`METRICS`], for `redops check`.
+pub static METRIC_NAMES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| METRICS.iter().map(|(name, _)| *name).collect());
+
+/// The metrics the sample history keeps (`history::METRICS`).
+pub static HISTORY_METRICS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    METRICS
+        .iter()
+        .filter(|(_, kept)| *kept == Kept::InHistory)
+        .map(|(name, _)| *name)
+        .collect()
+});
 
 const DB_METRIC_SUFFIXES: &[&str] = &["_keys", "_expires", "_avg_ttl_ms"];
 
@@ -591,7 +614,7 @@ mod tests {
         for name in &names {
             assert!(is_known_metric(name), "{name}");
         }
-        for name in METRIC_NAMES {
+        for name in METRIC_NAMES.iter() {
             assert!(names.iter().any(|n| n == name), "{name} never emitted");
         }
     }

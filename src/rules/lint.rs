@@ -167,7 +167,7 @@ struct Scopes<'a> {
 impl<'a> Scopes<'a> {
     fn new(probes: &BTreeSet<&'a str>) -> Self {
         let with_target = |names: &[&'a str]| -> Vec<&'a str> { names.iter().copied().chain(["target"]).collect() };
-        let mut sample = with_target(METRIC_NAMES);
+        let mut sample = with_target(&METRIC_NAMES);
         sample.extend(GROUP_METRICS);
         sample.extend(crate::sources::keyspace::KEYSPACE_STAT_METRICS);
         sample.extend(probes.iter().copied());
