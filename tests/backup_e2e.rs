@@ -286,14 +286,16 @@ fn full_backup_of_every_type_round_trips_with_ttls_and_rdb_verifies() {
     assert!(raw.starts_with(b"REDIS"), "not an RDB");
     let summary = rdb::check(&raw[..], &mut Silent).expect("the RDB's CRC-64 checks");
     assert!(summary.checksum.is_some(), "the server writes checksums by default");
-    let rdb_file = dir.path().join("dump.rdb");
-    fs::write(&rdb_file, &raw).unwrap();
-    let check = Command::new("redis-check-rdb").arg(&rdb_file).output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&check.stdout).contains("RDB looks OK"),
-        "redis-check-rdb: {}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    if let Some(check_rdb) = harness::required_tool("redis-check-rdb") {
+        let rdb_file = dir.path().join("dump.rdb");
+        fs::write(&rdb_file, &raw).unwrap();
+        let check = Command::new(check_rdb).arg(&rdb_file).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&check.stdout).contains("RDB looks OK"),
+            "redis-check-rdb: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
     let out = redops(
         dir.path(),
         &["backup", "verify", "--backup-id", rdb_row["id"].as_str().unwrap()],
@@ -492,13 +494,13 @@ fn a_flipped_byte_fails_verify_and_restore_refuses_the_backup() {
     );
 }
 
-fn age_keygen(dir: &Path) -> (PathBuf, String) {
+fn age_keygen(age_keygen: &Path, dir: &Path) -> (PathBuf, String) {
     let key = dir.join("backup.key");
-    let out = Command::new("age-keygen")
+    let out = Command::new(age_keygen)
         .arg("-o")
         .arg(&key)
         .output()
-        .unwrap_or_else(|e| panic!("age-keygen is needed (apt-get install -y age): {e}"));
+        .unwrap_or_else(|e| panic!("Failed to run {}: {e}", age_keygen.display()));
     assert!(
         out.status.success(),
         "age-keygen: {}",
@@ -515,10 +517,17 @@ fn age_keygen(dir: &Path) -> (PathBuf, String) {
 
 #[test]
 fn encrypted_backups_open_with_the_age_cli_and_zstd() {
+    let (Some(age), Some(keygen), Some(zstd)) = (
+        harness::required_tool("age"),
+        harness::required_tool("age-keygen"),
+        harness::required_tool("zstd"),
+    ) else {
+        return;
+    };
     let redis = start_redis(&[]);
     load_every_type(&redis, 3_000);
     let keydir = tempfile::tempdir().unwrap();
-    let (key, public) = age_keygen(keydir.path());
+    let (key, public) = age_keygen(&keygen, keydir.path());
     let dir = config_dir(
         &redis.url(0),
         &format!(
@@ -534,7 +543,7 @@ fn encrypted_backups_open_with_the_age_cli_and_zstd() {
         let raw = fs::read(path).unwrap();
         assert!(raw.starts_with(b"age-encryption.org/v1"), "not an age file");
 
-        let decrypted = Command::new("age")
+        let decrypted = Command::new(&age)
             .arg("-d")
             .arg("-i")
             .arg(&key)
@@ -549,7 +558,7 @@ fn encrypted_backups_open_with_the_age_cli_and_zstd() {
         let zst = dir.path().join(format!("{kind}.zst"));
         fs::write(&zst, &decrypted.stdout).unwrap();
         let plain = dir.path().join(format!("{kind}.plain"));
-        let unzstd = Command::new("zstd")
+        let unzstd = Command::new(&zstd)
             .arg("-q")
             .arg("-d")
             .arg(&zst)

@@ -210,8 +210,8 @@ impl Drop for Browser {
 #[test]
 fn the_dashboard_renders_a_lab_and_acknowledges_an_alert_in_chromium() {
     let (Some(chromium), Some(chromedriver)) = (
-        harness::required_tool("chromium", "chromium"),
-        harness::required_tool("chromedriver", "chromium-driver"),
+        harness::required_tool("chromium"),
+        harness::required_tool("chromedriver"),
     ) else {
         return;
     };

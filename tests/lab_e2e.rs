@@ -4,11 +4,11 @@ mod harness;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{run_redops, wait_until};
+use harness::{REDOPS_BIN, run_redops, wait_until};
 use redops::lab::topology::{self, LabState, Topology, pid_alive};
 use serde_json::Value;
 
@@ -16,20 +16,41 @@ use serde_json::Value;
 /// down` and then SIGKILL for any survivor, so a failing test leaves nothing
 /// running.
 struct Lab {
-    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
+    /// `root` itself, or `root/state/lab` for a lab in a project directory.
+    dir: PathBuf,
     pids: BTreeSet<u32>,
 }
 
 impl Lab {
     fn new() -> Lab {
+        let root = tempfile::tempdir().expect("Failed to create a temp dir");
+        let dir = root.path().to_path_buf();
         Lab {
-            dir: tempfile::tempdir().expect("Failed to create a temp dir"),
+            root,
+            dir,
+            pids: BTreeSet::new(),
+        }
+    }
+
+    /// A lab where `redops lab up` puts it when run in `project()` with no
+    /// `--dir`: `state/lab`, as a user who just cloned the repository gets.
+    fn in_project() -> Lab {
+        let root = tempfile::tempdir().expect("Failed to create a temp dir");
+        let dir = root.path().join(topology::DEFAULT_LAB_DIR);
+        Lab {
+            root,
+            dir,
             pids: BTreeSet::new(),
         }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
+    }
+
+    fn project(&self) -> &Path {
+        self.root.path()
     }
 
     fn run(&mut self, args: &[&str]) -> Output {
@@ -39,6 +60,14 @@ impl Lab {
         let mut full = vec!["lab"];
         full.extend(args);
         let output = run_redops(&full, &[]);
+        self.remember_pids();
+        output
+    }
+
+    /// `redops <args>` in the project directory, as a user types it: no
+    /// `--config`, and none of the caller's REDOPS_* variables.
+    fn redops(&mut self, args: &[&str]) -> Output {
+        let output = redops_in(self.project(), args, &[]);
         self.remember_pids();
         output
     }
@@ -81,6 +110,43 @@ impl Drop for Lab {
             }
         }
     }
+}
+
+/// `redops <args>` with `cwd` as the working directory and `env` the only
+/// REDOPS_* variables, so a lab or config of the machine running the tests
+/// cannot leak in.
+fn redops_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(REDOPS_BIN);
+    command.args(args).current_dir(cwd).env("NO_COLOR", "1");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("REDOPS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("Failed to run {REDOPS_BIN}: {e}"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts `redops <args>` exited with `code`, with the output on failure.
+fn expect_exit(output: &Output, code: i32, args: &[&str]) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "`redops {}`:\n{}",
+        args.join(" "),
+        describe(output)
+    );
 }
 
 fn describe(output: &Output) -> String {
@@ -151,8 +217,9 @@ fn up_status_failover_and_down() {
     let mut lab = Lab::new();
     let out = lab.ok(&["up"]);
     let config = lab.path().join(topology::CONFIG_FILE);
+    assert!(out.contains(&format!("Config: {}", config.display())), "{out}");
     assert!(
-        out.contains(&format!("redops run --config {}", config.display())),
+        out.contains(&format!("redops run --lab --lab-dir {}", lab.path().display())),
         "{out}"
     );
     assert!(lab.path().join("rules/memory.toml").is_file());
@@ -287,4 +354,218 @@ fn a_missing_redis_server_says_how_to_install_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("apt-get install"), "{stderr}");
     assert!(!dir.path().join(topology::STATE_FILE).exists());
+}
+
+/// What `redops` prints on stderr when it picks the lab by itself.
+const LAB_NOTE: &str = "redops: using the running lab's config state/lab/redops.toml; pass --config to choose";
+
+/// Commands an SRE runs against the lab, each with something only the lab
+/// makes it print. In order: `runs list` shows the dry runs before it.
+const AGAINST_THE_LAB: &[(&[&str], &str)] = &[
+    (&["sentinel", "validate"], "ok: no problems found"),
+    (&["sentinel", "status"], "group lab (master name `mymaster`)"),
+    (&["status"], "[OK] lab  role=master"),
+    (&["check"], "ok: state/lab/redops.toml: 0 target(s)"),
+    (
+        &["playbook", "run", "optimize_memory", "--target", "lab", "--dry-run"],
+        "optimize_memory on lab (dry run): succeeded",
+    ),
+    (&["runs", "list"], "optimize_memory"),
+    (&["alerts", "list"], "no firing alerts"),
+    (
+        &[
+            "silence",
+            "add",
+            "env=lab",
+            "--duration",
+            "1h",
+            "--comment",
+            "lab drill",
+        ],
+        "",
+    ),
+    (&["silence", "list"], "lab drill"),
+    (&["backup", "list"], "no backups"),
+];
+
+#[test]
+fn every_command_reaches_a_running_lab_without_being_told_where() {
+    let mut lab = Lab::in_project();
+    let up = lab.redops(&["lab", "up"]);
+    expect_exit(&up, 0, &["lab", "up"]);
+    assert!(stdout(&up).contains("redops run --lab\n"), "{}", describe(&up));
+
+    for (args, expected) in AGAINST_THE_LAB {
+        for with_flag in [false, true] {
+            let mut args = args.to_vec();
+            if with_flag {
+                args.push("--lab");
+            }
+            let out = lab.redops(&args);
+            expect_exit(&out, 0, &args);
+            assert!(
+                stdout(&out).contains(expected),
+                "`redops {}`:\n{}",
+                args.join(" "),
+                describe(&out)
+            );
+            // The note when redops chose the lab, none when the user did.
+            assert_eq!(
+                stderr(&out).contains(LAB_NOTE),
+                !with_flag,
+                "`redops {}`:\n{}",
+                args.join(" "),
+                describe(&out)
+            );
+        }
+    }
+    let validate = lab.redops(&["sentinel", "validate"]);
+    let (status, _) = lab.status();
+    for node in nodes(&status) {
+        let addr = node["addr"].as_str().unwrap();
+        assert!(
+            stdout(&validate).contains(addr),
+            "{addr} not in:\n{}",
+            describe(&validate)
+        );
+    }
+    // The commands wrote to the lab's state store, not to one of their own.
+    assert!(lab.path().join("state").is_dir());
+    assert!(!lab.project().join("state/redops.db").exists());
+
+    // An explicit config wins over the lab, from the flag or the environment;
+    // --lab wins over the environment.
+    harness::write_file(lab.project(), "config/redops.toml", "[engine]\nstate_dir = \"state\"\n");
+    let validate = ["sentinel", "validate"];
+    for (args, env) in [
+        (&["sentinel", "validate", "--config", "config/redops.toml"][..], &[][..]),
+        (&validate[..], &[("REDOPS_CONFIG", "config/redops.toml")][..]),
+    ] {
+        let out = redops_in(lab.project(), args, env);
+        expect_exit(&out, 2, args);
+        assert!(
+            stderr(&out).contains("config/redops.toml has no [[sentinel]] group"),
+            "{}",
+            describe(&out)
+        );
+        assert!(!stderr(&out).contains(LAB_NOTE), "{}", describe(&out));
+    }
+    let out = redops_in(
+        lab.project(),
+        &["sentinel", "validate", "--lab"],
+        &[("REDOPS_CONFIG", "config/redops.toml")],
+    );
+    expect_exit(&out, 0, &["sentinel", "validate", "--lab"]);
+    let out = lab.redops(&["status", "--lab", "--config", "config/redops.toml"]);
+    expect_exit(&out, 2, &["status", "--lab", "--config", "config/redops.toml"]);
+    assert!(stderr(&out).contains("cannot be used with"), "{}", describe(&out));
+
+    // The engine finds it too.
+    let log = lab.project().join("run.log");
+    let mut engine = Command::new(REDOPS_BIN)
+        .args(["run", "--dry-run"])
+        .current_dir(lab.project())
+        .env_remove("REDOPS_CONFIG")
+        .env_remove("REDOPS_LAB_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("Failed to run {REDOPS_BIN}: {e}"));
+    let noted = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        fs::read_to_string(&log).unwrap_or_default().contains(LAB_NOTE)
+    });
+    let _ = engine.kill();
+    let _ = engine.wait();
+    assert!(
+        noted,
+        "`redops run` did not pick the lab:\n{}",
+        fs::read_to_string(&log).unwrap()
+    );
+
+    // A lab whose processes are all gone (a reboot) is not running, even
+    // though its lab.json is still there.
+    let pids = pids(&status);
+    for pid in &pids {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            pids.iter().all(|&pid| !pid_alive(pid))
+        }),
+        "the lab's processes did not die"
+    );
+    assert!(lab.path().join(topology::STATE_FILE).is_file());
+    let out = lab.redops(&["sentinel", "validate", "--lab"]);
+    expect_exit(&out, 2, &["sentinel", "validate", "--lab"]);
+    assert!(
+        stderr(&out).contains("no lab is running in state/lab: start one with `redops lab up`"),
+        "{}",
+        describe(&out)
+    );
+    let out = lab.redops(&["sentinel", "validate"]);
+    expect_exit(&out, 2, &["sentinel", "validate"]);
+    assert!(!stderr(&out).contains(LAB_NOTE), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(
+            "config/redops.toml has no [[sentinel]] group; pass --config FILE, or start a lab with `redops lab up`"
+        ),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn lab_without_a_running_lab_fails_with_exit_2_naming_lab_up() {
+    let project = tempfile::tempdir().unwrap();
+    let commands: &[&[&str]] = &[
+        &["sentinel", "validate"],
+        &["sentinel", "status"],
+        &["status"],
+        &["check"],
+        &["alerts", "list"],
+        &["runs", "list"],
+        &["silence", "list"],
+        &["playbook", "run", "optimize_memory", "--target", "lab", "--dry-run"],
+        &["backup", "list"],
+        &["restore", "--list"],
+        &["analyze"],
+        &["report", "capacity"],
+    ];
+    for args in commands {
+        let mut args = args.to_vec();
+        args.push("--lab");
+        let out = redops_in(project.path(), &args, &[]);
+        expect_exit(&out, 2, &args);
+        assert!(
+            stderr(&out).contains(
+                "redops: --lab: no lab is running in state/lab: start one with `redops lab up`, or pass --config FILE"
+            ),
+            "`redops {}`:\n{}",
+            args.join(" "),
+            describe(&out)
+        );
+    }
+    let elsewhere = project.path().join("mylab");
+    let out = redops_in(
+        project.path(),
+        &["status", "--lab"],
+        &[("REDOPS_LAB_DIR", &elsewhere.to_string_lossy())],
+    );
+    expect_exit(&out, 2, &["status", "--lab"]);
+    assert!(
+        stderr(&out).contains(&format!("start one with `redops lab up --dir {}`", elsewhere.display())),
+        "{}",
+        describe(&out)
+    );
+    // Neither a config nor a lab: the error says how to get either.
+    let out = redops_in(project.path(), &["status"], &[]);
+    expect_exit(&out, 2, &["status"]);
+    assert!(
+        stderr(&out).contains("no --config given, $REDOPS_CONFIG is unset and no lab runs in state/lab"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!project.path().join("state").exists(), "nothing was created");
 }

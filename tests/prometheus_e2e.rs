@@ -134,7 +134,7 @@ fn exported_names(exposition: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_exposition_covers_the_engine_and_passes_promtool() {
-    let Some(promtool) = harness::required_tool("promtool", "prometheus") else {
+    let Some(promtool) = harness::required_tool("promtool") else {
         return;
     };
     let mut engine = Engine::start();
@@ -189,7 +189,7 @@ fn promtool_check(promtool: &Path, text: &str) {
 
 #[test]
 fn a_sentinel_groups_metrics_pass_promtool_with_group_and_role_labels() {
-    let Some(promtool) = harness::required_tool("promtool", "prometheus") else {
+    let Some(promtool) = harness::required_tool("promtool") else {
         return;
     };
     let lab_dir = tempfile::tempdir().unwrap();
@@ -301,7 +301,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn a_real_prometheus_scrapes_redops_and_runs_every_dashboard_query() {
-    let Some(binary) = harness::required_tool("prometheus", "prometheus") else {
+    let Some(binary) = harness::required_tool("prometheus") else {
         return;
     };
     let mut engine = Engine::start();

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
+use super::{ConfigArg, EXIT_FAILED};
 use crate::config::{Config, TargetConfig};
 use crate::history::rollup::{Bucket, HOUR_MS};
 use crate::history::trend::{Point, fit};
@@ -118,10 +118,7 @@ pub fn main(args: Args) -> ExitCode {
 /// The config and the history in its state store, or the exit code after
 /// saying what is wrong.
 pub(super) fn open_history(arg: &ConfigArg) -> Result<(Config, HistoryStore), ExitCode> {
-    let config = Config::load(&arg.config).map_err(|e| {
-        eprintln!("{}", e.diagnostics.render());
-        ExitCode::from(EXIT_USAGE)
-    })?;
+    let (config, _) = arg.load()?;
     let history = crate::store::Store::open(&config.engine.state_dir)
         .and_then(HistoryStore::open)
         .map_err(|e| {

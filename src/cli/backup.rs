@@ -109,13 +109,7 @@ pub fn main(args: Args) -> ExitCode {
 }
 
 pub(crate) fn load_config(arg: &ConfigArg) -> Option<Config> {
-    match Config::load(&arg.config) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("{}", e.diagnostics.render());
-            None
-        }
-    }
+    arg.load().ok().map(|(config, _)| config)
 }
 
 /// Prints the error (secrets blanked) and picks the exit code.

@@ -18,11 +18,15 @@ pub struct CheckArgs {
 }
 
 pub fn check(args: CheckArgs) -> ExitCode {
-    let (diags, summary) = match crate::loader::load(&args.config.config) {
+    let path = match args.config.resolve() {
+        Ok(resolved) => resolved.path,
+        Err(code) => return code,
+    };
+    let (diags, summary) = match crate::loader::load(&path) {
         Ok(loaded) => {
             let summary = format!(
                 "{}: {} target(s), {} rule(s), {} playbook(s), {} receiver(s)",
-                args.config.config.display(),
+                path.display(),
                 loaded.config.targets.len(),
                 loaded.rules.len(),
                 loaded.playbooks.names().len(),

@@ -64,7 +64,15 @@ fn up(dir: &Path) -> Result<ExitCode, LabError> {
     }
     print_nodes(&lab.state.status());
     println!("Config: {}", lab.config.display());
-    println!("Next:   redops run --config {}", lab.config.display());
+    // Every command given no --config uses a running lab's config (see
+    // cli::config_arg); a lab elsewhere than the default needs --lab-dir.
+    let lab_dir = if dir == Path::new(DEFAULT_LAB_DIR) {
+        String::new()
+    } else {
+        format!(" --lab-dir {}", dir.display())
+    };
+    println!("Next:   redops run --lab{lab_dir}");
+    println!("        redops sentinel validate --lab{lab_dir}   (or status, alerts list, playbook run, ...)");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -146,7 +154,7 @@ fn print_nodes(status: &LabStatus) {
     }
 }
 
-fn lab_command(dir: &Path, sub: &str) -> String {
+pub(super) fn lab_command(dir: &Path, sub: &str) -> String {
     if dir == Path::new(DEFAULT_LAB_DIR) {
         format!("redops lab {sub}")
     } else {

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod analyze;
 pub mod backup;
 pub mod check;
+pub mod config_arg;
 pub mod lab;
 pub mod playbook;
 pub mod report;
@@ -17,7 +18,6 @@ pub mod silence;
 pub mod status;
 pub mod test;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -65,14 +65,7 @@ pub enum Command {
     Report(report::Args),
 }
 
-pub const DEFAULT_CONFIG: &str = "config/redops.toml";
-
-#[derive(Debug, clap::Args)]
-pub struct ConfigArg {
-    /// The engine's config file.
-    #[arg(long, short, global = true, env = "REDOPS_CONFIG", default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
-}
+pub use config_arg::{ConfigArg, ConfigSource, DEFAULT_CONFIG, ResolvedConfig};
 
 /// Loads the config and opens one part of its state store, printing what
 /// went wrong and giving the exit code when either fails.
@@ -80,10 +73,7 @@ pub fn open_state<T>(
     config: &ConfigArg,
     open: impl FnOnce(crate::store::Store) -> Result<T, crate::store::StoreError>,
 ) -> Result<T, ExitCode> {
-    let config = crate::config::Config::load(&config.config).map_err(|e| {
-        eprintln!("{}", e.diagnostics.render());
-        ExitCode::from(EXIT_USAGE)
-    })?;
+    let (config, _) = config.load()?;
     crate::store::Store::open(&config.engine.state_dir)
         .and_then(open)
         .map_err(|e| {

@@ -58,12 +58,9 @@ pub fn main(args: Args) -> ExitCode {
         dry_run,
         json,
     } = args.command;
-    let config = match Config::load(&args.config.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}", e.diagnostics.render());
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let config = match args.config.load() {
+        Ok((config, _)) => config,
+        Err(code) => return code,
     };
     let params = match parse_params(&params) {
         Ok(p) => p,

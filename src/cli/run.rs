@@ -14,28 +14,14 @@ pub struct RunArgs {
     /// Record playbook side effects instead of performing them.
     #[arg(long)]
     pub dry_run: bool,
-    /// Bring the local lab up (a master, a replica, three Sentinels) if it is
-    /// not, and run on it with the shipped rules and playbooks.
-    /// (`--config` and REDOPS_CONFIG are ignored with it.)
-    #[arg(long)]
-    pub lab: bool,
-    /// Where the lab lives, with `--lab`.
-    #[arg(long, env = "REDOPS_LAB_DIR", default_value = crate::lab::topology::DEFAULT_LAB_DIR)]
-    pub lab_dir: std::path::PathBuf,
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let config_path = if args.lab {
-        eprintln!("redops: bringing the lab up in {}", args.lab_dir.display());
-        match crate::lab::topology::ensure_up(&args.lab_dir) {
-            Ok(path) => path,
-            Err(e) => {
-                eprintln!("redops: cannot bring the lab up: {e}");
-                return ExitCode::from(EXIT_FAILED);
-            }
-        }
-    } else {
-        args.config.config.clone()
+    // `--lab` here brings the lab up if it is not, and runs on it with the
+    // shipped rules and playbooks.
+    let config_path = match args.config.resolve_starting_lab() {
+        Ok(resolved) => resolved.path,
+        Err(code) => return code,
     };
     let loaded = match crate::loader::load(&config_path) {
         Ok(l) => l,

@@ -4,8 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
-use crate::config::Config;
+use super::{ConfigArg, ConfigSource, EXIT_FAILED, EXIT_USAGE};
 use crate::sentinel::discovery::{Discoverer, GroupView};
 
 #[derive(Debug, clap::Args)]
@@ -32,12 +31,9 @@ pub enum SentinelCommand {
 }
 
 pub fn sentinel(args: SentinelArgs) -> ExitCode {
-    let config = match Config::load(&args.config.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}", e.diagnostics.render());
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let (config, resolved) = match args.config.load() {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let groups: Vec<_> = config
         .sentinels
@@ -46,9 +42,15 @@ pub fn sentinel(args: SentinelArgs) -> ExitCode {
         .cloned()
         .collect();
     if groups.is_empty() {
+        // The default config of a checkout has no group: the user most
+        // likely meant a lab that is not running.
+        let hint = match resolved.source {
+            ConfigSource::Default => "; pass --config FILE, or start a lab with `redops lab up`",
+            _ => "",
+        };
         eprintln!(
-            "redops sentinel: {} has no [[sentinel]] group{}",
-            args.config.config.display(),
+            "redops sentinel: {} has no [[sentinel]] group{}{hint}",
+            resolved.path.display(),
             args.group.as_ref().map(|g| format!(" named `{g}`")).unwrap_or_default()
         );
         return ExitCode::from(EXIT_USAGE);

@@ -9,9 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
+use super::{ConfigArg, EXIT_FAILED};
 use crate::api::state::{TargetView, guide_checks, worst};
-use crate::config::Config;
 use crate::event::{MetricValue, Metrics};
 use crate::redis::metrics::{Limits, MetricsDeriver};
 
@@ -51,12 +50,9 @@ async fn sample(target: &crate::config::TargetConfig, timeout: Duration) -> Resu
 }
 
 pub fn main(args: Args) -> ExitCode {
-    let config = match Config::load(&args.config.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}", e.diagnostics.render());
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let config = match args.config.load() {
+        Ok((config, _)) => config,
+        Err(code) => return code,
     };
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         eprintln!("redops status: cannot start the async runtime");

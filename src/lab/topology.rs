@@ -505,6 +505,18 @@ pub fn ensure_up(dir: &Path) -> Result<PathBuf, LabError> {
     Ok(up(dir)?.config)
 }
 
+/// The `redops.toml` of the lab in `dir` while any of its processes runs,
+/// for commands that are given no `--config`. Only `lab.json` and the pids
+/// are looked at, never the network: it runs before every such command, and
+/// a lab that is partly down (`chaos outage`) is still the one to inspect.
+/// `None` when there is no lab or when none of its processes is left (after
+/// a reboot, say).
+pub fn running_config(dir: &Path) -> Result<Option<PathBuf>, LabError> {
+    Ok(LabState::load(dir)?
+        .filter(|state| state.nodes.iter().any(|n| owns_pid(n.pid)))
+        .map(|state| state.config_path()))
+}
+
 pub fn render_config(sentinel_addrs: &[String]) -> String {
     let sentinels = sentinel_addrs
         .iter()
@@ -533,6 +545,10 @@ type = "log"
 [receiver.webhook]
 type = "webhook"
 url = "${{REDOPS_WEBHOOK_URL:-http://127.0.0.1:9099/redops}}"
+
+[playbooks]
+# warm_cache's http.get reaches the local application only.
+http_allow = ["127.0.0.1", "localhost"]
 "#
     )
 }
@@ -789,6 +805,34 @@ mod tests {
         fs::write(dir.path().join(STATE_FILE), "{").unwrap();
         let error = LabState::load(dir.path()).unwrap_err();
         assert!(error.to_string().contains("redops lab down"), "{error}");
+    }
+
+    #[test]
+    fn a_lab_without_a_live_redis_process_is_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(running_config(dir.path()).unwrap(), None, "no lab.json");
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let reaped = child.wait().map(|_| child.id()).unwrap();
+        let node = |pid: u32| LabNode {
+            name: "master".to_string(),
+            kind: NodeKind::Redis,
+            port: 6379,
+            pid,
+            dir: dir.path().join("master"),
+        };
+        // This test's own pid is alive but is no redis-server: a pid reused
+        // after a reboot must not make a stale lab.json look running.
+        let state = LabState {
+            dir: dir.path().to_path_buf(),
+            master_name: MASTER_NAME.to_string(),
+            nodes: vec![node(reaped), node(std::process::id())],
+        };
+        state.save().unwrap();
+        assert_eq!(running_config(dir.path()).unwrap(), None);
+
+        fs::write(dir.path().join(STATE_FILE), "{").unwrap();
+        assert!(running_config(dir.path()).is_err(), "a corrupt lab.json is an error");
     }
 
     #[test]

@@ -863,15 +863,71 @@ pub fn fill_memory_to(conn: &mut redis::Connection, pct: f64) {
 // ---------------------------------------------------------------------------
 // Tools a test needs installed
 
+/// scripts/test-tools.txt: every external program the tests run and its
+/// Debian package. scripts/test.sh installs from it; tests/tools_list.rs
+/// keeps it complete.
+pub const TOOLS_LIST_PATH: &str = "scripts/test-tools.txt";
+pub const TOOLS_LIST: &str = include_str!("../../scripts/test-tools.txt");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ToolCheck {
+    /// An executable of that name on PATH.
+    Command,
+    /// A module /usr/bin/python3 imports.
+    Python3Module,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    pub name: String,
+    pub package: String,
+    pub check: ToolCheck,
+    /// 1-based, for messages.
+    pub line: usize,
+}
+
+/// The entries of scripts/test-tools.txt, read the way scripts/test.sh
+/// reads them (`#` starts a comment; `name package [check]`); panics naming
+/// the line of a malformed one.
+pub fn tools_list() -> Vec<Tool> {
+    let mut tools = Vec::new();
+    for (i, raw) in TOOLS_LIST.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or_default();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let check = match fields.as_slice() {
+            [] => continue,
+            [_, _] | [_, _, "command"] => ToolCheck::Command,
+            [_, _, "python3-module"] => ToolCheck::Python3Module,
+            _ => panic!(
+                "{TOOLS_LIST_PATH}:{}: expected `name package [command|python3-module]`, got {raw:?}",
+                i + 1
+            ),
+        };
+        tools.push(Tool {
+            name: fields[0].to_string(),
+            package: fields[1].to_string(),
+            check,
+            line: i + 1,
+        });
+    }
+    tools
+}
+
 /// The binary on PATH; `None` (with a loud message) when it is missing and
 /// REDOPS_REQUIRE_ALL is unset. scripts/test.sh installs it and sets the
-/// variable, so CI never skips.
-pub fn required_tool(name: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
+/// variable, so CI never skips. Panics when `name` is not in
+/// scripts/test-tools.txt: there, test.sh would not install it.
+pub fn required_tool(name: &str) -> Option<PathBuf> {
+    let package = tools_list()
+        .into_iter()
+        .find(|t| t.name == name && t.check == ToolCheck::Command)
+        .map(|t| t.package)
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not in {TOOLS_LIST_PATH}: add it with its Debian package, so scripts/test.sh installs it"
+            )
+        });
+    let found = find_on_path(name);
     if found.is_none() {
         if std::env::var_os("REDOPS_REQUIRE_ALL").is_some() {
             panic!("`{name}` is not installed and REDOPS_REQUIRE_ALL is set: apt-get install {package}");
@@ -896,4 +952,13 @@ pub fn wait_outbox_drained(dir: &Path, timeout: Duration) {
         outbox.pending().is_ok_and(|p| p.is_empty())
     });
     assert!(drained, "the engine's outbox still holds {:?}", outbox.pending());
+}
+
+/// Where `name` is on PATH, as `type -P` in scripts/test.sh finds it.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
