@@ -34,7 +34,8 @@
 //! - [`backup`]: RDB snapshots over `SYNC` and logical `DUMP` backups, sealed
 //!   with zstd and age, cataloged in the store, verified and restored.
 //! - [`lab`]: local `redis-server` processes, shared with the test harness.
-//! - Small pieces: [`glob`] (Redis key patterns), [`template`] (`{{ name }}`
+//! - Small pieces: [`status`] (ok, unknown, warning, critical: the guide's
+//!   verdicts and their thresholds), [`glob`] (Redis key patterns), [`template`] (`{{ name }}`
 //!   summaries), [`secrets`] (redaction of every secret we know), [`logging`]
 //!   (one log line per event, whatever the values hold).
 
@@ -61,5 +62,6 @@ pub mod ruletest;
 pub mod secrets;
 pub mod sentinel;
 pub mod sources;
+pub mod status;
 pub mod store;
 pub mod template;

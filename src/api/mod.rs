@@ -29,6 +29,7 @@ use crate::alerts::store::{AlertStore, now_ms};
 use crate::backup::Catalog;
 use crate::config::ApiConfig;
 use crate::playbooks::runs::RunStore;
+use crate::status::Status;
 use state::EngineView;
 
 /// Everything the API reads and writes, handed over by the engine in one
@@ -190,19 +191,19 @@ async fn health(State(api): State<Api>) -> Response {
 /// any target is critical or down.
 async fn health_redis(State(api): State<Api>) -> Response {
     let snapshot = api.view.snapshot();
-    let mut worst = "ok";
+    let mut worst = Status::Ok;
     let mut targets = serde_json::Map::new();
     for (name, t) in &snapshot.targets {
         let checks = state::guide_checks(t);
         let status = if !t.up {
-            "critical"
+            Status::Critical
         } else {
-            state::worst(checks.iter().map(|c| c.status))
+            Status::worst(checks.iter().map(|c| c.status))
         };
-        worst = state::worst([worst, status]);
+        worst = worst.max(status);
         targets.insert(name.clone(), json!({ "status": status, "up": t.up, "checks": checks }));
     }
-    let code = if worst == "critical" {
+    let code = if worst == Status::Critical {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

@@ -9,6 +9,8 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::status::Status;
+
 use crate::event::{Event, MetricValue, Metrics};
 use crate::rules::{Rule, SourceKind};
 
@@ -219,7 +221,7 @@ impl EngineView {
 pub struct Check {
     pub metric: &'static str,
     pub value: Option<f64>,
-    pub status: &'static str,
+    pub status: Status,
     pub thresholds: &'static str,
 }
 
@@ -228,16 +230,6 @@ pub struct Check {
 /// fragmentation < 1.5 (warning 1.5–2.0, critical > 2.0).
 pub fn guide_checks(t: &TargetView) -> Vec<Check> {
     let get = |m: &str| t.metrics.get(m).and_then(MetricValue::as_f64);
-    let above = |v: Option<f64>, warn: f64, crit: f64| match v {
-        Some(v) if v > crit => "critical",
-        Some(v) if v > warn => "warning",
-        _ => "ok",
-    };
-    let below = |v: Option<f64>, warn: f64, crit: f64| match v {
-        Some(v) if v < crit => "critical",
-        Some(v) if v < warn => "warning",
-        _ => "ok",
-    };
     let memory = get("memory_used_pct");
     let hit = get("hit_ratio");
     let frag = get("mem_fragmentation_ratio");
@@ -248,31 +240,26 @@ pub fn guide_checks(t: &TargetView) -> Vec<Check> {
         Check {
             metric: "memory_used_pct",
             value: memory,
-            status: above(memory, 70.0, 85.0),
+            status: Status::above(memory, 70.0, 85.0),
             thresholds: "warning > 70, critical > 85",
         },
         Check {
             metric: "hit_ratio",
             value: hit,
-            status: below(hit, 90.0, 80.0),
+            status: Status::below(hit, 90.0, 80.0),
             thresholds: "warning < 90, critical < 80",
         },
         Check {
             metric: "mem_fragmentation_ratio",
             value: frag,
-            status: if sizeable { above(frag, 1.5, 2.0) } else { "ok" },
+            status: if sizeable {
+                Status::above(frag, 1.5, 2.0)
+            } else {
+                Status::Ok
+            },
             thresholds: "warning > 1.5, critical > 2.0 (judged from 64 MiB of data)",
         },
     ]
-}
-
-pub fn worst<'a>(statuses: impl IntoIterator<Item = &'a str>) -> &'a str {
-    let rank = |s: &str| match s {
-        "critical" => 2,
-        "warning" => 1,
-        _ => 0,
-    };
-    statuses.into_iter().max_by_key(|s| rank(s)).unwrap_or("ok")
 }
 
 #[cfg(test)]

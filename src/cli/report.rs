@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use crate::status::Status;
+
 use super::{ConfigArg, EXIT_FAILED};
 use crate::history::HistoryStore;
 use crate::history::rollup::HOUR_MS;
@@ -44,14 +46,14 @@ const FULL_SOON_DAYS: f64 = 14.0;
 #[derive(Debug, Serialize)]
 pub struct CapacityReport {
     pub weeks: u32,
-    pub status: &'static str,
+    pub status: Status,
     pub targets: Vec<TargetCapacity>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct TargetCapacity {
     pub target: String,
-    pub status: &'static str,
+    pub status: Status,
     /// When the newest sample behind the current values was taken: a
     /// target no longer sampled shows old values, not no values.
     pub sampled_at_ms: Option<i64>,
@@ -69,7 +71,7 @@ pub struct MemoryRow {
     pub growth_bytes_per_week: Option<f64>,
     pub days_until_full: Option<f64>,
     pub action: &'static str,
-    pub status: &'static str,
+    pub status: Status,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -80,7 +82,7 @@ pub struct ConnectionRow {
     pub growth_per_week: Option<f64>,
     pub days_until_full: Option<f64>,
     pub action: &'static str,
-    pub status: &'static str,
+    pub status: Status,
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -101,7 +103,7 @@ pub fn main(args: Args) -> ExitCode {
     } else {
         print_report(&report);
     }
-    if report.status == "critical" {
+    if report.status == Status::Critical {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
@@ -141,7 +143,7 @@ pub fn capacity(
         );
         targets.push(TargetCapacity {
             target: name,
-            status: worst([memory.status, connections.status]),
+            status: memory.status.max(connections.status),
             sampled_at_ms,
             memory,
             connections,
@@ -149,7 +151,7 @@ pub fn capacity(
     }
     Ok(CapacityReport {
         weeks,
-        status: worst(targets.iter().map(|t| t.status)),
+        status: Status::worst(targets.iter().map(|t| t.status)),
         targets,
     })
 }
@@ -157,44 +159,30 @@ pub fn capacity(
 /// The guide's memory matrix. Growth is in percentage points of the limit a
 /// week. The guide names no action between 5 and 10 %/week; redops takes
 /// the more cautious one.
-pub fn memory_action(used_pct: f64, growth_pct_per_week: Option<f64>) -> (&'static str, &'static str) {
+pub fn memory_action(used_pct: f64, growth_pct_per_week: Option<f64>) -> (&'static str, Status) {
     match (used_pct, growth_pct_per_week) {
-        (p, _) if p > 85.0 => ("Emergency capacity increase", "critical"),
-        (p, _) if p >= 70.0 => ("Increase capacity immediately", "warning"),
-        (p, Some(g)) if p >= 50.0 && g >= 5.0 => ("Increase capacity soon", "warning"),
-        (p, _) if p >= 50.0 => ("Plan for growth", "ok"),
-        _ => ("Monitor trends", "ok"),
+        (p, _) if p > 85.0 => ("Emergency capacity increase", Status::Critical),
+        (p, _) if p >= 70.0 => ("Increase capacity immediately", Status::Warning),
+        (p, Some(g)) if p >= 50.0 && g >= 5.0 => ("Increase capacity soon", Status::Warning),
+        (p, _) if p >= 50.0 => ("Plan for growth", Status::Ok),
+        _ => ("Monitor trends", Status::Ok),
     }
 }
 
 /// The guide's connection matrix, written for `maxclients 10000` and scaled
 /// to the server's own limit: under 50 %, 50–80 %, over 80 %.
-pub fn connection_action(used_pct: f64) -> (&'static str, &'static str) {
+pub fn connection_action(used_pct: f64) -> (&'static str, Status) {
     match used_pct {
-        p if p > 80.0 => ("Optimize connections immediately", "critical"),
-        p if p >= 50.0 => ("Plan connection pooling", "warning"),
-        _ => ("Monitor growth", "ok"),
+        p if p > 80.0 => ("Optimize connections immediately", Status::Critical),
+        p if p >= 50.0 => ("Plan connection pooling", Status::Warning),
+        _ => ("Monitor growth", Status::Ok),
     }
 }
 
-/// The most urgent status: critical, warning, unknown (no data to judge
-/// by), ok.
-fn worst<'a>(statuses: impl IntoIterator<Item = &'a str>) -> &'a str {
-    let rank = |s: &str| match s {
-        "critical" => 3,
-        "warning" => 2,
-        "unknown" => 1,
-        _ => 0,
-    };
-    statuses
-        .into_iter()
-        .fold("ok", |a, b| if rank(b) > rank(a) { b } else { a })
-}
-
 /// A forecast inside [`FULL_SOON_DAYS`] raises an `ok` row to `warning`.
-fn full_soon(status: &'static str, days: Option<f64>) -> &'static str {
+fn full_soon(status: Status, days: Option<f64>) -> Status {
     match days {
-        Some(d) if d < FULL_SOON_DAYS => worst([status, "warning"]),
+        Some(d) if d < FULL_SOON_DAYS => status.max(Status::Warning),
         _ => status,
     }
 }
@@ -210,7 +198,7 @@ fn memory_row(
     let days_until_full = bytes_trend.and_then(|f| f.days_until(maxmemory.unwrap_or(0.0)));
     let (action, status) = match used_pct {
         Some(p) => memory_action(p, growth_pct_per_week),
-        None => ("No memory samples in the history yet", "unknown"),
+        None => ("No memory samples in the history yet", Status::Unknown),
     };
     MemoryRow {
         used_memory: used,
@@ -230,7 +218,7 @@ fn connection_row(clients: Option<f64>, maxclients: Option<f64>, trend: Option<F
     let days_until_full = trend.and_then(|f| f.days_until(limit.unwrap_or(0.0)));
     let (action, status) = match used_pct {
         Some(p) => connection_action(p),
-        None => ("No connection samples in the history yet", "unknown"),
+        None => ("No connection samples in the history yet", Status::Unknown),
     };
     ConnectionRow {
         connected_clients: clients,
@@ -250,7 +238,7 @@ fn print_report(report: &CapacityReport) {
     for t in &report.targets {
         let m = &t.memory;
         let c = &t.connections;
-        println!("\n[{}] {}", t.status.to_uppercase(), t.target);
+        println!("\n[{}] {}", t.status.as_str().to_uppercase(), t.target);
         println!(
             "    memory       {} of {} ({}), growth {}/week ({}), full in {} -> {} [{}]",
             bytes(m.used_memory),
@@ -282,30 +270,39 @@ mod tests {
 
     #[test]
     fn the_memory_matrix_of_the_guide() {
-        assert_eq!(memory_action(10.0, Some(50.0)), ("Monitor trends", "ok"));
-        assert_eq!(memory_action(60.0, Some(2.0)), ("Plan for growth", "ok"));
-        assert_eq!(memory_action(60.0, None), ("Plan for growth", "ok"));
-        assert_eq!(memory_action(60.0, Some(12.0)), ("Increase capacity soon", "warning"));
-        assert_eq!(memory_action(60.0, Some(7.0)), ("Increase capacity soon", "warning"));
+        assert_eq!(memory_action(10.0, Some(50.0)), ("Monitor trends", Status::Ok));
+        assert_eq!(memory_action(60.0, Some(2.0)), ("Plan for growth", Status::Ok));
+        assert_eq!(memory_action(60.0, None), ("Plan for growth", Status::Ok));
+        assert_eq!(
+            memory_action(60.0, Some(12.0)),
+            ("Increase capacity soon", Status::Warning)
+        );
+        assert_eq!(
+            memory_action(60.0, Some(7.0)),
+            ("Increase capacity soon", Status::Warning)
+        );
         assert_eq!(
             memory_action(75.0, Some(-1.0)),
-            ("Increase capacity immediately", "warning")
+            ("Increase capacity immediately", Status::Warning)
         );
-        assert_eq!(memory_action(90.0, None), ("Emergency capacity increase", "critical"));
+        assert_eq!(
+            memory_action(90.0, None),
+            ("Emergency capacity increase", Status::Critical)
+        );
     }
 
     #[test]
     fn the_connection_matrix_scales_to_maxclients() {
-        assert_eq!(connection_action(40.0), ("Monitor growth", "ok"));
-        assert_eq!(connection_action(65.0), ("Plan connection pooling", "warning"));
+        assert_eq!(connection_action(40.0), ("Monitor growth", Status::Ok));
+        assert_eq!(connection_action(65.0), ("Plan connection pooling", Status::Warning));
         assert_eq!(
             connection_action(85.0),
-            ("Optimize connections immediately", "critical")
+            ("Optimize connections immediately", Status::Critical)
         );
         let row = connection_row(Some(900.0), Some(1000.0), None);
-        assert_eq!((row.used_pct, row.status), (Some(90.0), "critical"));
+        assert_eq!((row.used_pct, row.status), (Some(90.0), Status::Critical));
         let unknown = connection_row(Some(900.0), Some(0.0), None);
-        assert_eq!((unknown.used_pct, unknown.status), (None, "unknown"));
+        assert_eq!((unknown.used_pct, unknown.status), (None, Status::Unknown));
     }
 
     #[test]
@@ -318,6 +315,6 @@ mod tests {
         };
         let row = memory_row(Some(900.0), Some(3000.0), Some(30.0), Some(growing), None);
         assert_eq!(row.days_until_full, Some(10.0));
-        assert_eq!((row.action, row.status), ("Monitor trends", "warning"));
+        assert_eq!((row.action, row.status), ("Monitor trends", Status::Warning));
     }
 }

@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use super::{ConfigArg, EXIT_FAILED};
-use crate::api::state::{TargetView, guide_checks, worst};
+use crate::api::state::{TargetView, guide_checks};
 use crate::event::{MetricValue, Metrics};
 use crate::redis::metrics::{Limits, MetricsDeriver};
+use crate::status::Status;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -94,7 +95,7 @@ pub fn main(args: Args) -> ExitCode {
         .unwrap_or_default();
     let now_ms = crate::alerts::store::now_ms();
 
-    let mut overall = "ok";
+    let mut overall = Status::Ok;
     let mut report = Vec::new();
     for (name, result) in &samples {
         let (status, checks, metrics, error) = match result {
@@ -106,11 +107,11 @@ pub fn main(args: Args) -> ExitCode {
                     metrics: m.clone(),
                 };
                 let checks = guide_checks(&view);
-                (worst(checks.iter().map(|c| c.status)), checks, m.clone(), None)
+                (Status::worst(checks.iter().map(|c| c.status)), checks, m.clone(), None)
             }
-            Err(e) => ("critical", Vec::new(), Metrics::new(), Some(e.clone())),
+            Err(e) => (Status::Critical, Vec::new(), Metrics::new(), Some(e.clone())),
         };
-        overall = worst([overall, status]);
+        overall = overall.max(status);
         let last_backup_age = backups
             .iter()
             .filter(|b| &b.target == name)
@@ -139,9 +140,9 @@ pub fn main(args: Args) -> ExitCode {
             serde_json::to_string_pretty(&json!({ "status": overall, "targets": report })).unwrap_or_default()
         );
     } else {
-        print_report(&report, overall);
+        print_report(&report, overall.as_str());
     }
-    if overall == "critical" {
+    if overall == Status::Critical {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
