@@ -115,7 +115,8 @@ impl Default for EngineConfig {
 pub struct TargetConfig {
     pub name: String,
     /// `redis://host:port/db`. A password belongs in `password`, from the
-    /// environment, not in the URL.
+    /// environment, not in the URL; one written there is redacted all the same.
+    #[serde(deserialize_with = "crate::secrets::redis_url")]
     pub url: String,
     #[serde(default)]
     pub username: Option<String>,
@@ -154,6 +155,9 @@ pub struct LogReceiverConfig {}
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
+    /// Its path and query are redacted as secrets: chat hooks carry their
+    /// token there.
+    #[serde(deserialize_with = "crate::secrets::webhook_url")]
     pub url: String,
     #[serde(default)]
     pub format: WebhookFormat,
