@@ -40,6 +40,8 @@ const MASK: &[u8] = b"***";
 /// automaton that finds them all in one pass over a message.
 struct Redactor {
     values: Vec<Vec<u8>>,
+    /// Per value: hidden wherever found, or only where it stands apart.
+    everywhere: Vec<bool>,
     matcher: AhoCorasick,
 }
 
@@ -53,19 +55,39 @@ pub fn register(value: &str) {
 
 /// Registers a value known to be secret, whatever its length.
 pub fn register_secret(value: &str) {
+    add(value, value.len() >= SHORT_SECRET_LEN);
+}
+
+/// Registers a part of a URL (a webhook's path or query): hidden where it
+/// stands apart, as it does in any URL, but not inside a longer word, so
+/// that a plain path such as `/hook` leaves `http://hookserver` alone.
+fn register_url_part(value: &str) {
+    add(value, false);
+}
+
+fn add(value: &str, everywhere: bool) {
     if value.is_empty() {
         return;
     }
-    let forms = written_forms(value);
     let mut current = REDACTOR.write().unwrap_or_else(|e| e.into_inner());
-    let mut values = current.as_ref().map(|r| r.values.clone()).unwrap_or_default();
-    let known = values.len();
-    for form in forms {
-        if !values.contains(&form) {
-            values.push(form);
+    let (mut values, mut hiding) = current
+        .as_ref()
+        .map(|r| (r.values.clone(), r.everywhere.clone()))
+        .unwrap_or_default();
+    let mut changed = false;
+    for form in written_forms(value) {
+        match values.iter().position(|v| *v == form) {
+            // A value registered twice is hidden the stricter way.
+            Some(i) if everywhere && !hiding[i] => hiding[i] = true,
+            Some(_) => continue,
+            None => {
+                values.push(form);
+                hiding.push(everywhere);
+            }
         }
+        changed = true;
     }
-    if values.len() == known {
+    if !changed {
         return;
     }
     // Overlapping matches are all reported, so that one secret inside or
@@ -75,7 +97,11 @@ pub fn register_secret(value: &str) {
         .build(&values)
         // Fails only past millions of patterns; a config holds dozens.
         .expect("the secrets of a config fit in one automaton");
-    *current = Some(Arc::new(Redactor { values, matcher }));
+    *current = Some(Arc::new(Redactor {
+        values,
+        everywhere: hiding,
+        matcher,
+    }));
 }
 
 /// The value as it is written raw, in a `Debug` field (`"a\"b"` → `a\"b`)
@@ -138,7 +164,7 @@ pub fn register_webhook_url(url: &str) {
     for part in parts {
         // The bare root says nothing; anything more may be the token.
         if !part.is_empty() && part != "/" {
-            register_secret(&part);
+            register_url_part(&part);
         }
     }
 }
@@ -200,7 +226,10 @@ pub fn redact_bytes(text: &[u8]) -> Cow<'_, [u8]> {
     let mut hidden: Vec<Range<usize>> = redactor
         .matcher
         .find_overlapping_iter(text)
-        .filter(|m| stands_apart(&redactor.values[m.pattern().as_usize()], text, m.range()))
+        .filter(|m| {
+            let i = m.pattern().as_usize();
+            redactor.everywhere[i] || stands_apart(&redactor.values[i], text, m.range())
+        })
         .map(|m| m.range())
         .collect();
     if hidden.is_empty() {
@@ -223,13 +252,9 @@ pub fn redact_bytes(text: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Whether a match of `secret` at `at` is to be hidden: always for a secret
-/// of 4 bytes or more; for a shorter one, only where it is not glued to a
-/// letter, digit or `_` on a side where it starts or ends with one itself.
+/// Whether `secret` found at `at` is not glued to a letter, digit or `_` on
+/// a side where it starts or ends with one itself (as regex's `\b`).
 fn stands_apart(secret: &[u8], text: &[u8], at: Range<usize>) -> bool {
-    if secret.len() >= SHORT_SECRET_LEN {
-        return true;
-    }
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let glued_before = at.start > 0 && word(secret[0]) && word(text[at.start - 1]);
     let glued_after = at.end < text.len() && word(secret[secret.len() - 1]) && word(text[at.end]);
@@ -350,6 +375,10 @@ mod tests {
         );
         assert_eq!(redact("path /services/T01/B02/tok3n-77 only"), "path *** only");
         assert_eq!(redact("query key=q-88 only"), "query *** only");
+        // A plain path is hidden in a URL, not inside a longer word.
+        register_webhook_url("http://127.0.0.1:9/hoo");
+        assert_eq!(redact("POST http://127.0.0.1:9/hoo failed"), "POST http://127.0.0.1:9*** failed");
+        assert_eq!(redact("http://hoouser@host/hoo?x"), "http://hoouser@host***?x");
         // A bare host has nothing secret.
         register_webhook_url("https://plain.example.com/");
         assert_eq!(redact("https://plain.example.com/"), "https://plain.example.com/");
