@@ -47,7 +47,7 @@ pub struct Config {
     pub ha: HaConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     pub rules_dir: PathBuf,
@@ -138,7 +138,7 @@ pub struct TargetConfig {
     pub tls_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ReceiverConfig {
     Webhook(WebhookConfig),
@@ -148,11 +148,11 @@ pub enum ReceiverConfig {
     Log(LogReceiverConfig),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogReceiverConfig {}
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Its path and query are redacted as secrets: chat hooks carry their
@@ -196,7 +196,7 @@ pub enum WebhookFormat {
 }
 
 /// `[api]`: the HTTP API, metrics and dashboard.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub enabled: bool,
@@ -219,7 +219,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlaybookConfig {
     /// Wall-clock deadline of one run.
