@@ -218,16 +218,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         }
     }
     tokio::spawn(prune_outbox(notifier.outbox().clone(), effects_stop.clone()));
-    let all_receivers = notifier.receiver_names();
-    tracing::info!(
-        targets = config.targets.len(),
-        rules = rules.len(),
-        receivers = all_receivers.len(),
-        sentinel_groups = config.sentinels.len(),
-        dry_run = options.dry_run,
-        "Engine started"
-    );
-
+    // Watching before saying "started": a change written from then on is seen.
     let (reload_tx, mut reload_rx) = mpsc::channel::<String>(1);
     let _watcher = crate::reload::watch(
         &config.path,
@@ -237,6 +228,15 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     .map_err(|e| tracing::warn!(error = %e, "Hot reload from file changes is off; SIGHUP still reloads"))
     .ok();
     spawn_sighup(reload_tx);
+    let all_receivers = notifier.receiver_names();
+    tracing::info!(
+        targets = config.targets.len(),
+        rules = rules.len(),
+        receivers = all_receivers.len(),
+        sentinel_groups = config.sentinels.len(),
+        dry_run = options.dry_run,
+        "Engine started"
+    );
     let mut reload_failed: Option<Alert> = None;
     // What the receivers' workers deliver with now: a reload rebuilds those
     // whose settings changed.
