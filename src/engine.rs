@@ -695,7 +695,11 @@ age_passphrase = "backup-pass-1"
             ("api-token-1", "api-token-2", Some("[api]")),
             ("backup-pass-1", "backup-pass-2", Some("[backup]")),
             ("sentinel-pass-1", "sentinel-pass-2", Some("[[sentinel]]")),
-            ("target-pass-1", "target-pass-2", Some("[[target]] url or password, for playbooks")),
+            (
+                "target-pass-1",
+                "target-pass-2",
+                Some("[[target]] url or password, for playbooks"),
+            ),
             // Rebuilt at once by `apply_receivers`.
             ("hmac-key-1", "hmac-key-2", None),
             ("smtp-pass-1", "smtp-pass-2", None),
@@ -712,6 +716,9 @@ age_passphrase = "backup-pass-1"
         // What comparing by `Debug` missed.
         let rotated = config(&CONFIG.replace("api-token-1", "api-token-2"));
         assert_eq!(format!("{:?}", running.api), format!("{:?}", rotated.api));
-        assert_ne!(running.receivers, config(&CONFIG.replace("hmac-key-1", "hmac-key-2")).receivers);
+        assert_ne!(
+            running.receivers,
+            config(&CONFIG.replace("hmac-key-1", "hmac-key-2")).receivers
+        );
     }
 }

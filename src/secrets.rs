@@ -154,7 +154,12 @@ pub fn register_webhook_url(url: &str) {
     let tail = &rest[start..];
     let path_and_query = tail.split('#').next().unwrap_or_default();
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let mut parts = vec![tail.to_owned(), path_and_query.to_owned(), path.to_owned(), query.to_owned()];
+    let mut parts = vec![
+        tail.to_owned(),
+        path_and_query.to_owned(),
+        path.to_owned(),
+        query.to_owned(),
+    ];
     // The client sends the URL normalised (percent-encoded), which is how a
     // dependency would print it.
     if let Ok(parsed) = reqwest::Url::parse(url) {
@@ -208,7 +213,9 @@ pub fn redact(text: &str) -> String {
         Cow::Borrowed(_) => text.to_owned(),
         // A whole UTF-8 value found in UTF-8 text starts and ends on
         // character boundaries, so the result is UTF-8 too.
-        Cow::Owned(bytes) => String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        Cow::Owned(bytes) => {
+            String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }
     }
 }
 
@@ -377,7 +384,10 @@ mod tests {
         assert_eq!(redact("query key=q-88 only"), "query *** only");
         // A plain path is hidden in a URL, not inside a longer word.
         register_webhook_url("http://127.0.0.1:9/hoo");
-        assert_eq!(redact("POST http://127.0.0.1:9/hoo failed"), "POST http://127.0.0.1:9*** failed");
+        assert_eq!(
+            redact("POST http://127.0.0.1:9/hoo failed"),
+            "POST http://127.0.0.1:9*** failed"
+        );
         assert_eq!(redact("http://hoouser@host/hoo?x"), "http://hoouser@host***?x");
         // A bare host has nothing secret.
         register_webhook_url("https://plain.example.com/");

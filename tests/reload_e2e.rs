@@ -186,7 +186,10 @@ fn edited_routes_and_receiver_urls_apply_at_once_and_a_new_receiver_waits_for_a_
 
     // A new receiver needs a restart: the engine says so and keeps the
     // routes and receivers it runs with.
-    let pager = format!("[receiver.pager]\ntype = \"webhook\"\nurl = \"{}\"\n\n", hook.url_for("/pager"));
+    let pager = format!(
+        "[receiver.pager]\ntype = \"webhook\"\nurl = \"{}\"\n\n",
+        hook.url_for("/pager")
+    );
     write_file(
         dir.path(),
         "redops.toml",
@@ -268,7 +271,9 @@ fn targets_added_and_removed_and_a_new_keyspace_rule_apply_without_a_restart() {
 /// Whether the notification's `X-Redops-Signature` is the HMAC of its body
 /// under `key`.
 fn signed_with(received: &Received, key: &str) -> bool {
-    let timestamp = received.header("x-redops-timestamp").expect("a signed notification has a timestamp");
+    let timestamp = received
+        .header("x-redops-timestamp")
+        .expect("a signed notification has a timestamp");
     received.header("x-redops-signature")
         == Some(redops::notify::webhook::signature(key, timestamp, &received.raw).as_str())
 }
@@ -325,7 +330,10 @@ fn a_rotated_hmac_key_and_smtp_password_are_used_from_the_next_delivery() {
         "{log}"
     );
     assert!(!log.contains("next restart"), "{log}");
-    assert!(!log.contains("hmac-key-new-2") && !log.contains("smtp-pass-new-2"), "{log}");
+    assert!(
+        !log.contains("hmac-key-new-2") && !log.contains("smtp-pass-new-2"),
+        "{log}"
+    );
 
     redis.cli(&["SET", "marker", "0"]);
     let got = hook.wait_for(Duration::from_secs(5), |r| {
@@ -339,5 +347,24 @@ fn a_rotated_hmac_key_and_smtp_password_are_used_from_the_next_delivery() {
     );
     let mails = smtp.wait_for_mails(1, Duration::from_secs(10));
     assert!(mails[0].contains("Subject: [RESOLVED]"), "{mails:#?}");
+
+    // Settings that cannot be built are refused: the receiver goes on with
+    // the ones it runs with.
+    let unusable = config("hmac-key-new-2", "smtp-pass-new-2").replace(
+        "tls = \"none\"",
+        "tls = \"starttls\"\nca_file = \"/nonexistent/ca.pem\"",
+    );
+    write_file(dir.path(), "redops.toml", &[ENGINE, &unusable].concat());
+    redops.wait_log("Receiver not changed", Duration::from_secs(5));
+    assert!(
+        redops
+            .output()
+            .contains("receiver=mail error=receiver `mail`: cannot read ca_file /nonexistent/ca.pem"),
+        "{}",
+        redops.output()
+    );
+    redis.cli(&["SET", "marker", "1"]);
+    let mails = smtp.wait_for_mails(2, Duration::from_secs(10));
+    assert!(mails[1].contains("Subject: [FIRING]"), "{mails:#?}");
     assert!(redops.terminate().success(), "{}", redops.output());
 }

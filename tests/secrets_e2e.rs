@@ -191,7 +191,10 @@ fn no_url_secret_short_secret_or_secret_quoted_by_a_dependency_appears() {
         .find(|a| a.body["target"] == "wrongurl")
         .unwrap();
     assert!(
-        wrong.body["summary"].as_str().unwrap().contains("Password authentication failed"),
+        wrong.body["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Password authentication failed"),
         "the wrong URL password is what failed: {}",
         wrong.body
     );
@@ -240,7 +243,9 @@ fn no_url_secret_short_secret_or_secret_quoted_by_a_dependency_appears() {
     // password back in its error.
     for target in ["urlpass", "short"] {
         let out = run_redops(
-            &["backup", "create", "--config", path, "--target", target, "--type", "rdb"],
+            &[
+                "backup", "create", "--config", path, "--target", target, "--type", "rdb",
+            ],
             &env,
         );
         let stderr = String::from_utf8_lossy(&out.stderr);

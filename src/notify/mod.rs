@@ -431,7 +431,12 @@ impl Worker {
 
     /// How long a claimed entry is ours: longer than any one attempt.
     fn claim_lease(&self) -> Duration {
-        self.delivery.borrow().sender.timeout().saturating_mul(2).max(CLAIM_LEASE_MIN)
+        self.delivery
+            .borrow()
+            .sender
+            .timeout()
+            .saturating_mul(2)
+            .max(CLAIM_LEASE_MIN)
     }
 
     async fn attempt(&self, entry: Entry, shutdown: &CancellationToken) {
