@@ -661,7 +661,7 @@ sentinel_password = "sentinel-pass-1"
 
 [receiver.hook]
 type = "webhook"
-url = "http://127.0.0.1:9/hook"
+url = "http://127.0.0.1:9/engine-hook-1"
 hmac_secret = "hmac-key-1"
 
 [receiver.mail]
@@ -703,7 +703,7 @@ age_passphrase = "backup-pass-1"
             // Rebuilt at once by `apply_receivers`.
             ("hmac-key-1", "hmac-key-2", None),
             ("smtp-pass-1", "smtp-pass-2", None),
-            ("/hook", "/hook-v2", None),
+            ("/engine-hook-1", "/engine-hook-2", None),
             ("[receiver.mail]", "[receiver.email]", Some(RECEIVERS_ADDED_OR_REMOVED)),
         ] {
             let rotated = config(&CONFIG.replace(from, to));
