@@ -5,6 +5,7 @@
 //! Stopping is orderly: sources stop first, then playbooks in flight finish,
 //! then notifications still queued get a bounded chance to go out.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::store::AlertStore;
 use crate::alerts::{Alert, fingerprint};
 use crate::api::state::EngineView;
+use crate::config::ReceiverConfig;
 use crate::loader::{Loaded, history_retention};
 use crate::notify::outbox::Outbox;
 use crate::notify::router::Router;
@@ -216,16 +218,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         }
     }
     tokio::spawn(prune_outbox(notifier.outbox().clone(), effects_stop.clone()));
-    let all_receivers = notifier.receiver_names();
-    tracing::info!(
-        targets = config.targets.len(),
-        rules = rules.len(),
-        receivers = all_receivers.len(),
-        sentinel_groups = config.sentinels.len(),
-        dry_run = options.dry_run,
-        "Engine started"
-    );
-
+    // Watching before saying "started": a change written from then on is seen.
     let (reload_tx, mut reload_rx) = mpsc::channel::<String>(1);
     let _watcher = crate::reload::watch(
         &config.path,
@@ -235,7 +228,19 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     .map_err(|e| tracing::warn!(error = %e, "Hot reload from file changes is off; SIGHUP still reloads"))
     .ok();
     spawn_sighup(reload_tx);
+    let all_receivers = notifier.receiver_names();
+    tracing::info!(
+        targets = config.targets.len(),
+        rules = rules.len(),
+        receivers = all_receivers.len(),
+        sentinel_groups = config.sentinels.len(),
+        dry_run = options.dry_run,
+        "Engine started"
+    );
     let mut reload_failed: Option<Alert> = None;
+    // What the receivers' workers deliver with now: a reload rebuilds those
+    // whose settings changed.
+    let mut live_receivers = config.receivers.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -246,6 +251,8 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
                     evaluator: &mut evaluator,
                     playbooks: &live_playbooks,
                     router: &mut router,
+                    notifier: &notifier,
+                    receivers: &mut live_receivers,
                     targets: &mut targets,
                     view: &view,
                 }, &mut reload_failed);
@@ -376,6 +383,9 @@ struct Reloadable<'a> {
     evaluator: &'a mut Evaluator,
     playbooks: &'a std::sync::RwLock<crate::playbooks::PlaybookSet>,
     router: &'a mut Router,
+    notifier: &'a Notifier,
+    /// The settings each receiver's worker delivers with.
+    receivers: &'a mut BTreeMap<String, ReceiverConfig>,
     targets: &'a mut TargetSources,
     view: &'a EngineView,
 }
@@ -392,15 +402,22 @@ fn reload(
     match crate::loader::load(&running.path) {
         Ok(new) => {
             let pending = needs_restart(running, &new.config);
-            if pending.is_empty() {
-                live.router.reconfigure(&new.config, now);
-            } else {
+            if pending.contains(&RECEIVERS_ADDED_OR_REMOVED) {
                 // Routes may name receivers that only a restart starts.
                 tracing::warn!(
                     changed = %pending.join(", "),
-                    "These config sections changed and take effect at the next restart; routes, escalations \
-                     and [notify] also wait for it"
+                    "These config sections changed and take effect at the next restart; routes, escalations, \
+                     [notify] and the settings of receivers also wait for it"
                 );
+            } else {
+                apply_receivers(&new.config.receivers, live);
+                live.router.reconfigure(&new.config, now);
+                if !pending.is_empty() {
+                    tracing::warn!(
+                        changed = %pending.join(", "),
+                        "These config sections changed and take effect at the next restart"
+                    );
+                }
             }
             *live.playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
             let rules = new.rules.len();
@@ -480,21 +497,67 @@ async fn prune_outbox(outbox: Outbox, stop: CancellationToken) {
     }
 }
 
+/// Rebuilds the sender of each receiver whose settings changed (a rotated
+/// password, HMAC key, header token or routing key, a new URL), so that its
+/// next delivery uses them. One that cannot be built keeps its running
+/// settings, loudly.
+fn apply_receivers(new: &BTreeMap<String, ReceiverConfig>, live: &mut Reloadable) {
+    let mut rebuilt = Vec::new();
+    for (name, config) in new {
+        if live.receivers.get(name) == Some(config) {
+            continue;
+        }
+        match live.notifier.replace_receiver(name, config) {
+            Ok(()) => {
+                live.receivers.insert(name.clone(), config.clone());
+                rebuilt.push(name.as_str());
+            }
+            Err(e) => tracing::error!(
+                receiver = %name,
+                error = %e,
+                "Receiver not changed: its new settings cannot be used; it delivers with the running ones"
+            ),
+        }
+    }
+    if !rebuilt.is_empty() {
+        tracing::info!(receivers = ?rebuilt, "Receivers changed; their next deliveries use the new settings");
+    }
+}
+
+/// Named by [`needs_restart`] when the set of receivers changed: their
+/// workers start with the engine.
+const RECEIVERS_ADDED_OR_REMOVED: &str = "[receiver.*] added or removed";
+
 /// The sections of a reloaded config that the running engine cannot take
 /// without a restart, when they changed. Targets, routes, escalation
-/// policies and `[notify]` are taken at once (see [`TargetSources::apply`]
-/// and [`Router::reconfigure`]).
+/// policies, `[notify]` and the settings of existing receivers are taken at
+/// once (see [`TargetSources::apply`], [`Router::reconfigure`] and
+/// [`apply_receivers`]).
+///
+/// Sections compare by value, secrets included: their `Debug` text shows
+/// every secret as `Secret(***)`, so a rotated API token, Sentinel password
+/// or backup passphrase would look unchanged.
 fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -> Vec<&'static str> {
-    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    // The samplers reconnect with a target's new URL or password; playbook
+    // runs keep the connections built at start.
+    let target_connection_changed = running.targets.iter().any(|old| {
+        new.target(&old.name).is_some_and(|t| {
+            (&t.url, &t.username, &t.password, &t.tls_ca) != (&old.url, &old.username, &old.password, &old.tls_ca)
+        })
+    });
     [
-        ("[[sentinel]]", differs(&running.sentinels, &new.sentinels)),
-        ("[receiver.*]", differs(&running.receivers, &new.receivers)),
-        ("[engine]", differs(&running.engine, &new.engine)),
-        ("[api]", differs(&running.api, &new.api)),
-        ("[playbooks]", differs(&running.playbooks, &new.playbooks)),
-        ("[exec]", differs(&running.exec, &new.exec)),
-        ("[backup]", differs(&running.backup, &new.backup)),
-        ("[ha]", differs(&running.ha, &new.ha)),
+        ("[[sentinel]]", running.sentinels != new.sentinels),
+        (
+            RECEIVERS_ADDED_OR_REMOVED,
+            !running.receivers.keys().eq(new.receivers.keys()),
+        ),
+        ("[[target]] url or password, for playbooks", target_connection_changed),
+        ("[engine]", running.engine != new.engine),
+        ("[api]", running.api != new.api),
+        ("[playbooks]", running.playbooks != new.playbooks),
+        ("[exec]", running.exec != new.exec),
+        ("[backup]", running.backup != new.backup),
+        ("[ha]", running.ha != new.ha),
     ]
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))
@@ -576,4 +639,86 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::diagnostics::{Diagnostics, SourceFile};
+
+    const CONFIG: &str = r#"
+[[target]]
+name = "cache"
+url = "redis://127.0.0.1:6379/0"
+password = "target-pass-1"
+
+[[sentinel]]
+name = "prod"
+master = "mymaster"
+sentinels = ["127.0.0.1:26379"]
+sentinel_password = "sentinel-pass-1"
+
+[receiver.hook]
+type = "webhook"
+url = "http://127.0.0.1:9/engine-hook-1"
+hmac_secret = "hmac-key-1"
+
+[receiver.mail]
+type = "email"
+smtp = "smtp://127.0.0.1:25"
+tls = "none"
+username = "mailer-user-1"
+password = "smtp-pass-1"
+from = "redops@example.com"
+to = ["oncall@example.com"]
+
+[api]
+token = "api-token-1"
+
+[backup]
+age_passphrase = "backup-pass-1"
+"#;
+
+    fn config(text: &str) -> Config {
+        let mut diags = Diagnostics::default();
+        let config = Config::parse(&SourceFile::new("/etc/redops/redops.toml", text), &mut diags);
+        assert!(!diags.has_errors(), "{}", diags.render());
+        config.unwrap()
+    }
+
+    #[test]
+    fn a_rotated_secret_is_a_change_and_names_its_section_unless_applied_live() {
+        let running = config(CONFIG);
+        assert_eq!(needs_restart(&running, &config(CONFIG)), Vec::<&str>::new());
+        for (from, to, section) in [
+            ("api-token-1", "api-token-2", Some("[api]")),
+            ("backup-pass-1", "backup-pass-2", Some("[backup]")),
+            ("sentinel-pass-1", "sentinel-pass-2", Some("[[sentinel]]")),
+            (
+                "target-pass-1",
+                "target-pass-2",
+                Some("[[target]] url or password, for playbooks"),
+            ),
+            // Rebuilt at once by `apply_receivers`.
+            ("hmac-key-1", "hmac-key-2", None),
+            ("smtp-pass-1", "smtp-pass-2", None),
+            ("/engine-hook-1", "/engine-hook-2", None),
+            ("[receiver.mail]", "[receiver.email]", Some(RECEIVERS_ADDED_OR_REMOVED)),
+        ] {
+            let rotated = config(&CONFIG.replace(from, to));
+            assert_eq!(
+                needs_restart(&running, &rotated),
+                section.into_iter().collect::<Vec<_>>(),
+                "{from} -> {to}"
+            );
+        }
+        // What comparing by `Debug` missed.
+        let rotated = config(&CONFIG.replace("api-token-1", "api-token-2"));
+        assert_eq!(format!("{:?}", running.api), format!("{:?}", rotated.api));
+        assert_ne!(
+            running.receivers,
+            config(&CONFIG.replace("hmac-key-1", "hmac-key-2")).receivers
+        );
+    }
 }

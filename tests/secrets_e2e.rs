@@ -4,12 +4,16 @@
 //! PagerDuty routing key and an SMTP password. None of them may appear in
 //! the engine's log, the API's answers, `/metrics`, `redops check`,
 //! `redops status --json` or `redops alerts list`.
+//!
+//! Then the secrets the config does not mark as such, and the ones that
+//! reach an output through a dependency's error message: a password in a
+//! target's URL, a webhook URL's path and query, a 3-character password.
 
 mod harness;
 
 use std::time::Duration;
 
-use harness::{Redops, TestRedis, WebhookReceiver, alerts, engine_dir, run_redops};
+use harness::{Redops, TestRedis, WebhookReceiver, alerts, engine_dir, run_redops, wait_until};
 
 const SECRETS: &[(&str, &str)] = &[
     ("REDOPS_T_REDIS_PASSWORD", "redis-pass-7f3a91c2e4b8"),
@@ -113,4 +117,177 @@ fn no_secret_appears_in_any_output_of_a_run() {
     let log = redops.output();
     assert!(log.contains("locked"), "the failing target is in the log:\n{log}");
     assert_no_secret("the engine's log", &log);
+}
+
+/// Written literally in the config or given as a setting too short to
+/// redact by length alone; each reaches some output unless redacted.
+const UNMARKED: &[&str] = &[
+    // The password of a target's URL; the Redis answering it quotes it.
+    "url-pass-8c1d2e4f",
+    // A wrong password in a target's URL: the connection fails.
+    "wrong-url-pass-5b6c",
+    // A webhook's basic-auth password, and the tokens in its path and query.
+    "hook-basic-pass-4d2e",
+    "slack-path-token-3e5f",
+    "slack-query-token-9a7b",
+    // A 3-character password from the environment.
+    "q~7",
+];
+
+fn assert_none_of(what: &str, text: &str) {
+    for secret in UNMARKED {
+        assert!(!text.contains(secret), "{what} shows a secret ({secret}):\n{text}");
+    }
+}
+
+#[test]
+fn no_url_secret_short_secret_or_secret_quoted_by_a_dependency_appears() {
+    // Redis quotes the arguments of a command it does not know: with AUTH
+    // renamed away, its answer to a backup's AUTH carries the password.
+    let echo = TestRedis::start(&[("rename-command", "AUTH \"\"")]);
+    let locked = TestRedis::start(&[("requirepass", "the-right-one-71c2")]);
+    let plain = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let api_port = redops::lab::process::free_port().unwrap();
+    // Nothing listens on port 1: every delivery and every POST to it fails,
+    // and reqwest's error names the URL.
+    let slack = "http://hookuser:hook-basic-pass-4d2e@127.0.0.1:1/services/T0/B0/slack-path-token-3e5f\
+                 ?auth=slack-query-token-9a7b";
+    let config = format!(
+        "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ marker = \"GET marker\" }}\n\n\
+         [[target]]\nname = \"urlpass\"\nurl = \"redis://:url-pass-8c1d2e4f@127.0.0.1:{}/0\"\n\n\
+         [[target]]\nname = \"short\"\nurl = \"{}\"\npassword = \"${{REDOPS_T_SHORT}}\"\n\n\
+         [[target]]\nname = \"wrongurl\"\nurl = \"redis://:wrong-url-pass-5b6c@127.0.0.1:{}/0\"\n\n\
+         [receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+         [receiver.slack]\ntype = \"webhook\"\nformat = \"slack\"\nurl = \"{slack}\"\n\n\
+         [api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+        plain.url(0),
+        echo.port(),
+        echo.url(0),
+        locked.port(),
+        hook.url(),
+    );
+    let rules = "[[rule]]\nname = \"marker_set\"\nsource = \"sample\"\nwhen = \"marker >= 1\"\nseverity = \"warning\"\n\
+                 playbook = \"page_chat\"\ntargets = [\"cache\"]\n\n\
+                 [[rule]]\nname = \"redis_down\"\nsource = \"health\"\nwhen = \"redis_up == 0\"\nseverity = \"critical\"\n\
+                 summary = \"{{ target }} down: {{ reason }}\"\n";
+    let playbook = format!("http.post(\"{slack}\", #{{ text: \"cache needs a human\" }});\n");
+    let dir = engine_dir("300ms", &config, &[("main", rules)], &[("page_chat", &playbook)]);
+    let path = dir.path().join("redops.toml");
+    let path = path.to_str().unwrap();
+    let env = [("REDOPS_T_SHORT", "q~7")];
+
+    let mut redops = Redops::start_with_env(dir.path(), &[], &env);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+    plain.cli(&["SET", "marker", "1"]);
+    let got = hook.wait_for(Duration::from_secs(10), |r| {
+        let down = alerts(r, "redis_down", "firing");
+        ["urlpass", "short", "wrongurl"]
+            .iter()
+            .all(|t| down.iter().any(|a| a.body["target"] == *t))
+    });
+    let wrong = alerts(&got, "redis_down", "firing")
+        .into_iter()
+        .find(|a| a.body["target"] == "wrongurl")
+        .unwrap();
+    assert!(
+        wrong.body["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Password authentication failed"),
+        "the wrong URL password is what failed: {}",
+        wrong.body
+    );
+    for received in &got {
+        assert_none_of("a webhook body", &received.text());
+    }
+
+    // The playbook's POST fails, and reqwest's message quotes the URL.
+    let http = reqwest::blocking::Client::new();
+    let base = format!("http://127.0.0.1:{api_port}");
+    let mut runs = String::new();
+    let failed = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        runs = http.get(format!("{base}/api/v1/runs")).send().unwrap().text().unwrap();
+        runs.contains("\"failed\"")
+    });
+    assert!(failed, "the playbook run failed: {runs}");
+    let run_id = serde_json::from_str::<serde_json::Value>(&runs).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = http
+        .get(format!("{base}/api/v1/runs/{run_id}"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        run.contains("for url (http://127.0.0.1:1***)") && run.contains("POST http://hookuser:***@127.0.0.1:1***"),
+        "the audit and reqwest's error quote the URL, redacted: {run}"
+    );
+    for endpoint in [
+        "/health",
+        "/health/redis",
+        "/metrics",
+        "/api/v1/targets",
+        "/api/v1/alerts",
+        "/api/v1/runs",
+        "/api/v1/silences",
+    ] {
+        let body = http.get(format!("{base}{endpoint}")).send().unwrap().text().unwrap();
+        assert_none_of(endpoint, &body);
+    }
+    assert_none_of("a run", &run);
+
+    // A backup speaks to Redis itself; the echoing Redis quotes each
+    // password back in its error.
+    for target in ["urlpass", "short"] {
+        let out = run_redops(
+            &[
+                "backup", "create", "--config", path, "--target", target, "--type", "rdb",
+            ],
+            &env,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("with args beginning with: '***'"),
+            "Redis quoted the password of {target}, redacted:\n{stderr}"
+        );
+        assert_none_of("redops backup create", &stderr);
+        assert_none_of("redops backup create", &String::from_utf8_lossy(&out.stdout));
+    }
+    for args in [
+        vec!["check", "--config", path],
+        vec!["check", "--config", path, "--format", "json"],
+        vec!["status", "--config", path, "--json"],
+        vec!["alerts", "list", "--config", path],
+        vec!["runs", "show", &run_id, "--config", path],
+    ] {
+        let out = run_redops(&args, &env);
+        assert_none_of(&args.join(" "), &String::from_utf8_lossy(&out.stdout));
+        assert_none_of(&args.join(" "), &String::from_utf8_lossy(&out.stderr));
+    }
+
+    // The slack receiver's deliveries fail and are retried from the outbox.
+    redops.wait_log("receiver=slack", Duration::from_secs(10));
+    assert!(redops.terminate().success(), "{}", redops.output());
+    assert_none_of("the engine's log", &redops.output());
+    let db = rusqlite::Connection::open(dir.path().join("state/redops.db")).unwrap();
+    let rows = |sql: &str| -> String {
+        let mut statement = db.prepare(sql).unwrap();
+        let rows = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>();
+        assert!(!rows.is_empty(), "{sql} found no row");
+        rows.join("\n")
+    };
+    let outbox = rows("SELECT receiver || ' ' || payload || ' ' || IFNULL(last_error, '') FROM outbox");
+    assert!(outbox.contains("slack "), "{outbox}");
+    assert_none_of("the outbox", &outbox);
+    assert_none_of(
+        "the stored runs",
+        &rows("SELECT IFNULL(detail, '') || ' ' || audit || ' ' || findings FROM playbook_runs"),
+    );
 }

@@ -12,7 +12,7 @@ use super::{duration, find_key};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::secrets::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
     /// zstd level, 1 (fastest) to 19 (smallest).

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::duration;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecConfig {
     /// The program, e.g. `/usr/bin/python3`; run directly, never by a shell.

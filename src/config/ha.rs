@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{duration, find_key};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HaConfig {
     pub enabled: bool,

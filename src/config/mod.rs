@@ -51,7 +51,7 @@ pub struct Config {
     pub ha: HaConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     pub rules_dir: PathBuf,
@@ -119,7 +119,8 @@ impl Default for EngineConfig {
 pub struct TargetConfig {
     pub name: String,
     /// `redis://host:port/db`. A password belongs in `password`, from the
-    /// environment, not in the URL.
+    /// environment, not in the URL; one written there is redacted all the same.
+    #[serde(deserialize_with = "crate::secrets::redis_url")]
     pub url: String,
     #[serde(default)]
     pub username: Option<String>,
@@ -141,7 +142,7 @@ pub struct TargetConfig {
     pub tls_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ReceiverConfig {
     Webhook(WebhookConfig),
@@ -151,13 +152,16 @@ pub enum ReceiverConfig {
     Log(LogReceiverConfig),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogReceiverConfig {}
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
+    /// Its path and query are redacted as secrets: chat hooks carry their
+    /// token there.
+    #[serde(deserialize_with = "crate::secrets::webhook_url")]
     pub url: String,
     #[serde(default)]
     pub format: WebhookFormat,
@@ -196,7 +200,7 @@ pub enum WebhookFormat {
 }
 
 /// `[api]`: the HTTP API, metrics and dashboard.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub enabled: bool,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::duration;
 use crate::secrets::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// `smtp://host:port` (STARTTLS unless `tls = "none"`) or

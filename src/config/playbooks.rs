@@ -10,7 +10,7 @@ use super::{duration, find_key};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::playbooks::policy;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlaybookConfig {
     /// Wall-clock deadline of one run.

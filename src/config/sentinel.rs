@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::secrets::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SentinelGroupConfig {
     /// The group's name: the target of group-wide alerts and a label on

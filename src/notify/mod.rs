@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -192,11 +192,20 @@ impl Sender {
     }
 }
 
+/// How a receiver's worker delivers: replaced whole when a reload changes
+/// the receiver's settings.
+struct Delivery {
+    sender: Sender,
+    give_up: Duration,
+}
+
 /// Writes notifications to the outbox and wakes the receivers' workers.
 #[derive(Clone)]
 pub struct Notifier {
     outbox: Outbox,
     wakers: Arc<HashMap<String, Arc<Notify>>>,
+    /// Each worker's [`Delivery`], for [`Notifier::replace_receiver`].
+    deliveries_by_receiver: Arc<HashMap<String, watch::Sender<Arc<Delivery>>>>,
     /// Delivery attempts by receiver and outcome (`delivered`, `retried`,
     /// `dead`), exported on /metrics.
     deliveries: Arc<CounterVec<2>>,
@@ -232,11 +241,14 @@ impl Notifier {
         shutdown: CancellationToken,
     ) -> Result<(Notifier, NotifierHandle), String> {
         let mut wakers = HashMap::new();
-        let mut senders = Vec::new();
+        let mut slots = HashMap::new();
+        let mut workers = Vec::new();
         for (name, config) in receivers {
             let (sender, give_up) = Sender::build(name, config).map_err(|e| format!("receiver `{name}`: {e}"))?;
+            let (slot, delivery) = watch::channel(Arc::new(Delivery { sender, give_up }));
             wakers.insert(name.clone(), Arc::new(Notify::new()));
-            senders.push((name.clone(), sender, give_up));
+            slots.insert(name.clone(), slot);
+            workers.push((name.clone(), delivery));
         }
         match outbox.resume_now() {
             Ok(0) => {}
@@ -246,15 +258,15 @@ impl Notifier {
         let notifier = Notifier {
             outbox,
             wakers: Arc::new(wakers),
+            deliveries_by_receiver: Arc::new(slots),
             deliveries: Arc::default(),
             gates: incident::Gates::default(),
         };
         let mut tasks = JoinSet::new();
-        for (name, sender, give_up) in senders {
+        for (name, delivery) in workers {
             let worker = Worker {
                 receiver: name.clone(),
-                sender,
-                give_up,
+                delivery,
                 notifier: notifier.clone(),
                 fallback: fallback.clone().filter(|f| *f != name),
                 ha: ha.clone(),
@@ -270,9 +282,23 @@ impl Notifier {
         Notifier {
             outbox,
             wakers: Arc::new(receivers.into_iter().map(|r| (r, Arc::new(Notify::new()))).collect()),
+            deliveries_by_receiver: Arc::default(),
             deliveries: Arc::default(),
             gates: incident::Gates::default(),
         }
+    }
+
+    /// Rebuilds a running receiver's sender from new settings, e.g. a
+    /// rotated password or HMAC key: its next delivery attempt uses them,
+    /// one in flight finishes with the old. On an error nothing changes.
+    pub fn replace_receiver(&self, name: &str, config: &ReceiverConfig) -> Result<(), String> {
+        let slot = self
+            .deliveries_by_receiver
+            .get(name)
+            .ok_or_else(|| format!("receiver `{name}` has no running worker"))?;
+        let (sender, give_up) = Sender::build(name, config).map_err(|e| format!("receiver `{name}`: {e}"))?;
+        slot.send_replace(Arc::new(Delivery { sender, give_up }));
+        Ok(())
     }
 
     pub fn receiver_names(&self) -> Vec<String> {
@@ -368,8 +394,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 struct Worker {
     receiver: String,
-    sender: Sender,
-    give_up: Duration,
+    /// Read at each attempt, so a reload's new settings apply to the next.
+    delivery: watch::Receiver<Arc<Delivery>>,
     notifier: Notifier,
     fallback: Option<String>,
     ha: Option<crate::ha::Ledger>,
@@ -443,7 +469,12 @@ impl Worker {
 
     /// How long a claimed entry is ours: longer than any one attempt.
     fn claim_lease(&self) -> Duration {
-        self.sender.timeout().saturating_mul(2).max(CLAIM_LEASE_MIN)
+        self.delivery
+            .borrow()
+            .sender
+            .timeout()
+            .saturating_mul(2)
+            .max(CLAIM_LEASE_MIN)
     }
 
     async fn attempt(&self, entry: Entry, shutdown: &CancellationToken) {
@@ -461,8 +492,9 @@ impl Worker {
         {
             return;
         }
+        let delivery = Arc::clone(&self.delivery.borrow());
         let result = tokio::select! {
-            r = self.sender.deliver(&n, &entry.idempotency_key) => r,
+            r = delivery.sender.deliver(&n, &entry.idempotency_key) => r,
             // A delivery in flight at shutdown stays pending for next time.
             _ = shutdown.cancelled() => return,
         };
@@ -482,7 +514,7 @@ impl Worker {
             }
             Err(f) => {
                 let age = Duration::from_millis((outbox::now_ms() - entry.created_ms).max(0) as u64);
-                if f.permanent || age >= self.give_up {
+                if f.permanent || age >= delivery.give_up {
                     let why = if f.permanent {
                         "rejected by the receiver"
                     } else {

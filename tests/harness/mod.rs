@@ -802,6 +802,33 @@ impl SmtpServer {
         }
     }
 
+    /// Plain SMTP on `port` that takes mail only after AUTH (PLAIN or LOGIN)
+    /// with this user and password. To rotate the password, drop the server
+    /// and start it again on its port: the restart also cuts the connections
+    /// a client authenticated with the old one.
+    pub fn start_with_login(port: u16, user: &str, password: &str) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("mail");
+        let child = Command::new("/usr/bin/python3")
+            .args(["-c", SMTP_WITH_LOGIN, &port.to_string()])
+            .arg(&maildir)
+            .args([user, password])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("smtp.log")).unwrap())
+            .spawn()
+            .expect("python3-aiosmtpd is installed (apt-get install python3-aiosmtpd)");
+        let up = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "aiosmtpd with login did not start on {port}");
+        SmtpServer {
+            child,
+            port,
+            maildir,
+            _dir: dir,
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -829,6 +856,25 @@ impl SmtpServer {
         mails
     }
 }
+
+/// aiosmtpd's command line has no authentication: its library does.
+/// Arguments: port, maildir, user, password.
+const SMTP_WITH_LOGIN: &str = r#"
+import sys, threading
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+port, maildir, user, password = sys.argv[1], sys.argv[2], sys.argv[3].encode(), sys.argv[4].encode()
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == user and auth_data.password == password
+    return AuthResult(success=ok, handled=False)
+
+Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port), authenticator=authenticate,
+           auth_required=True, auth_require_tls=False).start()
+threading.Event().wait()
+"#;
 
 impl Drop for SmtpServer {
     fn drop(&mut self) {
