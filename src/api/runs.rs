@@ -155,7 +155,6 @@ pub(super) async fn start(
         trigger: Some(Trigger::Api),
         run_id: Some(run_id.clone()),
         dry_run: body.dry_run,
-        retry: None,
     };
     let Some(requests) = runner.requests.upgrade() else {
         return error(

@@ -35,33 +35,32 @@ pub struct RunRequest {
     /// A dry run even if the engine performs side effects; an engine
     /// started with `--dry-run` never performs them, whatever this says.
     pub dry_run: bool,
-    /// Under `[ha]`: a run this leader took over from one that lost the
-    /// lease before finishing it. Its claim is already ours.
-    pub retry: Option<Retry>,
 }
 
-/// What a retried run holds: the claim it took over.
+/// Under `[ha]`: a run this leader took over from one that lost the lease
+/// before finishing it. Its claim is already ours.
 #[derive(Debug, Clone)]
-pub struct Retry {
+struct Retry {
     /// The id of the run the last leader did not finish.
     pub of: String,
     pub token: u64,
     pub key: String,
 }
 
-impl From<crate::ha::Orphan> for RunRequest {
+impl From<crate::ha::Orphan> for (RunRequest, Option<Retry>) {
     fn from(o: crate::ha::Orphan) -> Self {
-        RunRequest {
+        let request = RunRequest {
             invocation: o.invocation,
             trigger: None,
             run_id: Some(o.run_id),
             dry_run: false,
-            retry: Some(Retry {
-                of: o.retry_of,
-                token: o.token,
-                key: o.key,
-            }),
-        }
+        };
+        let retry = Retry {
+            of: o.retry_of,
+            token: o.token,
+            key: o.key,
+        };
+        (request, Some(retry))
     }
 }
 
@@ -91,7 +90,6 @@ impl From<Invocation> for RunRequest {
             trigger: None,
             run_id: None,
             dry_run: false,
-            retry: None,
         }
     }
 }
@@ -173,7 +171,7 @@ impl Runner {
     /// claimed for this leader, a retry with the claim it took over, a run
     /// asked for by hand under the lease held now. `Err` says why not (and
     /// is `None` when only a log line is due). Blocks on the claim.
-    fn admit(&self, request: &RunRequest, run_id: &str) -> Result<Option<Held>, Option<String>> {
+    fn admit(&self, request: &RunRequest, retry: Option<&Retry>, run_id: &str) -> Result<Option<Held>, Option<String>> {
         let Some(ledger) = &self.ha else {
             return Ok(None);
         };
@@ -189,7 +187,7 @@ impl Runner {
             }))
         };
         let inv = &request.invocation;
-        if let Some(retry) = &request.retry {
+        if let Some(retry) = retry {
             tracing::warn!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, run_id, retry_of = %retry.of, token = retry.token, "HA: running again a playbook run the last leader did not finish");
             return held(retry.token, Some(retry.key.clone()), Some(retry.of.clone()));
         }
@@ -219,12 +217,12 @@ impl Runner {
     }
 
     /// The runs leaders before this one left unfinished, now claimed here.
-    async fn orphans(&self) -> Vec<RunRequest> {
+    async fn orphans(&self) -> Vec<(RunRequest, Option<Retry>)> {
         let Some(ledger) = &self.ha else {
             return Vec::new();
         };
         match ledger.orphans(new_run_id).await {
-            Ok(orphans) => orphans.into_iter().map(RunRequest::from).collect(),
+            Ok(orphans) => orphans.into_iter().map(Into::into).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "HA: cannot look for runs the last leader left unfinished; looking again shortly");
                 Vec::new()
@@ -255,13 +253,13 @@ impl Runner {
         loop {
             let requests = tokio::select! {
                 request = invocations.recv() => match request {
-                    Some(request) => vec![request.into()],
+                    Some(request) => vec![(request.into(), None)],
                     None => break,
                 },
                 _ = orphan_scan.tick(), if this.ha.is_some() => this.orphans().await,
             };
-            for request in requests {
-                Self::start(&this, request, &mut tasks, &records).await;
+            for (request, retry) in requests {
+                Self::start(&this, request, retry, &mut tasks, &records).await;
             }
             while let Some(done) = tasks.try_join_next() {
                 if let Err(e) = done {
@@ -281,13 +279,14 @@ impl Runner {
     async fn start(
         this: &Arc<Self>,
         mut request: RunRequest,
+        retry: Option<Retry>,
         tasks: &mut JoinSet<()>,
         records: &mpsc::Sender<RunRecord>,
     ) {
         let inv = &request.invocation;
         if let Some(ledger) = &this.ha
             && !inv.rule.is_empty()
-            && request.retry.is_none()
+            && retry.is_none()
             && !ledger.leadership().is_leader()
         {
             tracing::debug!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA follower: playbook left to the leader");
@@ -306,7 +305,7 @@ impl Runner {
         let records = records.clone();
         tasks.spawn_blocking(move || {
             let run_id = request.run_id.get_or_insert_with(new_run_id).clone();
-            let record = match runner.admit(&request, &run_id) {
+            let record = match runner.admit(&request, retry.as_ref(), &run_id) {
                 Ok(held) => Some(runner.run_held(request, held)),
                 Err(Some(why)) => runner.not_started(request, &why),
                 Err(None) => None,
@@ -353,7 +352,6 @@ impl Runner {
             trigger: Some(trigger),
             run_id: None,
             dry_run: false,
-            retry: None,
         })
     }
 
