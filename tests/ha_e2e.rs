@@ -485,9 +485,13 @@ fn with_nobody_able_to_lead_pages_wait_and_go_out_once_a_leader_exists_again() {
         hook.url()
     );
     let mut instances: Vec<Instance> = ["a", "b"].iter().map(|id| Instance::start(id, &config)).collect();
-    wait_for_leader(&mut lease.conn(), None, TTL * 2);
+    let first = wait_for_leader(&mut lease.conn(), None, TTL * 2);
 
     lease.process.kill().unwrap();
+    // Until its lease runs out the leader still leads, and pages; the alert
+    // comes once it stepped down and nobody leads.
+    let first = instances.iter_mut().find(|i| i.id == first).unwrap();
+    first.redops.wait_log("HA: stepped down", TTL);
     let mut conn = watched.conn();
     redis::cmd("RPUSH")
         .arg("ha:trigger:first")
