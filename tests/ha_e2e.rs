@@ -501,13 +501,15 @@ fn with_nobody_able_to_lead_pages_wait_and_go_out_once_a_leader_exists_again() {
     // Both go isolated after twice the TTL. Neither pages (both would, on
     // either side of a partition) and neither remediates.
     for i in &mut instances {
-        i.redops.wait_log(
-            "HA: lease store unreachable for twice the lease TTL",
-            TTL * 3,
-        );
+        i.redops
+            .wait_log("HA: lease store unreachable for twice the lease TTL", TTL * 3);
     }
     std::thread::sleep(TTL);
-    assert!(pages(&hook.received(), "first").is_empty(), "paged with no leader: {}", hook.describe());
+    assert!(
+        pages(&hook.received(), "first").is_empty(),
+        "paged with no leader: {}",
+        hook.describe()
+    );
     assert_eq!(
         counter(&mut conn, "ha:marker:first"),
         0,
@@ -695,7 +697,11 @@ fn a_leader_paused_mid_playbook_is_fenced_and_the_new_leader_runs_it_once() {
     }));
     b.redops.wait_log("Playbook succeeded", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(counter(&mut conn, "ha:marker:slow"), 1, "only the new leader's run writes");
+    assert_eq!(
+        counter(&mut conn, "ha:marker:slow"),
+        1,
+        "only the new leader's run writes"
+    );
 
     // `a` recorded its write as fenced, in its run's audit.
     let runs = a.runs("slow");

@@ -214,7 +214,11 @@ async fn not_the_leader(ledger: &crate::ha::Ledger, playbook: &str) -> Response 
             None,
         ),
     };
-    tracing::info!(playbook, leader = leader.as_deref().unwrap_or("-"), "Playbook run refused: not the HA leader");
+    tracing::info!(
+        playbook,
+        leader = leader.as_deref().unwrap_or("-"),
+        "Playbook run refused: not the HA leader"
+    );
     (
         StatusCode::CONFLICT,
         Json(json!({ "error": message, "leader": leader, "leader_api": api })),

@@ -314,7 +314,10 @@ impl Election {
             return;
         };
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.keys.api(&self.id)).arg(addr).arg("PX").arg(API_ADDR_TTL_MS);
+        cmd.arg(self.keys.api(&self.id))
+            .arg(addr)
+            .arg("PX")
+            .arg(API_ADDR_TTL_MS);
         if let Err(e) = self.query::<()>(&cmd, &mut conn).await {
             tracing::debug!(instance = %self.id, error = %e, "HA: API address not published");
         }

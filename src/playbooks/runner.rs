@@ -420,12 +420,23 @@ impl Runner {
         let record = self.engine.run(&playbook, ctx);
         // Closed before the outcome is logged, so that a run logged as over
         // is never taken for one a lost leader left unfinished.
-        if let (Some(ledger), Some(Held { lease, claim: Some(key) })) = (&self.ha, &held) {
+        if let (
+            Some(ledger),
+            Some(Held {
+                lease,
+                claim: Some(key),
+            }),
+        ) = (&self.ha, &held)
+        {
             let finish = ledger.finish(key, lease.token, record.outcome.label());
             match tokio::runtime::Handle::current().block_on(finish) {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!(run_id = %record.id, token = lease.token, "HA: the run's claim was taken over by a newer leader, which runs it again"),
-                Err(e) => tracing::warn!(run_id = %record.id, error = %e, "HA: cannot close the run's claim; a new leader may run it again"),
+                Ok(false) => {
+                    tracing::warn!(run_id = %record.id, token = lease.token, "HA: the run's claim was taken over by a newer leader, which runs it again")
+                }
+                Err(e) => {
+                    tracing::warn!(run_id = %record.id, error = %e, "HA: cannot close the run's claim; a new leader may run it again")
+                }
             }
         }
         for entry in record.audit.iter().filter(|e| e.dry_run) {
