@@ -335,6 +335,7 @@ fn playbook_run(filter: &Option<String>) {
         scripted: None,
         backups: None,
         host: Default::default(),
+        ha: None,
     };
     bench("PlaybookEngine::run, empty playbook (cached AST)", filter, || {
         black_box(engine.run(&empty, ctx()));

@@ -171,6 +171,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
                 playbooks: live_playbooks.clone(),
                 requests: invocations_tx.downgrade(),
                 targets: every_target.clone(),
+                ha: ha.as_ref().map(|h| h.ledger.clone()),
             }),
             sentinels: crate::api::sentinels::SentinelGroups::new(
                 &config.sentinels,

@@ -3,7 +3,9 @@
 //! lease in a real redis-server (or a Sentinel group's master). Only the
 //! leader runs playbooks and delivers; a `kill -9` of the leader hands over
 //! within the lease TTL, and across the takeover no playbook runs twice and
-//! no notification is lost.
+//! no notification is lost. Every side effect is fenced by the lease: a
+//! leader stopped (SIGSTOP) or cut off past its lease acts no more, and the
+//! run it left unfinished is run again, once, by the new leader.
 
 mod harness;
 
@@ -37,6 +39,25 @@ summary = "second on {{ target }}"
 
 const MARK: &str = r#"redis.cmd(["INCR", params.marker]);"#;
 
+/// Sleeps, then writes: a leader stopped or killed during the sleep has
+/// claimed the run and written nothing yet.
+const SLOW: &str = r#"sleep(4); redis.cmd(["INCR", params.marker]);"#;
+
+/// One alert whose playbook is [`SLOW`].
+const SLOW_RULE: &str = r#"
+[[rule]]
+name = "slow"
+source = "sample"
+when = "first_trigger > 0"
+severity = "critical"
+playbook = "slow"
+params = { marker = "ha:marker:slow" }
+summary = "slow on {{ target }}"
+"#;
+
+/// The bearer token of every instance's API.
+const API_TOKEN: &str = "ha-e2e-token";
+
 const PROBES: &str =
     "probes = { first_trigger = \"LLEN ha:trigger:first\", second_trigger = \"LLEN ha:trigger:second\" }";
 
@@ -66,10 +87,10 @@ impl Instance {
             "cache"
         };
         let config = format!(
-            "{config}\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n[ha]\nenabled = true\nlease_ttl = \"{}s\"\ninstance_id = \"{id}\"\nlease_on = \"{lease_on}\"\n",
+            "{config}\n[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken = \"{API_TOKEN}\"\n\n[ha]\nenabled = true\nlease_ttl = \"{}s\"\ninstance_id = \"{id}\"\nlease_on = \"{lease_on}\"\n",
             TTL.as_secs(),
         );
-        let dir = engine_dir("500ms", &config, &[("ha", rules)], &[("mark", MARK)]);
+        let dir = engine_dir("500ms", &config, &[("ha", rules)], &[("mark", MARK), ("slow", SLOW)]);
         let mut redops = Redops::start(dir.path(), &[]);
         redops.wait_log("Engine started", Duration::from_secs(15));
         Instance {
@@ -89,6 +110,48 @@ impl Instance {
     /// Deliveries this instance made, from its debug log.
     fn deliveries(&self) -> usize {
         self.redops.output().matches("Notification delivered").count()
+    }
+
+    fn api(&self, path: &str) -> serde_json::Value {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.api_port))
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("GET {path} on {}: {e}", self.id))
+    }
+
+    /// This instance's stored runs of `playbook`, newest first.
+    fn runs(&self, playbook: &str) -> Vec<serde_json::Value> {
+        let runs = self.api("/api/v1/runs");
+        runs.as_array()
+            .unwrap_or_else(|| panic!("runs of {}: {runs}", self.id))
+            .iter()
+            .filter(|r| r["playbook"] == playbook)
+            .cloned()
+            .collect()
+    }
+
+    /// SIGSTOP or SIGCONT: a process paused with its connections open, as a
+    /// long GC pause or a frozen VM.
+    fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.redops.pid().to_string()])
+            .status()
+            .expect("Failed to run kill");
+        assert!(sent.success(), "kill -{signal} {} failed", self.id);
+    }
+
+    /// The id of the run this instance logged as started last.
+    fn started_run_id(&self) -> String {
+        let output = self.redops.output();
+        let line = output
+            .lines()
+            .rev()
+            .find(|l| l.contains("Playbook started"))
+            .unwrap_or_else(|| panic!("{} started no run:\n{output}", self.id));
+        let field = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("run_id="))
+            .unwrap_or_else(|| panic!("no run_id in {line:?}"));
+        field.trim_matches('"').to_owned()
     }
 }
 
@@ -205,6 +268,11 @@ fn one_leader_acts_and_a_follower_takes_over_without_repeating_or_losing() {
     }));
     hook.wait_for(Duration::from_secs(10), |r| !alerts(r, "second", "firing").is_empty());
     let old = instances.iter().position(|i| i.id == first_leader).unwrap();
+    // The run is over, claim closed, when the leader says so: killed
+    // before, it would be a run left unfinished, and run again.
+    assert!(wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        instances[old].redops.output().matches("Playbook succeeded").count() == 2
+    }));
     instances[old].redops.kill9();
     let killed = Instant::now();
     // What the hook got while failing was refused, not delivered.
@@ -405,7 +473,7 @@ fn a_leader_cut_off_from_redis_stops_acting_before_a_follower_takes_over() {
 }
 
 #[test]
-fn with_nobody_able_to_lead_pages_still_go_out_and_playbooks_do_not_run() {
+fn with_nobody_able_to_lead_pages_wait_and_go_out_once_a_leader_exists_again() {
     let watched = TestRedis::start(&[]);
     let lease = TestRedis::start(&[]);
     let hook = WebhookReceiver::start();
@@ -417,32 +485,39 @@ fn with_nobody_able_to_lead_pages_still_go_out_and_playbooks_do_not_run() {
         hook.url()
     );
     let mut instances: Vec<Instance> = ["a", "b"].iter().map(|id| Instance::start(id, &config)).collect();
-    wait_for_leader(&mut lease.conn(), None, TTL * 2);
+    let first = wait_for_leader(&mut lease.conn(), None, TTL * 2);
 
     lease.process.kill().unwrap();
+    // Until its lease runs out the leader still leads, and pages; the alert
+    // comes once it stepped down and nobody leads.
+    let first = instances.iter_mut().find(|i| i.id == first).unwrap();
+    first.redops.wait_log("HA: stepped down", TTL);
     let mut conn = watched.conn();
     redis::cmd("RPUSH")
         .arg("ha:trigger:first")
         .arg("x")
         .query::<()>(&mut conn)
         .unwrap();
-    // Both go isolated after twice the TTL and page; neither remediates.
-    let got = hook.wait_for(TTL * 4, |r| pages(r, "first").len() == 2);
+    // Both go isolated after twice the TTL. Neither pages (both would, on
+    // either side of a partition) and neither remediates.
     for i in &mut instances {
-        i.redops.wait_log(
-            "HA: lease store unreachable for twice the lease TTL",
-            Duration::from_secs(1),
-        );
+        i.redops
+            .wait_log("HA: lease store unreachable for twice the lease TTL", TTL * 3);
     }
     std::thread::sleep(TTL);
+    assert!(
+        pages(&hook.received(), "first").is_empty(),
+        "paged with no leader: {}",
+        hook.describe()
+    );
     assert_eq!(
         counter(&mut conn, "ha:marker:first"),
         0,
         "a playbook ran with no leader"
     );
-    assert!(pages(&got, "first").len() == 2, "{}", hook.describe());
 
-    // The lease store back, one leader again, and only it acts.
+    // The lease store back, one leader again: it sends the page that
+    // waited in its outbox, and only it acts.
     lease.process.restart().unwrap();
     let leader = wait_for_leader(&mut lease.conn(), None, TTL * 3);
     let leaders = || {
@@ -457,10 +532,14 @@ fn with_nobody_able_to_lead_pages_still_go_out_and_playbooks_do_not_run() {
         "{:?}",
         leaders()
     );
+    hook.wait_for(Duration::from_secs(10), |r| !pages(r, "first").is_empty());
+    std::thread::sleep(TTL);
+    assert_eq!(pages(&hook.received(), "first").len(), 1, "{}", hook.describe());
     let follower = instances.iter_mut().find(|i| i.id != leader).unwrap();
     follower
         .redops
         .wait_log("HA: no longer isolated", Duration::from_secs(1));
+    assert_eq!(follower.deliveries(), 0, "{}", follower.redops.output());
 }
 
 #[test]
@@ -527,6 +606,8 @@ fn an_instance_that_starts_late_and_leads_does_not_remediate_an_open_firing_agai
     assert!(wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
         counter(&mut conn, "ha:marker:first") == 1
     }));
+    // Finished and its claim closed, not a run to be taken over.
+    a.redops.wait_log("Playbook succeeded", Duration::from_secs(5));
     a.redops.kill9();
     // `c` never saw the alert start: it fires it 2 s after its own start,
     // as the leader, while the firing `a` recorded is still open.
@@ -572,4 +653,238 @@ fn an_orderly_stop_frees_the_lease_for_a_follower_at_once() {
         TTL / 3
     );
     assert!(handover < TTL, "handover took {handover:?}");
+}
+
+/// A watched Redis that is also the lease store, and `a` leading.
+fn slow_pair(redis: &TestRedis, hook: &WebhookReceiver) -> (Instance, Instance) {
+    let config = format!(
+        "[[target]]\nname = \"cache\"\nurl = \"{}\"\n{PROBES}\n\n[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        redis.url(0),
+        hook.url()
+    );
+    let a = Instance::start_with_rules("a", &config, SLOW_RULE);
+    assert_eq!(wait_for_leader(&mut redis.conn(), None, TTL * 2), "a");
+    let b = Instance::start_with_rules("b", &config, SLOW_RULE);
+    (a, b)
+}
+
+#[test]
+fn a_leader_paused_mid_playbook_is_fenced_and_the_new_leader_runs_it_once() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let (mut a, mut b) = slow_pair(&redis, &hook);
+    let mut conn = redis.conn();
+    redis::cmd("RPUSH")
+        .arg("ha:trigger:first")
+        .arg("x")
+        .query::<()>(&mut conn)
+        .unwrap();
+    a.redops.wait_log("Playbook started", Duration::from_secs(10));
+    let lost = a.started_run_id();
+
+    // Paused in its sleep, past the lease: `b` takes over and runs it again.
+    a.signal("STOP");
+    let resume_a = a_guard(&a);
+    b.redops.wait_log("HA: became the leader", TTL * 2);
+    b.redops.wait_log("HA: running again a playbook run", TTL);
+    std::thread::sleep(Duration::from_secs(2));
+    // `a` wakes with its sleep over and its next step a write: refused.
+    a.signal("CONT");
+    drop(resume_a);
+    a.redops.wait_log("HA: side effect refused", Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        counter(&mut conn, "ha:marker:slow") == 1
+    }));
+    b.redops.wait_log("Playbook succeeded", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        counter(&mut conn, "ha:marker:slow"),
+        1,
+        "only the new leader's run writes"
+    );
+
+    // `a` recorded its write as fenced, in its run's audit.
+    let runs = a.runs("slow");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"], lost.as_str());
+    assert_eq!(runs[0]["outcome"], "failed", "{}", runs[0]);
+    let detail = runs[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("fenced: this instance no longer holds the HA lease (token 1); the new leader runs it"),
+        "{detail}"
+    );
+    let audit = a.api(&format!("/api/v1/runs/{lost}"))["audit"].clone();
+    let fenced: Vec<&serde_json::Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"].as_str().is_some_and(|o| o.starts_with("fenced:")))
+        .collect();
+    assert_eq!(fenced.len(), 1, "{audit}");
+    assert_eq!(fenced[0]["kind"], "redis");
+    assert_eq!(fenced[0]["detail"], "INCR ha:marker:slow");
+    // `b`'s run says whose run it repeats.
+    let runs = b.runs("slow");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["retry_of"], lost.as_str(), "{}", runs[0]);
+    assert_eq!(runs[0]["outcome"], "succeeded", "{}", runs[0]);
+}
+
+/// Resumes a stopped instance if the test fails while it is stopped, so
+/// that its drop (SIGKILL) and the harness do not wait on it.
+fn a_guard(instance: &Instance) -> impl Drop {
+    struct Resume(u32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.0.to_string()])
+                .status();
+        }
+    }
+    Resume(instance.redops.pid())
+}
+
+#[test]
+fn a_leader_killed_mid_run_has_its_run_completed_once_by_the_new_leader() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let (mut a, mut b) = slow_pair(&redis, &hook);
+    let mut conn = redis.conn();
+    redis::cmd("RPUSH")
+        .arg("ha:trigger:first")
+        .arg("x")
+        .query::<()>(&mut conn)
+        .unwrap();
+    a.redops.wait_log("Playbook started", Duration::from_secs(10));
+    let lost = a.started_run_id();
+    a.redops.kill9();
+
+    b.redops.wait_log("HA: became the leader", TTL * 2);
+    b.redops.wait_log("HA: running again a playbook run", TTL);
+    assert!(wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        counter(&mut conn, "ha:marker:slow") == 1
+    }));
+    b.redops.wait_log("Playbook succeeded", Duration::from_secs(5));
+    // Several scans later, still once.
+    std::thread::sleep(TTL);
+    assert_eq!(counter(&mut conn, "ha:marker:slow"), 1);
+    assert_eq!(
+        b.redops.output().matches("HA: running again a playbook run").count(),
+        1,
+        "{}",
+        b.redops.output()
+    );
+    let runs = b.runs("slow");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["retry_of"], lost.as_str(), "{}", runs[0]);
+    assert_eq!(runs[0]["outcome"], "succeeded", "{}", runs[0]);
+}
+
+#[test]
+fn a_partition_during_an_alert_storm_pages_each_alert_at_least_once_and_at_most_twice() {
+    const STORM: usize = 12;
+    let watched = TestRedis::start(&[]);
+    let lease = TestRedis::start(&[]);
+    let proxy = CuttableProxy::start(&format!("127.0.0.1:{}", lease.port()));
+    let hook = WebhookReceiver::start();
+    let probes: Vec<String> = (0..STORM).map(|i| format!("s{i} = \"LLEN storm:{i}\"")).collect();
+    let rules: String = (0..STORM)
+        .map(|i| {
+            format!(
+                "[[rule]]\nname = \"storm_{i}\"\nsource = \"sample\"\nwhen = \"s{i} > 0\"\nseverity = \"critical\"\n\
+                 summary = \"storm {i}\"\n\n"
+            )
+        })
+        .collect();
+    let config = |lease_url: String| {
+        format!(
+            "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ {} }}\n\n[[target]]\nname = \"lease\"\nurl = \"{lease_url}\"\n\n\
+             [receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+            watched.url(0),
+            probes.join(", "),
+            hook.url()
+        )
+    };
+    // `a` reaches the lease store through the proxy, and leads.
+    let mut a = Instance::start_with_rules("a", &config(format!("redis://{}/0", proxy.addr())), &rules);
+    assert_eq!(wait_for_leader(&mut lease.conn(), None, TTL * 2), "a");
+    let mut b = Instance::start_with_rules("b", &config(lease.url(0)), &rules);
+
+    let mut conn = watched.conn();
+    let raise = |conn: &mut redis::Connection, i: usize| {
+        redis::cmd("RPUSH")
+            .arg(format!("storm:{i}"))
+            .arg("x")
+            .query::<()>(conn)
+            .unwrap();
+    };
+    // Alerts before, during and after the cut: `a` leads, then nobody
+    // (after `a` stepped down, before `b` took over), then `b`.
+    for i in 0..STORM {
+        if i == 3 {
+            proxy.cut();
+        }
+        raise(&mut conn, i);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    a.redops.wait_log("HA: stepped down", TTL * 2);
+    b.redops.wait_log("HA: became the leader", TTL * 2);
+    let name = |i: usize| format!("storm_{i}");
+    hook.wait_for(Duration::from_secs(20), |r| {
+        (0..STORM).all(|i| !pages(r, &name(i)).is_empty())
+    });
+    // Time for any second copy to arrive.
+    std::thread::sleep(TTL * 2);
+    let got = hook.received();
+    for i in 0..STORM {
+        let n = pages(&got, &name(i)).len();
+        assert!((1..=2).contains(&n), "storm_{i} paged {n} times\n{}", hook.describe());
+    }
+    // `a` stopped delivering once it stepped down: what it delivered, it
+    // delivered before.
+    let output = a.redops.output();
+    let stepped_down = output.find("HA: stepped down").unwrap();
+    assert!(
+        !output[stepped_down..].contains("Notification delivered"),
+        "a delivered after stepping down:\n{output}"
+    );
+}
+
+#[test]
+fn a_playbook_run_asked_of_a_follower_is_refused_with_the_leader_named() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let (a, b) = slow_pair(&redis, &hook);
+    assert!(b.metrics().contains("\nredops_ha_leader 0"), "{}", b.metrics());
+    let http = reqwest::blocking::Client::new();
+    let ask = |instance: &Instance| {
+        http.post(format!(
+            "http://127.0.0.1:{}/api/v1/playbooks/slow/run",
+            instance.api_port
+        ))
+        .bearer_auth(API_TOKEN)
+        .json(&serde_json::json!({ "target": "cache", "params": { "marker": "ha:marker:api" } }))
+        .send()
+        .unwrap()
+    };
+    let refused = ask(&b);
+    assert_eq!(refused.status(), 409);
+    let body: serde_json::Value = refused.json().unwrap();
+    let error = body["error"].as_str().unwrap_or_default();
+    let leader_api = format!("127.0.0.1:{}", a.api_port);
+    assert!(
+        error.contains("HA follower") && error.contains("`a`") && error.contains(&leader_api),
+        "{body}"
+    );
+    assert_eq!(body["leader"], "a");
+    assert_eq!(body["leader_api"], leader_api.as_str());
+
+    // Asked of the leader, it runs there, once.
+    let accepted = ask(&a);
+    assert_eq!(accepted.status(), 202);
+    let mut conn = redis.conn();
+    assert!(wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        counter(&mut conn, "ha:marker:api") == 1
+    }));
+    assert!(b.runs("slow").is_empty(), "the follower ran it");
 }

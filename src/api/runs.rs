@@ -1,7 +1,9 @@
 //! Playbook runs: the stored runs with their audit, and runs asked for by
 //! hand (`POST /api/v1/playbooks/{name}/run`), which go to the engine's own
 //! runner so that they share its limits, its one-run-per-target rule and its
-//! run store.
+//! run store. Under `[ha]` only the leader takes them: a follower answers
+//! 409 naming the leader (and its API address, when it published one), so
+//! that a caller asks there instead of running a playbook nobody fences.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -37,6 +39,8 @@ pub struct RunnerHandle {
     /// Configured targets and Sentinel groups; a group's nodes are known
     /// from the engine view once sampled.
     pub targets: Vec<String>,
+    /// Under `[ha]`: whether this instance leads, and who does.
+    pub ha: Option<crate::ha::Ledger>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +134,11 @@ pub(super) async fn start(
     if let Err(r) = check_names(&api, runner, &name, &body.target) {
         return r;
     }
+    if let Some(ledger) = &runner.ha
+        && !ledger.fence().holds()
+    {
+        return not_the_leader(ledger, &name).await;
+    }
     let params = match toml_params(body.params) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -169,6 +178,50 @@ pub(super) async fn start(
             "dry_run": body.dry_run,
             "url": format!("/api/v1/runs/{run_id}"),
         })),
+    )
+        .into_response()
+}
+
+/// 409 from a follower: the run goes to the leader, which the answer names.
+async fn not_the_leader(ledger: &crate::ha::Ledger, playbook: &str) -> Response {
+    let here = ledger.id();
+    let (message, leader, api) = match ledger.leader().await {
+        Ok(Some((id, api))) if id != here => {
+            let at = api
+                .as_deref()
+                .map(|a| format!(" (API at http://{a}; POST /api/v1/playbooks/{playbook}/run there)"))
+                .unwrap_or_default();
+            (
+                format!("this instance (`{here}`) is an HA follower: playbook runs go to the leader, `{id}`{at}"),
+                Some(id),
+                api,
+            )
+        }
+        Ok(_) => (
+            format!(
+                "this instance (`{here}`) does not hold the HA lease and no other instance does right now: \
+                 nothing runs playbooks until one leads; ask again in a few seconds"
+            ),
+            None,
+            None,
+        ),
+        Err(e) => (
+            format!(
+                "this instance (`{here}`) is not the HA leader, and the lease store cannot say who is ({e}); \
+                 ask the other instances"
+            ),
+            None,
+            None,
+        ),
+    };
+    tracing::info!(
+        playbook,
+        leader = leader.as_deref().unwrap_or("-"),
+        "Playbook run refused: not the HA leader"
+    );
+    (
+        StatusCode::CONFLICT,
+        Json(json!({ "error": message, "leader": leader, "leader_api": api })),
     )
         .into_response()
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Keys, Link, Role};
+use super::{Fence, Keys, Link, Role};
 use crate::config::{Config, SentinelGroupConfig, TargetConfig};
 use crate::sentinel::discovery::Discoverer;
 
@@ -71,6 +71,11 @@ pub struct Election {
     holder: Holder,
     link: Link,
     role: watch::Sender<Role>,
+    /// What every side effect checks: the token and `valid_until`.
+    fence: Fence,
+    /// This instance's API address, written next to the lease when it
+    /// leads, so that a follower can name where to send a playbook run.
+    api_addr: Option<String>,
     /// While leading: the instant our belief in the lease ends.
     valid_until: Option<Instant>,
     highest_token: u64,
@@ -81,11 +86,21 @@ pub struct Election {
     unreachable_since: Option<Instant>,
 }
 
+/// How long a published API address is kept: an instance that leads again
+/// writes it again.
+const API_ADDR_TTL_MS: u64 = 24 * 3600 * 1000;
+
 /// Retrying a lost connection: often enough to keep the lease, no storm.
 const RETRY: Duration = Duration::from_millis(250);
 
 impl Election {
-    pub(super) fn new(config: &Config, keys: Keys, link: Link, role: watch::Sender<Role>) -> Result<Self, String> {
+    pub(super) fn new(
+        config: &Config,
+        keys: Keys,
+        link: Link,
+        role: watch::Sender<Role>,
+        fence: Fence,
+    ) -> Result<Self, String> {
         let ha = &config.ha;
         let name = ha.lease_on.as_deref().ok_or("ha.lease_on is not set")?;
         let holder = if let Some(target) = config.target(name) {
@@ -108,6 +123,8 @@ impl Election {
             holder,
             link,
             role,
+            fence,
+            api_addr: config.api.enabled.then(|| config.api.listen.clone()),
             valid_until: None,
             highest_token: 0,
             lease_addr: None,
@@ -179,7 +196,9 @@ impl Election {
             .arg(token);
         match self.query::<i64>(&cmd, &mut conn).await {
             Ok(1) => {
-                self.valid_until = Some(sent + self.ttl - self.margin);
+                let until = sent + self.ttl - self.margin;
+                self.valid_until = Some(until);
+                self.fence.grant(token, until);
                 self.renew_every
             }
             Ok(_) => {
@@ -203,9 +222,12 @@ impl Election {
         match self.query::<(u64, i64)>(&cmd, &mut conn).await {
             Ok((token, _)) if token > 0 => {
                 self.highest_token = token;
-                self.valid_until = Some(sent + self.ttl - self.margin);
+                let until = sent + self.ttl - self.margin;
+                self.valid_until = Some(until);
+                self.fence.grant(token, until);
                 self.role.send_replace(Role::Leader { token });
                 tracing::info!(instance = %self.id, token, lease_on = self.lease_addr.as_deref().unwrap_or("target"), "HA: became the leader");
+                self.publish_api(conn).await;
                 self.renew_every
             }
             // Wake just after the holder's lease would run out, so a dead
@@ -272,17 +294,38 @@ impl Election {
     }
 
     /// Past twice the TTL without the lease store, no instance may be able
-    /// to lead: pages must still go out, from here.
+    /// to lead. Nothing goes out from here: two instances on either side of
+    /// a partition would both page; the pages wait in the outbox for a
+    /// leader (this one or another, whose sent marks then drop them here).
     fn isolate_after_long_outage(&mut self) {
         let long = self
             .unreachable_since
             .is_some_and(|since| since.elapsed() >= self.ttl * 2);
         if long && self.role.send_replace(Role::Isolated) != Role::Isolated {
-            tracing::warn!(instance = %self.id, "HA: lease store unreachable for twice the lease TTL; this instance delivers notifications until it is back (duplicates possible), and runs no playbook");
+            tracing::warn!(instance = %self.id, "HA: lease store unreachable for twice the lease TTL; notifications wait in the outbox and no playbook runs until a leader exists again");
+        }
+    }
+
+    /// Where the leader's API listens, for a follower's refusal of a
+    /// playbook run to name. Best effort: the refusal names the leader's
+    /// id either way.
+    async fn publish_api(&mut self, mut conn: MultiplexedConnection) {
+        let Some(addr) = self.api_addr.clone() else {
+            return;
+        };
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.api(&self.id))
+            .arg(addr)
+            .arg("PX")
+            .arg(API_ADDR_TTL_MS);
+        if let Err(e) = self.query::<()>(&cmd, &mut conn).await {
+            tracing::debug!(instance = %self.id, error = %e, "HA: API address not published");
         }
     }
 
     fn step_down(&mut self, why: &str) {
+        // Fenced first: from here no side effect of ours goes out.
+        self.fence.clear();
         if self.valid_until.take().is_some() {
             self.role.send_replace(Role::Follower);
             tracing::warn!(instance = %self.id, why, "HA: stepped down; now a follower");

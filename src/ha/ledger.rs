@@ -1,10 +1,16 @@
 //! What the instances share besides the lease, so that a takeover neither
 //! repeats nor loses an action:
 //!
-//! - **Run claims.** Before a playbook runs, the leader claims it:
-//!   `SET {prefix}:run:<fingerprint>:<alert start> <id>:<token> NX`, only
-//!   while the lease and the epoch are still ours. A second claim for one alert firing fails,
-//!   whoever leads by then.
+//! - **Run claims.** Before a playbook runs, the leader claims it: a hash
+//!   `{prefix}:run:<fingerprint>:<alert start>` (holder, token, run id, the
+//!   invocation, `state = running`), created only if absent and only while
+//!   the lease and the epoch are still ours, and listed in
+//!   `{prefix}:runs:open`. A second claim for one alert firing fails,
+//!   whoever leads by then. When the run ends its claim is closed, by the
+//!   token that made it only. A claim still open under a token older than
+//!   the current leader's was left by a leader that lost the lease mid-run:
+//!   the new leader takes it over (compare-and-set on the token, so once)
+//!   and runs it again, as a retry of the lost run.
 //! - **Sent marks.** After a receiver accepted a notification the leader
 //!   writes `{prefix}:sent:<receiver>:<idempotency key>`; followers drop
 //!   their copies that are marked, and a new leader skips them.
@@ -19,7 +25,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Keys, Leadership, Link, Role};
+use serde::{Deserialize, Serialize};
+
+use super::{Fence, Keys, Leadership, Link};
 use crate::alerts::{Alert, AlertStatus};
 use crate::notify::outbox::Entry;
 use crate::rules::{Action, Invocation};
@@ -33,7 +41,40 @@ const CLAIM: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return -1
 end
-if redis.call('SET', KEYS[3], ARGV[1] .. ':' .. ARGV[2], 'NX', 'PX', ARGV[3]) then
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'token', ARGV[2], 'run', ARGV[4], 'inv', ARGV[5], 'state', 'running')
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[4], KEYS[3])
+return 1
+";
+
+/// Takes over a claim left open under an older lease: returns the lost
+/// run's id and the invocation, or 0 when there is nothing to take (done,
+/// gone, or already ours), -1 when we do not lead.
+const RECLAIM: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return -1
+end
+local claim = redis.call('HMGET', KEYS[3], 'state', 'token', 'run', 'inv')
+if claim[1] ~= 'running' then
+  redis.call('SREM', KEYS[4], KEYS[3])
+  return 0
+end
+if tonumber(claim[2]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'token', ARGV[2], 'run', ARGV[3], 'retry_of', claim[3])
+return {claim[3], claim[4]}
+";
+
+/// Closes a claim, only by the holder and token that hold it now: a run
+/// fenced after a takeover leaves the claim to its retry.
+const FINISH: &str = r"
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'state', ARGV[3])
+  redis.call('SREM', KEYS[2], KEYS[1])
   return 1
 end
 return 0
@@ -80,14 +121,62 @@ enum Episode {
 }
 
 /// Whether a run may go ahead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Ours: run it.
-    Claimed,
+    /// Ours under `token`: run it, fenced by that token, and close `key`
+    /// when it ends.
+    Claimed { token: u64, key: String },
     /// Claimed before, by us or an earlier leader: it already ran.
     Taken,
     /// We do not hold the lease (any more).
     NotLeader,
+}
+
+/// A run a leader that lost the lease left unfinished, now claimed by this
+/// one to be run again.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub invocation: Invocation,
+    /// The id the run gets here.
+    pub run_id: String,
+    /// The lost run's id.
+    pub retry_of: String,
+    pub token: u64,
+    pub key: String,
+}
+
+/// An invocation as a claim stores it, for a new leader to run it again.
+#[derive(Serialize, Deserialize)]
+struct StoredInvocation {
+    playbook: String,
+    rule: String,
+    target: String,
+    params: std::collections::BTreeMap<String, toml::Value>,
+    alert: Option<Alert>,
+}
+
+impl From<&Invocation> for StoredInvocation {
+    fn from(inv: &Invocation) -> Self {
+        StoredInvocation {
+            playbook: inv.playbook.clone(),
+            rule: inv.rule.clone(),
+            target: inv.target.clone(),
+            params: inv.params.clone(),
+            alert: inv.alert.clone(),
+        }
+    }
+}
+
+impl From<StoredInvocation> for Invocation {
+    fn from(s: StoredInvocation) -> Self {
+        Invocation {
+            playbook: s.playbook,
+            rule: s.rule,
+            target: s.target,
+            params: s.params,
+            alert: s.alert,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -96,6 +185,7 @@ pub struct Ledger {
     keys: Keys,
     link: Link,
     leadership: Leadership,
+    fence: Fence,
     timeout: Duration,
     /// How far apart instances see one thing: they fire one alert, and
     /// write their copies of one notification, within this of each other.
@@ -114,6 +204,7 @@ impl Ledger {
         keys: Keys,
         link: Link,
         leadership: Leadership,
+        fence: Fence,
         timeout: Duration,
         episode_window: Duration,
     ) -> Self {
@@ -122,6 +213,7 @@ impl Ledger {
             keys,
             link,
             leadership,
+            fence,
             timeout,
             episode_window,
             episodes: Arc::default(),
@@ -130,6 +222,32 @@ impl Ledger {
 
     pub fn leadership(&self) -> &Leadership {
         &self.leadership
+    }
+
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// This instance's id in the lease.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Who holds the lease now, and where its API listens if it said so.
+    pub async fn leader(&self) -> Result<Option<(String, Option<String>)>, String> {
+        let mut get = redis::cmd("GET");
+        get.arg(&self.keys.leader);
+        let Some(id) = self.query::<Option<String>>(&get).await? else {
+            return Ok(None);
+        };
+        let mut api = redis::cmd("GET");
+        api.arg(self.keys.api(&id));
+        let addr = self.query::<Option<String>>(&api).await.ok().flatten();
+        Ok(Some((id, addr)))
+    }
+
+    fn open_runs_key(&self) -> String {
+        format!("{}:runs:open", self.keys.prefix)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
@@ -155,26 +273,97 @@ impl Ledger {
         }
     }
 
-    /// Claims a run for this leader. An error (Redis unreachable) means the
-    /// run must not start: it would risk running twice.
-    pub async fn claim(&self, inv: &Invocation) -> Result<Claim, String> {
-        let Role::Leader { token } = self.leadership.role() else {
+    /// Claims a run for this leader, as `run_id`. An error (Redis
+    /// unreachable) means the run must not start: it would risk running
+    /// twice.
+    pub async fn claim(&self, inv: &Invocation, run_id: &str) -> Result<Claim, String> {
+        let Some(token) = self.fence.current() else {
             return Ok(Claim::NotLeader);
         };
+        let stored = serde_json::to_string(&StoredInvocation::from(inv))
+            .map_err(|e| format!("the invocation cannot be stored with its claim: {e}"))?;
+        let key = self.run_key(inv);
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(CLAIM)
-            .arg(3)
+            .arg(4)
             .arg(&self.keys.leader)
             .arg(&self.keys.epoch)
-            .arg(self.run_key(inv))
+            .arg(&key)
+            .arg(self.open_runs_key())
             .arg(&self.id)
             .arg(token)
-            .arg(RETENTION.as_millis() as u64);
+            .arg(RETENTION.as_millis() as u64)
+            .arg(run_id)
+            .arg(stored);
         Ok(match self.query::<i64>(&cmd).await? {
-            1 => Claim::Claimed,
+            1 => Claim::Claimed { token, key },
             0 => Claim::Taken,
             _ => Claim::NotLeader,
         })
+    }
+
+    /// Closes the claim of a run that ended (`outcome` is its label). A run
+    /// fenced after a takeover no longer holds its claim and leaves it be.
+    pub async fn finish(&self, key: &str, token: u64, outcome: &str) -> Result<bool, String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(FINISH)
+            .arg(2)
+            .arg(key)
+            .arg(self.open_runs_key())
+            .arg(&self.id)
+            .arg(token)
+            .arg(outcome);
+        Ok(self.query::<i64>(&cmd).await? == 1)
+    }
+
+    /// Takes over the runs leaders before us claimed and did not finish:
+    /// each is ours to run again, once. Empty unless we lead.
+    pub async fn orphans(&self, new_run_id: impl Fn() -> String) -> Result<Vec<Orphan>, String> {
+        let Some(token) = self.fence.current() else {
+            return Ok(Vec::new());
+        };
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(self.open_runs_key());
+        let keys: Vec<String> = self.query(&members).await?;
+        let mut orphans = Vec::new();
+        for key in keys {
+            let run_id = new_run_id();
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(RECLAIM)
+                .arg(4)
+                .arg(&self.keys.leader)
+                .arg(&self.keys.epoch)
+                .arg(&key)
+                .arg(self.open_runs_key())
+                .arg(&self.id)
+                .arg(token)
+                .arg(&run_id);
+            match self.query::<redis::Value>(&cmd).await? {
+                redis::Value::Int(-1) => break,
+                redis::Value::Array(items) => {
+                    let text = |v: Option<&redis::Value>| match v {
+                        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                        _ => String::new(),
+                    };
+                    let (retry_of, stored) = (text(items.first()), text(items.get(1)));
+                    match serde_json::from_str::<StoredInvocation>(&stored) {
+                        Ok(stored) => orphans.push(Orphan {
+                            invocation: stored.into(),
+                            run_id,
+                            retry_of,
+                            token,
+                            key,
+                        }),
+                        Err(e) => {
+                            tracing::error!(claim = %key, lost_run = %retry_of, error = %e, "HA: a run left unfinished by the last leader cannot be read back; it is not run again");
+                            let _ = self.finish(&key, token, "unreadable").await;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(orphans)
     }
 
     fn sent_key(&self, receiver: &str, idempotency_key: &str) -> String {

@@ -8,13 +8,21 @@
 //! - [`election`] holds or seeks the lease and publishes the [`Role`] through
 //!   a cheap [`Leadership`] handle;
 //! - the playbook runner skips invocations on a follower and claims each run
-//!   in the [`Ledger`] before it starts, so no alert firing runs twice;
+//!   in the [`Ledger`] before it starts, so no alert firing runs twice; a
+//!   claim lives only as long as its leader's lease: a new leader re-runs,
+//!   once, what a leader that lost the lease left unfinished (a retry);
+//! - every side effect (a Redis write, `exec`, an HTTP call, a backup, a
+//!   delivery) passes the [`Fence`] just before it acts, so a leader that
+//!   was paused or cut off past its lease acts no more;
 //! - every instance writes notifications to its own outbox, but only the
 //!   leader's workers deliver; the leader marks what it delivered, followers
 //!   drop those copies, and a new leader skips them. What was in flight when
-//!   a leader died is sent again, once, with the same idempotency key.
+//!   a leader died is sent again, once, with the same idempotency key. With
+//!   no leader at all (the lease store unreachable), pages wait in the
+//!   outboxes until there is one again.
 
 pub mod election;
+pub mod fence;
 pub mod ledger;
 
 use std::sync::atomic::Ordering;
@@ -27,7 +35,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use election::Election;
-pub use ledger::{Claim, Ledger};
+pub use fence::{Fence, Fenced};
+pub use ledger::{Claim, Ledger, Orphan};
 
 use crate::api::state::Counters;
 use crate::config::Config;
@@ -42,8 +51,9 @@ pub enum Role {
     /// made under an older leader is told apart.
     Leader { token: u64 },
     /// Cut off from the lease store for longer than twice the lease TTL,
-    /// so nobody may be leading: delivers notifications (a page sent twice
-    /// beats a page never sent) but runs no playbook.
+    /// so nobody may be leading. Acts no more than a follower: were it to
+    /// deliver, both sides of a partition would page. Its pages wait in its
+    /// outbox until a leader exists again.
     Isolated,
 }
 
@@ -62,11 +72,6 @@ impl Leadership {
         matches!(self.role(), Role::Leader { .. })
     }
 
-    /// Whether notifications go out from this instance now.
-    pub fn delivers(&self) -> bool {
-        self.role() != Role::Follower
-    }
-
     /// Waits for the role to change; returns false once the election has
     /// stopped for good.
     pub async fn changed(&mut self) -> bool {
@@ -83,6 +88,11 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
+    /// Where instance `id` says its API listens.
+    fn api(&self, id: &str) -> String {
+        format!("{}:api:{id}", self.prefix)
+    }
+
     fn new(prefix: &str) -> Self {
         Keys {
             prefix: prefix.to_owned(),
@@ -130,13 +140,15 @@ impl Ha {
         let link = Link::default();
         let (role_tx, role_rx) = watch::channel(Role::Follower);
         let leadership = Leadership { rx: role_rx };
-        let election = Election::new(config, keys.clone(), link.clone(), role_tx)?;
+        let fence = Fence::default();
+        let election = Election::new(config, keys.clone(), link.clone(), role_tx, fence.clone())?;
         let renew_every = config.ha.renew_every();
         let ledger = Ledger::new(
             election.id().to_owned(),
             keys,
             link,
             leadership.clone(),
+            fence,
             config.engine.command_timeout.min(Duration::from_secs(1)),
             config.engine.sample_interval * 2 + Duration::from_secs(1),
         );
@@ -163,7 +175,7 @@ impl Ha {
                     _ = tokio::time::sleep(every) => {}
                     _ = stop.cancelled() => return,
                 }
-                if ledger.leadership().delivers() {
+                if ledger.fence().holds() {
                     continue;
                 }
                 match drop_delivered(&ledger, &outbox).await {

@@ -230,9 +230,9 @@ impl Notifier {
     }
 
     /// As [`Notifier::spawn`]; with `ha`, the workers deliver what every
-    /// instance holds a copy of only while this one leads (or is cut off
-    /// from the lease store), skip what an earlier leader delivered, and
-    /// record what they deliver for the others.
+    /// instance holds a copy of only while this one holds the lease (checked
+    /// just before each delivery), skip what an earlier leader delivered,
+    /// and record what they deliver for the others.
     pub fn spawn_gated(
         receivers: &BTreeMap<String, ReceiverConfig>,
         outbox: Outbox,
@@ -431,12 +431,11 @@ impl Worker {
                 }
             };
             if let Some(leadership) = leadership.as_mut()
-                && !leadership.delivers()
-                && entry.id >= 0
-                && !made_here(&entry)
+                && !self.may_deliver(&entry)
             {
                 // A follower keeps its copy for the day it leads; the
-                // leader's deliveries prune it meanwhile.
+                // leader's deliveries prune it meanwhile. Cut off from the
+                // lease store, nobody may lead: it waits here all the same.
                 tokio::select! {
                     alive = leadership.changed() => if !alive { return },
                     _ = wake.notified() => {}
@@ -486,10 +485,19 @@ impl Worker {
                 return;
             }
         };
-        let ledger = self.ha.as_ref().filter(|l| l.leadership().is_leader());
+        let ledger = self.ha.as_ref().filter(|l| l.fence().holds());
         if let Some(ledger) = ledger
             && self.delivered_before(ledger, &entry).await
         {
+            return;
+        }
+        // The fence, again just before acting: the lease may have run out
+        // while this worker claimed the entry or asked the ledger.
+        if !self.may_deliver(&entry) {
+            tracing::info!(receiver = %self.receiver, id = entry.id, "HA: delivery held: this instance no longer holds the lease; the entry stays in the outbox");
+            if let Err(e) = self.notifier.outbox.release(entry.id) {
+                tracing::error!(receiver = %self.receiver, error = %e, "Cannot release the held notification; it is retried after its claim ends");
+            }
             return;
         }
         let delivery = Arc::clone(&self.delivery.borrow());
@@ -551,6 +559,16 @@ impl Worker {
 }
 
 impl Worker {
+    /// Under `[ha]`, whether this instance may deliver `entry` now: it holds
+    /// the lease, or only it holds the entry (which then cannot go out
+    /// twice, and would be lost if held). Without `[ha]`, always.
+    fn may_deliver(&self, entry: &Entry) -> bool {
+        match &self.ha {
+            None => true,
+            Some(ledger) => entry.id < 0 || ledger.fence().holds() || made_here(entry),
+        }
+    }
+
     /// Whether a leader before us delivered this entry; if so it is marked
     /// done here. When Redis cannot say, the entry is sent: a duplicate is
     /// better than a loss.

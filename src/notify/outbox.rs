@@ -108,6 +108,15 @@ impl Outbox {
         )? == 1)
     }
 
+    /// Gives back a claim without an attempt: the entry is due again now.
+    pub fn release(&self, id: i64) -> Result<(), StoreError> {
+        self.store.conn().execute(
+            "UPDATE outbox SET next_attempt_ms = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![id, now_ms()],
+        )?;
+        Ok(())
+    }
+
     pub fn delivered(&self, id: i64) -> Result<(), StoreError> {
         self.store.conn().execute(
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_ms = ?2, last_error = NULL

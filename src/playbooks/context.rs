@@ -43,6 +43,20 @@ pub struct RunContext {
     pub backups: Option<crate::backup::BackupSettings>,
     /// What `redis.scan`, `exec` and `escalate` may do, from the config.
     pub host: Arc<HostSettings>,
+    /// Under `[ha]`: the lease this run was started under. `None` outside
+    /// HA (a single engine, `redops playbook run`, `redops test`).
+    pub ha: Option<RunLease>,
+}
+
+/// The lease a run acts under, checked before each of its side effects.
+#[derive(Clone)]
+pub struct RunLease {
+    pub fence: crate::ha::Fence,
+    /// The token the run was claimed (or started) under.
+    pub token: u64,
+    /// Set on a run a new leader took over from one that lost the lease:
+    /// the lost run's id.
+    pub retry_of: Option<String>,
 }
 
 /// The parts of the config the host API needs beyond the target.
@@ -207,6 +221,12 @@ pub(crate) fn with_run<R>(f: impl FnOnce(&mut RunState) -> R) -> Result<R, Strin
     })
 }
 
+/// The fence of the run on this thread ([`RunState::fence`]), for a host
+/// function about to act: `Err` is what the playbook gets back.
+pub(crate) fn fence(kind: &'static str, detail: &str) -> Result<(), Box<rhai::EvalAltResult>> {
+    with_run(|run| run.fence(kind, detail))?.map_err(|fenced| format!("{kind}: {fenced}").into())
+}
+
 /// Whether the run on this thread has passed its deadline.
 pub(crate) fn past_deadline() -> bool {
     CURRENT.with(|c| c.borrow().as_ref().is_some_and(|s| Instant::now() >= s.ctx.deadline))
@@ -225,6 +245,21 @@ impl RunState {
             dry_run,
             outcome,
         });
+    }
+
+    /// Under `[ha]`, refuses a side effect unless this instance still holds
+    /// the lease the run started under; the refusal is in the audit, as
+    /// `fenced`, and is the error the playbook gets.
+    pub fn fence(&mut self, kind: &'static str, detail: &str) -> Result<(), crate::ha::Fenced> {
+        let Some(lease) = &self.ctx.ha else {
+            return Ok(());
+        };
+        let result = lease.fence.check(lease.token);
+        if let Err(fenced) = &result {
+            tracing::warn!(run_id = %self.ctx.run_id, playbook = %self.ctx.playbook, target = %self.ctx.target, token = fenced.token, kind, "HA: side effect refused: this instance no longer holds the lease");
+            self.record(kind, detail.to_owned(), false, fenced.to_string());
+        }
+        result
     }
 
     /// Time left before the deadline, never zero so a socket timeout is valid.

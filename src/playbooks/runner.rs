@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::context::{HostSettings, RunContext, RunOutcome, RunRecord};
+use super::context::{HostSettings, RunContext, RunLease, RunOutcome, RunRecord};
 use super::engine::{PlaybookEngine, PlaybookSet};
 use super::policy::CommandPolicy;
 use super::runs::{RunStore, Trigger};
@@ -35,6 +35,40 @@ pub struct RunRequest {
     /// A dry run even if the engine performs side effects; an engine
     /// started with `--dry-run` never performs them, whatever this says.
     pub dry_run: bool,
+}
+
+/// Under `[ha]`: a run this leader took over from one that lost the lease
+/// before finishing it. Its claim is already ours.
+#[derive(Debug, Clone)]
+struct Retry {
+    /// The id of the run the last leader did not finish.
+    pub of: String,
+    pub token: u64,
+    pub key: String,
+}
+
+impl From<crate::ha::Orphan> for (RunRequest, Option<Retry>) {
+    fn from(o: crate::ha::Orphan) -> Self {
+        let request = RunRequest {
+            invocation: o.invocation,
+            trigger: None,
+            run_id: Some(o.run_id),
+            dry_run: false,
+        };
+        let retry = Retry {
+            of: o.retry_of,
+            token: o.token,
+            key: o.key,
+        };
+        (request, Some(retry))
+    }
+}
+
+/// How a run under `[ha]` holds the lease: the token its side effects are
+/// fenced with, and the claim to close when it ends (rule runs only).
+struct Held {
+    lease: RunLease,
+    claim: Option<String>,
 }
 
 impl RunRequest {
@@ -79,6 +113,8 @@ pub struct Runner {
     runs: Option<RunStore>,
     /// Under `[ha]`: rule-driven runs happen on the leader only, once claimed.
     ha: Option<crate::ha::Ledger>,
+    /// How often a leader looks for runs a lost leader left unfinished.
+    orphan_scan: Duration,
 }
 
 impl Runner {
@@ -119,6 +155,7 @@ impl Runner {
             host: Arc::new(HostSettings::from_config(config)),
             runs: None,
             ha: None,
+            orphan_scan: config.ha.renew_every(),
         }
     }
 
@@ -130,25 +167,65 @@ impl Runner {
         self
     }
 
-    /// Under HA, whether this instance may run a rule's invocation: it
-    /// leads and the run is claimed for it. Blocks on the claim.
-    fn claimed(&self, inv: &Invocation) -> bool {
-        let Some(ledger) = self.ha.as_ref().filter(|_| !inv.rule.is_empty()) else {
-            return true;
+    /// Under HA, how this run may go ahead: a rule's invocation once
+    /// claimed for this leader, a retry with the claim it took over, a run
+    /// asked for by hand under the lease held now. `Err` says why not (and
+    /// is `None` when only a log line is due). Blocks on the claim.
+    fn admit(&self, request: &RunRequest, retry: Option<&Retry>, run_id: &str) -> Result<Option<Held>, Option<String>> {
+        let Some(ledger) = &self.ha else {
+            return Ok(None);
         };
-        match tokio::runtime::Handle::current().block_on(ledger.claim(inv)) {
-            Ok(crate::ha::Claim::Claimed) => true,
+        let fence = ledger.fence().clone();
+        let held = |token, claim, retry_of| {
+            Ok(Some(Held {
+                lease: RunLease {
+                    fence: fence.clone(),
+                    token,
+                    retry_of,
+                },
+                claim,
+            }))
+        };
+        let inv = &request.invocation;
+        if let Some(retry) = retry {
+            tracing::warn!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, run_id, retry_of = %retry.of, token = retry.token, "HA: running again a playbook run the last leader did not finish");
+            return held(retry.token, Some(retry.key.clone()), Some(retry.of.clone()));
+        }
+        if inv.rule.is_empty() {
+            return match ledger.fence().current() {
+                Some(token) => held(token, None, None),
+                None => Err(Some(
+                    "not started: this instance is not the HA leader (any more); ask the leader".into(),
+                )),
+            };
+        }
+        match tokio::runtime::Handle::current().block_on(ledger.claim(inv, run_id)) {
+            Ok(crate::ha::Claim::Claimed { token, key }) => held(token, Some(key), None),
             Ok(crate::ha::Claim::Taken) => {
                 tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA: playbook already ran for this firing; not run again");
-                false
+                Err(None)
             }
             Ok(crate::ha::Claim::NotLeader) => {
                 tracing::info!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA: no longer the leader; playbook left to the new one");
-                false
+                Err(None)
             }
             Err(e) => {
                 tracing::error!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, error = %e, "HA: cannot claim the run; not run, to never run it twice");
-                false
+                Err(None)
+            }
+        }
+    }
+
+    /// The runs leaders before this one left unfinished, now claimed here.
+    async fn orphans(&self) -> Vec<(RunRequest, Option<Retry>)> {
+        let Some(ledger) = &self.ha else {
+            return Vec::new();
+        };
+        match ledger.orphans(new_run_id).await {
+            Ok(orphans) => orphans.into_iter().map(Into::into).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "HA: cannot look for runs the last leader left unfinished; looking again shortly");
+                Vec::new()
             }
         }
     }
@@ -171,33 +248,19 @@ impl Runner {
     {
         let this = Arc::new(self);
         let mut tasks = JoinSet::new();
-        while let Some(request) = invocations.recv().await {
-            let request: RunRequest = request.into();
-            let inv = &request.invocation;
-            if let Some(ledger) = &this.ha
-                && !inv.rule.is_empty()
-                && !ledger.leadership().is_leader()
-            {
-                tracing::debug!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA follower: playbook left to the leader");
-                continue;
+        let mut orphan_scan = tokio::time::interval(this.orphan_scan);
+        orphan_scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let requests = tokio::select! {
+                request = invocations.recv() => match request {
+                    Some(request) => vec![(request.into(), None)],
+                    None => break,
+                },
+                _ = orphan_scan.tick(), if this.ha.is_some() => this.orphans().await,
+            };
+            for (request, retry) in requests {
+                Self::start(&this, request, retry, &mut tasks, &records).await;
             }
-            let key = (inv.rule.clone(), inv.target.clone());
-            if !this.running.lock().expect("not poisoned").insert(key.clone()) {
-                tracing::warn!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "Playbook already running for this rule and target; invocation skipped");
-                if let Some(record) = this.not_started(request) {
-                    let _ = records.send(record).await;
-                }
-                continue;
-            }
-            let runner = this.clone();
-            let records = records.clone();
-            tasks.spawn_blocking(move || {
-                let record = runner.claimed(&request.invocation).then(|| runner.run_request(request));
-                runner.running.lock().expect("not poisoned").remove(&key);
-                if let Some(record) = record {
-                    let _ = records.blocking_send(record);
-                }
-            });
             while let Some(done) = tasks.try_join_next() {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "Playbook task panicked");
@@ -211,10 +274,53 @@ impl Runner {
         }
     }
 
+    /// Starts one request on a blocking thread, unless it is left to the
+    /// leader or its rule and target have a run in flight.
+    async fn start(
+        this: &Arc<Self>,
+        mut request: RunRequest,
+        retry: Option<Retry>,
+        tasks: &mut JoinSet<()>,
+        records: &mpsc::Sender<RunRecord>,
+    ) {
+        let inv = &request.invocation;
+        if let Some(ledger) = &this.ha
+            && !inv.rule.is_empty()
+            && retry.is_none()
+            && !ledger.leadership().is_leader()
+        {
+            tracing::debug!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "HA follower: playbook left to the leader");
+            return;
+        }
+        let key = (inv.rule.clone(), inv.target.clone());
+        if !this.running.lock().expect("not poisoned").insert(key.clone()) {
+            tracing::warn!(playbook = %inv.playbook, rule = %inv.rule, target = %inv.target, "Playbook already running for this rule and target; invocation skipped");
+            let why = "not started: this playbook is already running on this target";
+            if let Some(record) = this.not_started(request, why) {
+                let _ = records.send(record).await;
+            }
+            return;
+        }
+        let runner = this.clone();
+        let records = records.clone();
+        tasks.spawn_blocking(move || {
+            let run_id = request.run_id.get_or_insert_with(new_run_id).clone();
+            let record = match runner.admit(&request, retry.as_ref(), &run_id) {
+                Ok(held) => Some(runner.run_held(request, held)),
+                Err(Some(why)) => runner.not_started(request, &why),
+                Err(None) => None,
+            };
+            runner.running.lock().expect("not poisoned").remove(&key);
+            if let Some(record) = record {
+                let _ = records.blocking_send(record);
+            }
+        });
+    }
+
     /// A skipped request whose caller holds a run id (an API run) still gets
     /// a stored run saying why, so the id the caller was given leads
     /// somewhere; a skipped rule invocation is only logged, as before.
-    fn not_started(&self, request: RunRequest) -> Option<RunRecord> {
+    fn not_started(&self, request: RunRequest, why: &str) -> Option<RunRecord> {
         let run_id = request.run_id?;
         let inv = request.invocation;
         let record = RunRecord {
@@ -225,9 +331,7 @@ impl Runner {
             dry_run: self.dry_run || request.dry_run,
             started_at: std::time::SystemTime::now(),
             duration_ms: 0,
-            outcome: RunOutcome::Failed {
-                error: "not started: this playbook is already running on this target".into(),
-            },
+            outcome: RunOutcome::Failed { error: why.to_owned() },
             findings: Vec::new(),
             audit: Vec::new(),
             audit_dropped: 0,
@@ -253,6 +357,12 @@ impl Runner {
 
     /// Runs one request on the calling thread (which may block).
     pub fn run_request(&self, request: RunRequest) -> RunRecord {
+        self.run_held(request, None)
+    }
+
+    /// Runs one request, under `[ha]` fenced by the lease it holds, and
+    /// closes its claim when it ends.
+    fn run_held(&self, request: RunRequest, held: Option<Held>) -> RunRecord {
         let trigger = request.trigger();
         let dry_run = self.dry_run || request.dry_run;
         let run_id = request.run_id.unwrap_or_else(new_run_id);
@@ -300,6 +410,7 @@ impl Runner {
             scripted: None,
             backups: Some(self.backups.clone()),
             host: self.host.clone(),
+            ha: held.as_ref().map(|h| h.lease.clone()),
         };
         if let Some(runs) = &self.runs
             && let Err(e) = runs.start(&ctx, trigger)
@@ -307,6 +418,27 @@ impl Runner {
             tracing::error!(run_id = %ctx.run_id, error = %e, "Cannot store the start of the playbook run");
         }
         let record = self.engine.run(&playbook, ctx);
+        // Closed before the outcome is logged, so that a run logged as over
+        // is never taken for one a lost leader left unfinished.
+        if let (
+            Some(ledger),
+            Some(Held {
+                lease,
+                claim: Some(key),
+            }),
+        ) = (&self.ha, &held)
+        {
+            let finish = ledger.finish(key, lease.token, record.outcome.label());
+            match tokio::runtime::Handle::current().block_on(finish) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(run_id = %record.id, token = lease.token, "HA: the run's claim was taken over by a newer leader, which runs it again")
+                }
+                Err(e) => {
+                    tracing::warn!(run_id = %record.id, error = %e, "HA: cannot close the run's claim; a new leader may run it again")
+                }
+            }
+        }
         for entry in record.audit.iter().filter(|e| e.dry_run) {
             tracing::info!(playbook = %record.playbook, target = %record.target, run_id = %record.id, action = %entry.detail, "Dry run: not performed");
         }

@@ -59,10 +59,13 @@ pub struct RunRow {
     pub findings: serde_json::Value,
     pub audit: serde_json::Value,
     pub audit_dropped: i64,
+    /// Under `[ha]`: the run of a leader that lost the lease mid-run, which
+    /// this one ran again.
+    pub retry_of: Option<String>,
 }
 
 const COLUMNS: &str = "id, playbook, target, rule, trigger, params, dry_run, started_ms, duration_ms, outcome, detail, \
-    findings, audit, audit_dropped";
+    findings, audit, audit_dropped, retry_of";
 
 fn json(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
@@ -84,6 +87,7 @@ fn to_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         findings: json(r.get(11)?),
         audit: json(r.get(12)?),
         audit_dropped: r.get(13)?,
+        retry_of: r.get(14)?,
     })
 }
 
@@ -112,6 +116,16 @@ impl RunStore {
             );
             CREATE INDEX IF NOT EXISTS playbook_runs_started ON playbook_runs (started_ms);",
         )?;
+        // Added with HA retries; a store from before gets the column.
+        let has_retry_of = store
+            .conn()
+            .prepare("SELECT 1 FROM pragma_table_info('playbook_runs') WHERE name = 'retry_of'")?
+            .exists([])?;
+        if !has_retry_of {
+            store
+                .conn()
+                .execute_batch("ALTER TABLE playbook_runs ADD COLUMN retry_of TEXT")?;
+        }
         Ok(RunStore { store })
     }
 
@@ -119,7 +133,7 @@ impl RunStore {
     pub fn start(&self, ctx: &RunContext, trigger: Trigger) -> Result<(), StoreError> {
         self.store.conn().execute(
             "INSERT OR REPLACE INTO playbook_runs (id, playbook, target, rule, trigger, params, dry_run, started_ms, \
-             outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running')",
+             outcome, retry_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9)",
             params![
                 ctx.run_id,
                 ctx.playbook,
@@ -129,6 +143,7 @@ impl RunStore {
                 crate::secrets::redact(&params_json(&ctx.params)),
                 ctx.dry_run,
                 ms(std::time::SystemTime::now()),
+                ctx.ha.as_ref().and_then(|h| h.retry_of.as_deref()),
             ],
         )?;
         Ok(())

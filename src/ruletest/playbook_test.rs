@@ -158,6 +158,7 @@ pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
             config: crate::config::backup::BackupConfig::default(),
         }),
         host: Default::default(),
+        ha: None,
     };
     let record = engine.run(&test.playbook, ctx);
     compare(&test.expect, &record)

@@ -122,6 +122,7 @@ fn create(options: Map) -> RhaiResult {
         connection,
     };
     let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
+    context::fence("backup", &detail)?;
     match untimed(|| backups.create(&target, kind, compress, &mut Silent)) {
         Ok(r) => {
             record(detail, false, format!("ok: {} ({} bytes)", r.id, r.size));
@@ -209,6 +210,9 @@ fn cleanup(options: Map) -> RhaiResult {
         humantime::format_duration(retention)
     );
     let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
+    if !call.dry_run {
+        context::fence("backup", &detail)?;
+    }
     let report = backups
         .cleanup(retention, Some(&call.target), kind, call.dry_run)
         .map_err(|e| fail(detail.clone(), e))?;
@@ -285,6 +289,7 @@ fn restore(id: &str, options: Map) -> RhaiResult {
         name: call.target.clone(),
         connection,
     };
+    context::fence("backup", &detail)?;
     match untimed(|| backups.restore(id, &target, pre_backup, &mut Silent)) {
         Ok(report) => {
             let s = &report.stats;

@@ -56,6 +56,7 @@ fn exec(name: &str, args: Array) -> RhaiResult {
         record(detail, true, format!("not run ({why})"))?;
         return Ok(result(0, String::new(), String::new()));
     }
+    context::fence("exec", &detail)?;
     let timeout = entry.timeout.min(remaining);
     match run(&entry, &args, timeout) {
         Ok((status, stdout, stderr)) => {

@@ -129,6 +129,7 @@ fn call(method: &'static str, url: &str, body: Option<Dynamic>, options: &Map) -
             headers: Map::new(),
         }));
     }
+    context::fence("http", &detail)?;
     let request = Request {
         method,
         url: parsed,

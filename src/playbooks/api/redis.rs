@@ -259,6 +259,12 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
         run.record("redis", line, true, "not sent (dry run)".into());
         return Ok(Dynamic::from("DRY-RUN"));
     }
+    // Under [ha], a write goes out only while the lease is still ours.
+    if !allowed.read_only
+        && let Err(fenced) = run.fence("redis", &line)
+    {
+        return Err(format!("redis {}: {fenced}", args[0].to_ascii_uppercase()).into());
+    }
     let reply = send(run, args);
     match (allowed.command.as_str(), &reply) {
         ("MULTI", Ok(_)) => run.in_multi = true,
