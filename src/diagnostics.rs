@@ -147,10 +147,13 @@ impl fmt::Display for Diagnostic {
             let gutter = self.line.to_string().len();
             let pad = " ".repeat(gutter);
             writeln!(f, "{pad} |")?;
-            writeln!(f, "{} | {text}", self.line)?;
-            let lead: String = text
+            // The quoted line may hold a secret written in the file (a
+            // webhook URL's token in a playbook): redacted as it is shown,
+            // the underline kept under what it pointed at.
+            writeln!(f, "{} | {}", self.line, crate::secrets::redact(text))?;
+            let before: String = text.chars().take(self.col - 1).collect();
+            let lead: String = crate::secrets::redact(&before)
                 .chars()
-                .take(self.col - 1)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             writeln!(f, "{pad} | {lead}{}", "^".repeat(*width))?;

@@ -66,7 +66,10 @@ fn register_url_part(value: &str) {
 }
 
 fn add(value: &str, everywhere: bool) {
-    if value.is_empty() {
+    // An unresolved `${VAR}` (the variable is unset, which check reports)
+    // names where the secret should come from; it is not one.
+    let unresolved = value.starts_with("${") && value.ends_with('}');
+    if value.is_empty() || unresolved {
         return;
     }
     let mut current = REDACTOR.write().unwrap_or_else(|e| e.into_inner());

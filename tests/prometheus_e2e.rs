@@ -218,7 +218,9 @@ fn a_sentinel_groups_metrics_pass_promtool_with_group_and_role_labels() {
             .unwrap()
             .text()
             .unwrap();
-        text.contains(&master) && text.contains(&replica) && text.contains("redis_quorum_ok{target=\"lab\"} 1")
+        text.contains(&master)
+            && text.contains(&replica)
+            && text.contains("redis_quorum_ok{target=\"lab\",group=\"lab\"} 1")
     });
     assert!(seen, "{master} / {replica} / quorum not in:\n{text}");
     promtool_check(&promtool, &text);

@@ -291,3 +291,47 @@ fn no_url_secret_short_secret_or_secret_quoted_by_a_dependency_appears() {
         &rows("SELECT IFNULL(detail, '') || ' ' || audit || ' ' || findings FROM playbook_runs"),
     );
 }
+
+/// A playbook can read a secret back from Redis (`CONFIG GET requirepass`
+/// is allowed); what it logs and returns is stored in the run record and
+/// printed by `playbook run` and `runs show`: redacted there too.
+#[test]
+fn a_secret_a_playbook_returns_or_logs_is_redacted_in_its_run_record() {
+    let redis = TestRedis::start(&[("requirepass", SECRETS[0].1)]);
+    let config = format!(
+        "[[target]]\nname = \"cache\"\nurl = \"{}\"\npassword = \"${{REDOPS_T_REDIS_PASSWORD}}\"\n",
+        redis.url(0)
+    );
+    let leak = r#"let pass = redis.cmd(["CONFIG", "GET", "requirepass"])[1];
+log.info(`the password is ${pass}`);
+`returned ${pass}`"#;
+    let dir = engine_dir("1s", &config, &[], &[("leak", leak)]);
+    let path = dir.path().join("redops.toml");
+    let path = path.to_str().unwrap();
+    let out = run_redops(
+        &["playbook", "run", "leak", "--target", "cache", "--config", path],
+        SECRETS,
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert_no_secret("playbook run", &printed);
+    assert!(
+        printed.contains("returned ***"),
+        "the result is there, redacted:\n{printed}"
+    );
+
+    let listed = run_redops(&["runs", "list", "--json", "--config", path], SECRETS);
+    let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("runs list --json");
+    let id = runs[0]["id"].as_str().expect("one run").to_owned();
+    let shown = run_redops(&["runs", "show", &id, "--json", "--config", path], SECRETS);
+    let record = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert_no_secret("runs show", &record);
+    assert!(
+        record.contains("the password is ***"),
+        "the finding is there, redacted:\n{record}"
+    );
+}

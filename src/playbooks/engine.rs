@@ -141,7 +141,11 @@ impl PlaybookEngine {
         let elapsed = started.elapsed();
         let outcome = match result {
             Ok(v) if v.is_unit() => RunOutcome::Succeeded { result: String::new() },
-            Ok(v) => RunOutcome::Succeeded { result: v.to_string() },
+            // What a playbook returns is stored, served by the API and sent
+            // as its alert's update: it must not carry a secret either.
+            Ok(v) => RunOutcome::Succeeded {
+                result: crate::secrets::redact(&v.to_string()),
+            },
             Err(e) => match *e {
                 EvalAltResult::ErrorTerminated(..) => RunOutcome::TimedOut {
                     after_ms: elapsed.as_millis() as u64,
@@ -157,6 +161,7 @@ impl PlaybookEngine {
         let (audit, audit_dropped, findings) = state
             .map(|s| (s.audit, s.audit_dropped, s.findings))
             .unwrap_or_default();
+        let findings = findings.iter().map(|f| crate::secrets::redact(f)).collect();
         RunRecord {
             id,
             playbook: name,
