@@ -50,6 +50,7 @@ const REVIEWED: &[(&str, &str, &[&str])] = &[
     ("tests/backup_e2e.rs", "age_keygen", &["age-keygen"]),
     ("tests/backup_e2e.rs", "&age", &["age"]),
     ("tests/backup_e2e.rs", "&zstd", &["zstd"]),
+    ("tests/install_e2e.rs", "analyze", &["systemd-analyze"]),
     ("tests/backup_e2e.rs", "check_rdb", &["redis-check-rdb"]),
 ];
 

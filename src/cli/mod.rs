@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod analyze;
 pub mod backup;
 pub mod check;
+pub mod completions;
 pub mod config_arg;
 pub mod lab;
 pub mod playbook;
@@ -63,6 +64,10 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Reports; `report capacity`: the guide's capacity planning matrices.
     Report(report::Args),
+    /// Shell completions, printed: bash, zsh, fish, elvish or powershell.
+    Completions(completions::CompletionsArgs),
+    /// The manual page redops(1), printed (or every page, with --dir).
+    Man(completions::ManArgs),
 }
 
 pub use config_arg::{ConfigArg, ConfigSource, DEFAULT_CONFIG, ResolvedConfig};
@@ -101,5 +106,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Status(args) => status::main(args),
         Command::Analyze(args) => analyze::main(args),
         Command::Report(args) => report::main(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }

@@ -777,14 +777,34 @@ impl SmtpServer {
 
     /// On a given port: to bring a stopped server back where it was.
     pub fn start_on(port: u16, certs: Option<&TestCerts>) -> SmtpServer {
+        Self::spawn(port, "aiosmtpd", |cmd, maildir| {
+            cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+            if let Some(c) = certs {
+                cmd.arg("--tlscert").arg(&c.cert).arg("--tlskey").arg(&c.key);
+            }
+            cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(maildir);
+        })
+    }
+
+    /// Plain SMTP on `port` that takes mail only after AUTH (PLAIN or LOGIN)
+    /// with this user and password. To rotate the password, drop the server
+    /// and start it again on its port: the restart also cuts the connections
+    /// a client authenticated with the old one.
+    pub fn start_with_login(port: u16, user: &str, password: &str) -> SmtpServer {
+        Self::spawn(port, "aiosmtpd with login", |cmd, maildir| {
+            cmd.args(["-c", SMTP_WITH_LOGIN, &port.to_string()])
+                .arg(maildir)
+                .args([user, password]);
+        })
+    }
+
+    /// Starts the harness's python3 with the arguments `args` adds, storing
+    /// mail in a maildir of its own, and waits until `port` accepts.
+    fn spawn(port: u16, what: &str, args: impl FnOnce(&mut Command, &Path)) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("mail");
         let mut cmd = Command::new("/usr/bin/python3");
-        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
-        if let Some(c) = certs {
-            cmd.arg("--tlscert").arg(&c.cert).arg("--tlskey").arg(&c.key);
-        }
-        cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(&maildir);
+        args(&mut cmd, &maildir);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.path().join("smtp.log")).unwrap())
@@ -793,34 +813,7 @@ impl SmtpServer {
         let up = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        assert!(up, "aiosmtpd did not start on {port}");
-        SmtpServer {
-            child,
-            port,
-            maildir,
-            _dir: dir,
-        }
-    }
-
-    /// Plain SMTP on `port` that takes mail only after AUTH (PLAIN or LOGIN)
-    /// with this user and password. To rotate the password, drop the server
-    /// and start it again on its port: the restart also cuts the connections
-    /// a client authenticated with the old one.
-    pub fn start_with_login(port: u16, user: &str, password: &str) -> SmtpServer {
-        let dir = tempfile::tempdir().unwrap();
-        let maildir = dir.path().join("mail");
-        let child = Command::new("/usr/bin/python3")
-            .args(["-c", SMTP_WITH_LOGIN, &port.to_string()])
-            .arg(&maildir)
-            .args([user, password])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("smtp.log")).unwrap())
-            .spawn()
-            .expect("python3-aiosmtpd is installed (apt-get install python3-aiosmtpd)");
-        let up = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "aiosmtpd with login did not start on {port}");
+        assert!(up, "{what} did not start on {port}");
         SmtpServer {
             child,
             port,
