@@ -246,7 +246,11 @@ fn targets_added_and_removed_and_a_new_keyspace_rule_apply_without_a_restart() {
                  window = \"10s\"\nwhen = \"count >= 20\"\nseverity = \"warning\"\ntargets = [\"one\"]\n";
     write_file(dir.path(), "rules/storm.toml", storm);
     redops.wait_log("restarted=[\"one\"]", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(500));
+    // The target had no keyspace rule, so this is its first subscription.
+    let resubscribed = harness::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        redops.output().contains("Keyspace subscription active target=one")
+    });
+    assert!(resubscribed, "{}", redops.output());
     for n in 0..30 {
         one.cli(&["SET", &format!("job:{n}"), "x"]);
     }
