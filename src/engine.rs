@@ -205,10 +205,18 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     }
     evaluator.restore(&restored, Instant::now());
     // A crash between recording an alert and queueing its notification
-    // leaves it with nobody notified: route it now rather than lose it.
+    // leaves it with nobody notified: route it now rather than lose it. One
+    // already in the outbox (the crash came between queueing it and
+    // recording who was told) goes out from there, once.
+    let outbox = notifier.outbox().clone();
+    let queued = |alert: &Alert| {
+        let key = crate::notify::Notification::Alert(Box::new(crate::notify::AlertNotice::new(alert.clone())))
+            .idempotency_key();
+        outbox.queued(&key).unwrap_or(false)
+    };
     let unsent: Vec<Alert> = rows
         .into_iter()
-        .filter(|(row, _)| row.notified.is_empty() && !row.silenced)
+        .filter(|(row, alert)| row.notified.is_empty() && !row.silenced && !queued(alert))
         .map(|(_, alert)| alert)
         .collect();
     router.restore(restored);

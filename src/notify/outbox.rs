@@ -71,6 +71,14 @@ impl Outbox {
         Ok(())
     }
 
+    /// Whether a notification with this idempotency key was ever queued
+    /// (pending, delivered or given up), for any receiver.
+    pub fn queued(&self, idempotency_key: &str) -> Result<bool, StoreError> {
+        let conn = self.store.conn();
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM outbox WHERE idempotency_key = ?1 LIMIT 1")?;
+        Ok(stmt.exists(params![idempotency_key])?)
+    }
+
     /// The oldest pending notification of a receiver: delivery is in order,
     /// so nothing behind it goes first.
     pub fn head(&self, receiver: &str) -> Result<Option<Entry>, StoreError> {
