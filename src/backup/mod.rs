@@ -32,7 +32,7 @@ pub use logical::FormatError;
 pub use rdb::RdbError;
 pub use remote::RestoreStats;
 
-use crate::config::{BackupConfig, Config, TargetConfig};
+use crate::config::{BackupConfig, Config};
 use crate::store::{Store, StoreError};
 
 /// Read buffer between an opened archive and the logical-format parser.
@@ -193,17 +193,7 @@ pub fn resolve_target(config: &Config, name: &str) -> Result<Target, BackupError
             ))
         })?,
     };
-    let target = TargetConfig {
-        name: name.to_owned(),
-        url: format!("redis://{addr}/{}", group.db),
-        username: group.username.clone(),
-        password: group.password.clone(),
-        keyspace_events: None,
-        labels: Default::default(),
-        probes: Default::default(),
-        tls_ca: None,
-    };
-    let connection = crate::redis::connect::connection_info(&target).map_err(BackupError::Usage)?;
+    let connection = crate::redis::connect::connection_info(&group.node_config(&addr)).map_err(BackupError::Usage)?;
     Ok(Target {
         name: name.to_owned(),
         connection,

@@ -66,13 +66,7 @@ pub fn main(args: Args) -> ExitCode {
         if let Some(addr) = crate::sentinel::discovery::master_addr_blocking(g, timeout) {
             targets.push(crate::config::TargetConfig {
                 name: g.name.clone(),
-                url: format!("redis://{addr}/{}", g.db),
-                username: g.username.clone(),
-                password: g.password.clone(),
-                keyspace_events: None,
-                labels: g.labels.clone(),
-                probes: Default::default(),
-                tls_ca: None,
+                ..g.node_config(&addr)
             });
         }
     }

@@ -44,4 +44,25 @@ impl SentinelGroupConfig {
     pub fn node_target(&self, addr: &str) -> String {
         crate::sentinel::events::node_target(&self.name, addr)
     }
+
+    /// One node of the group as a target: its name, its URL in the group's
+    /// database, the group's credentials, keyspace flags and probes, and
+    /// the labels `group` and `addr` beside the group's own. Everything that
+    /// connects to a node (sampling, playbooks, backups, the HA lease,
+    /// `redops status`) starts from this.
+    pub fn node_config(&self, addr: &str) -> super::TargetConfig {
+        let mut labels = self.labels.clone();
+        labels.insert("group".into(), self.name.clone());
+        labels.insert("addr".into(), addr.to_owned());
+        super::TargetConfig {
+            name: self.node_target(addr),
+            url: format!("redis://{addr}/{}", self.db),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            keyspace_events: self.keyspace_events.clone(),
+            labels,
+            probes: self.probes.clone(),
+            tls_ca: None,
+        }
+    }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Fence, Keys, Link, Role};
-use crate::config::{Config, SentinelGroupConfig, TargetConfig};
+use crate::config::{Config, SentinelGroupConfig};
 use crate::sentinel::discovery::Discoverer;
 
 /// Takes the lease if free, fencing token strictly above any we saw (after
@@ -371,15 +371,5 @@ impl Election {
 }
 
 fn master_info(group: &SentinelGroupConfig, addr: &str) -> Result<redis::ConnectionInfo, String> {
-    let target = TargetConfig {
-        name: group.name.clone(),
-        url: format!("redis://{addr}/{}", group.db),
-        username: group.username.clone(),
-        password: group.password.clone(),
-        keyspace_events: None,
-        labels: Default::default(),
-        probes: Default::default(),
-        tls_ca: None,
-    };
-    crate::redis::connect::connection_info(&target)
+    crate::redis::connect::connection_info(&group.node_config(addr))
 }

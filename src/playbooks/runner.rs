@@ -480,17 +480,7 @@ impl Runner {
         labels.insert("group".into(), group.name.clone());
         let connection = addr.and_then(|a| {
             labels.insert("addr".into(), a.clone());
-            let target = crate::config::TargetConfig {
-                name: name.to_owned(),
-                url: format!("redis://{a}/{}", group.db),
-                username: group.username.clone(),
-                password: group.password.clone(),
-                keyspace_events: None,
-                labels: BTreeMap::new(),
-                probes: BTreeMap::new(),
-                tls_ca: None,
-            };
-            crate::redis::connect::connection_info(&target).ok()
+            crate::redis::connect::connection_info(&group.node_config(&a)).ok()
         });
         TargetRuntime { labels, connection }
     }

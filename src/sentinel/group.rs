@@ -318,19 +318,7 @@ impl GroupSource {
     }
 
     fn node_config(&self, addr: &str) -> TargetConfig {
-        let mut labels = self.group.labels.clone();
-        labels.insert("group".into(), self.group.name.clone());
-        labels.insert("addr".into(), addr.to_owned());
-        TargetConfig {
-            name: self.group.node_target(addr),
-            url: format!("redis://{addr}/{}", self.group.db),
-            username: self.group.username.clone(),
-            password: self.group.password.clone(),
-            keyspace_events: self.group.keyspace_events.clone(),
-            labels,
-            probes: self.group.probes.clone(),
-            tls_ca: None,
-        }
+        self.group.node_config(addr)
     }
 
     async fn group_metrics(&mut self, view: &GroupView) -> Metrics {
