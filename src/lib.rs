@@ -24,7 +24,8 @@
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
 //! 3. Vocabulary: [`event`]
-//!    - [`event`]: the `Event` every source emits.
+//!    - [`event`]: the `Event` every source emits and the events
+//!      Sentinels publish, parsed.
 //! 4. Configuration: [`config`]
 //!    - the engine's TOML config with `${VAR}` from the environment; it
 //!      checks shapes only, checks that need other modules live above.

@@ -24,8 +24,6 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
         "validates allow_commands with the playbook command policy",
     ),
     ("config", "redis", "validates target URLs and metric names with redis"),
-    ("config", "sentinel", "sentinel address parsing and node naming"),
-    ("event", "sentinel", "SentinelEvent lives in sentinel::events"),
     ("ha", "api", "the HA counters live in api::state"),
     ("ha", "notify", "the delivery ledger takes notify::outbox::Entry"),
     ("notify", "api", "CounterVec lives in api::state"),
@@ -37,7 +35,6 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
         "history retention and metrics of rules live in loader",
     ),
     ("rules", "playbooks", "the lint checks playbooks and allow_commands"),
-    ("rules", "sentinel", "KNOWN_EVENTS lives in sentinel::events"),
     (
         "rules",
         "sources",

@@ -641,7 +641,7 @@ impl Config {
                 );
             }
             for addr in &group.sentinels {
-                if crate::sentinel::parse_addr(addr).is_none() {
+                if crate::event::sentinel::parse_addr(addr).is_none() {
                     problem(
                         format!("sentinel group `{}`: `{addr}` is not host:port", group.name),
                         "e.g. \"127.0.0.1:26379\"",

@@ -288,7 +288,7 @@ fn compile(
                 );
             }
             for e in spec.events.iter().chain(&spec.resolve_events) {
-                let known = crate::sentinel::events::KNOWN_EVENTS;
+                let known = crate::event::sentinel::KNOWN_EVENTS;
                 if !e.contains(['*', '?', '[']) && !known.contains(&e.as_str()) {
                     let mut d = Diagnostic::error(
                         file,

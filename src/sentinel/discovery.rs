@@ -9,8 +9,8 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::parse_addr;
 use crate::config::SentinelGroupConfig;
+use crate::event::sentinel::parse_addr;
 use crate::redis::connect;
 
 #[derive(Debug, Clone, Default, Serialize)]

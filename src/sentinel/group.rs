@@ -19,8 +19,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::discovery::{Discoverer, GroupView, sentinel_connection_info};
-use super::events::{self, SentinelEvent};
 use crate::config::{Config, SentinelGroupConfig, TargetConfig};
+use crate::event::sentinel::{self as events, SentinelEvent, parse_addr};
 use crate::event::{Event, MetricValue, Metrics, Sample, SentinelNotice, TargetChange};
 use crate::redis::connect;
 use crate::rules::Rule;
@@ -251,8 +251,7 @@ impl GroupSource {
 
     /// The master moved while no `+switch-master` reached us: say so.
     async fn reconcile(&mut self, old: &str, new: &str) {
-        let (Some((old_ip, old_port)), Some((new_ip, new_port))) = (super::parse_addr(old), super::parse_addr(new))
-        else {
+        let (Some((old_ip, old_port)), Some((new_ip, new_port))) = (parse_addr(old), parse_addr(new)) else {
             return;
         };
         let payload = format!("{} {old_ip} {old_port} {new_ip} {new_port}", self.group.master);

@@ -1,5 +1,7 @@
 //! The typed events every source emits into the engine.
 
+pub mod sentinel;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
@@ -115,7 +117,7 @@ pub struct SentinelNotice {
     /// The node the event is about (`group/host:port`), or the group.
     pub target: String,
     pub group: String,
-    pub event: crate::sentinel::events::SentinelEvent,
+    pub event: sentinel::SentinelEvent,
     /// The Sentinel that told us first.
     pub sentinel: String,
     /// True when redops inferred the event on reconnecting to a Sentinel,
