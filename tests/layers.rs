@@ -29,11 +29,6 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
     ("notify", "api", "CounterVec lives in api::state"),
     ("notify", "playbooks", "RunOutcome lives in playbooks::context"),
     ("redis", "history", "TREND_METRICS lives in history"),
-    (
-        "rules",
-        "loader",
-        "history retention and metrics of rules live in loader",
-    ),
     ("rules", "playbooks", "the lint checks playbooks and allow_commands"),
     (
         "rules",

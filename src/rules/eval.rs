@@ -97,8 +97,8 @@ pub struct Evaluator {
 /// What the look-back calls of `rules` read, kept for at least `retention`.
 fn needs_of(rules: &[Arc<Rule>], retention: Duration) -> Needs {
     Needs {
-        retention: retention.max(crate::loader::history_retention(rules)),
-        metrics: crate::loader::history_metrics(rules).map(Arc::new),
+        retention: retention.max(super::history::history_retention(rules)),
+        metrics: super::history::history_metrics(rules).map(Arc::new),
     }
 }
 

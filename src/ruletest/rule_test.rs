@@ -310,7 +310,7 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>, config:
         rules.to_vec(),
         expr.clone(),
         test.targets.iter().map(|(n, t)| (n.clone(), t.labels.clone())),
-        crate::loader::history_retention(rules),
+        crate::rules::history::history_retention(rules),
     );
     let start = Instant::now();
     let clock = |at: Duration| (start + at, UNIX_EPOCH + WALL_START + at);
