@@ -28,7 +28,6 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
     ("ha", "notify", "the delivery ledger takes notify::outbox::Entry"),
     ("notify", "api", "CounterVec lives in api::state"),
     ("notify", "playbooks", "RunOutcome lives in playbooks::context"),
-    ("redis", "history", "TREND_METRICS lives in history"),
     ("rules", "playbooks", "the lint checks playbooks and allow_commands"),
     (
         "rules",

@@ -601,7 +601,7 @@ impl Config {
         }
         for target in &self.targets {
             for name in target.probes.keys() {
-                if crate::redis::metrics::is_known_metric(name) {
+                if crate::event::metric_names::is_known_metric(name) {
                     diags.push(
                         Diagnostic::error(
                             file,

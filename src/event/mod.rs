@@ -1,5 +1,6 @@
 //! The typed events every source emits into the engine.
 
+pub mod metric_names;
 pub mod sentinel;
 
 use std::collections::BTreeMap;

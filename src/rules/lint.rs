@@ -21,8 +21,8 @@ use super::expr::HISTORY_FUNCTIONS;
 use super::model::{Rule, SourceKind};
 use crate::config::{Config, document};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::event::metric_names::{METRIC_NAMES, is_known_metric};
 use crate::playbooks::PlaybookSet;
-use crate::redis::metrics::{METRIC_NAMES, is_known_metric};
 
 mod expression;
 
@@ -169,7 +169,7 @@ impl<'a> Scopes<'a> {
         let with_target = |names: &[&'a str]| -> Vec<&'a str> { names.iter().copied().chain(["target"]).collect() };
         let mut sample = with_target(&METRIC_NAMES);
         sample.extend(GROUP_METRICS);
-        sample.extend(crate::sources::keyspace::KEYSPACE_STAT_METRICS);
+        sample.extend(crate::event::metric_names::KEYSPACE_STAT_METRICS);
         sample.extend(probes.iter().copied());
         Scopes {
             sample,

@@ -81,16 +81,6 @@ impl KeyspaceSpec {
     }
 }
 
-/// The sample metrics of [`KeyspaceStats`], for `redops check`: the two
-/// totals, and the seconds since the last loss of each kind (absent until
-/// one happens).
-pub const KEYSPACE_STAT_METRICS: [&str; 4] = [
-    "events_lost_total",
-    "keyspace_disconnects_total",
-    "seconds_since_events_lost",
-    "seconds_since_keyspace_disconnect",
-];
-
 /// What a target's keyspace subscription lost, for the sampler to report.
 /// It keeps when the last loss happened too, so that a rule can say "lost
 /// in the last 10 minutes" without a look-back function: one of those would
@@ -140,7 +130,7 @@ impl KeyspaceStats {
 
     /// `(metric name, value)` pairs, as they appear in the target's samples.
     pub fn metrics(&self) -> Vec<(&'static str, f64)> {
-        let [lost, disconnects, since_lost, since_disconnect] = KEYSPACE_STAT_METRICS;
+        let [lost, disconnects, since_lost, since_disconnect] = crate::event::metric_names::KEYSPACE_STAT_METRICS;
         let mut metrics = vec![
             (lost, self.events_lost.load(Relaxed) as f64),
             (disconnects, self.disconnects.load(Relaxed) as f64),
