@@ -23,9 +23,11 @@
 //! 2. Reporting: [`diagnostics`], [`logging`]
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
-//! 3. Vocabulary: [`event`]
+//! 3. Vocabulary: [`event`], [`telemetry`]
 //!    - [`event`]: the `Event` every source emits and the events
-//!      Sentinels publish, parsed.
+//!      Sentinels publish, parsed, and the names of the metrics a sample
+//!      carries; [`telemetry`]: redops's own counters, written everywhere and
+//!      read by the API's `/metrics`.
 //! 4. Configuration: [`config`]
 //!    - the engine's TOML config with `${VAR}` from the environment; it
 //!      checks shapes only, checks that need other modules live above.
@@ -90,4 +92,5 @@ pub mod sentinel;
 pub mod sources;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod template;

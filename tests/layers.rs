@@ -24,9 +24,7 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
         "validates allow_commands with the playbook command policy",
     ),
     ("config", "redis", "validates target URLs and metric names with redis"),
-    ("ha", "api", "the HA counters live in api::state"),
     ("ha", "notify", "the delivery ledger takes notify::outbox::Entry"),
-    ("notify", "api", "CounterVec lives in api::state"),
     ("notify", "playbooks", "RunOutcome lives in playbooks::context"),
     ("rules", "playbooks", "the lint checks playbooks and allow_commands"),
     (

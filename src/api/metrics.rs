@@ -12,8 +12,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::Api;
-use super::state::{CounterVec, RUN_DURATION_BUCKETS, RunDurations};
 use crate::event::MetricValue;
+use crate::telemetry::{CounterVec, RUN_DURATION_BUCKETS, RunDurations};
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")

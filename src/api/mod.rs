@@ -42,7 +42,7 @@ pub struct ApiDeps {
     pub alerts: AlertStore,
     pub outbox: Option<crate::notify::outbox::Outbox>,
     /// The notifier's delivery counts, by receiver and outcome.
-    pub deliveries: Arc<state::CounterVec<2>>,
+    pub deliveries: Arc<crate::telemetry::CounterVec<2>>,
     pub runs: Option<RunStore>,
     pub backups: Option<Catalog>,
     /// Where `POST /api/v1/playbooks/{name}/run` hands its runs.
@@ -55,7 +55,7 @@ struct Api {
     view: EngineView,
     alerts: AlertStore,
     outbox: Option<crate::notify::outbox::Outbox>,
-    deliveries: Arc<state::CounterVec<2>>,
+    deliveries: Arc<crate::telemetry::CounterVec<2>>,
     runs: Option<RunStore>,
     backups: Option<Catalog>,
     runner: Option<runs::RunnerHandle>,

@@ -23,9 +23,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alert;
-use crate::api::state::CounterVec;
 use crate::config::ReceiverConfig;
 use crate::playbooks::context::RunOutcome;
+use crate::telemetry::CounterVec;
 use outbox::{Entry, Outbox};
 
 /// The version of the generic JSON schema (see docs/notifications.md).
