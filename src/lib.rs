@@ -10,7 +10,7 @@
 //! The imports go one way, like the data: a module uses only modules of the
 //! layers below its own, and the modules of one layer never use each other
 //! (sources and rules meet at [`event::Event`], notify and playbooks at
-//! the run outcome). `tests/layers.rs` reads this list and fails
+//! [`invocation::RunOutcome`]). `tests/layers.rs` reads this list and fails
 //! on an import that goes sideways or up. Bottom first:
 //!
 //! 1. Foundations: [`secrets`], [`glob`], [`template`], [`status`], [`store`], [`lab`], [`reload`]
@@ -35,9 +35,10 @@
 //!    - [`redis`]: connections, INFO parsing and derived metrics;
 //!      [`alerts`]: severities, the alert lifecycle, fingerprints, silences,
 //!      escalation.
-//! 6. What detection hands on: [`history`]
+//! 6. What detection hands on: [`history`], [`invocation`]
 //!    - [`history`]: sample history (raw, 1-minute and hourly tiers) and
-//!      trends (`memory_full_in_days`, ...).
+//!      trends (`memory_full_in_days`, ...); [`invocation`]: the evaluator's
+//!      actions, the playbook invocations and how their runs ended.
 //! 7. Detection: [`sources`], [`rules`]
 //!    - [`sources`]: the INFO sampler, target health, the keyspace reader
 //!      and cron schedules, each emitting events; [`rules`]: rule files, the
@@ -78,6 +79,7 @@ pub mod event;
 pub mod glob;
 pub mod ha;
 pub mod history;
+pub mod invocation;
 pub mod lab;
 pub mod loader;
 pub mod logging;

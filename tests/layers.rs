@@ -25,7 +25,6 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
     ),
     ("config", "redis", "validates target URLs and metric names with redis"),
     ("ha", "notify", "the delivery ledger takes notify::outbox::Entry"),
-    ("notify", "playbooks", "RunOutcome lives in playbooks::context"),
     ("rules", "playbooks", "the lint checks playbooks and allow_commands"),
     (
         "rules",

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alert;
 use crate::config::ReceiverConfig;
-use crate::playbooks::context::RunOutcome;
+use crate::invocation::RunOutcome;
 use crate::telemetry::CounterVec;
 use outbox::{Entry, Outbox};
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::policy::CommandPolicy;
 use crate::alerts::Alert;
+use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
 
 /// Audit entries beyond this are counted, not kept: a SCAN loop must not
@@ -139,24 +140,6 @@ pub struct AuditEntry {
     pub dry_run: bool,
     /// `ok`, or the error.
     pub outcome: String,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum RunOutcome {
-    Succeeded { result: String },
-    Failed { error: String },
-    TimedOut { after_ms: u64 },
-}
-
-impl RunOutcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            RunOutcome::Succeeded { .. } => "succeeded",
-            RunOutcome::Failed { .. } => "failed",
-            RunOutcome::TimedOut { .. } => "timed_out",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -9,9 +9,10 @@ use std::time::{Instant, SystemTime};
 use rhai::{Dynamic, Engine, EvalAltResult, Scope};
 
 use super::api;
-use super::context::{self, RunContext, RunOutcome, RunRecord};
+use super::context::{self, RunContext, RunRecord};
 use crate::config::PlaybookConfig;
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::invocation::RunOutcome;
 
 /// How many operations run between two looks at the wall clock.
 const DEADLINE_CHECK_EVERY: u64 = 256;

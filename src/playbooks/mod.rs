@@ -8,5 +8,5 @@ pub mod policy;
 pub mod runner;
 pub mod runs;
 
-pub use context::{RunOutcome, RunRecord};
+pub use context::RunRecord;
 pub use engine::{Playbook, PlaybookEngine, PlaybookSet};

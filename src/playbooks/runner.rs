@@ -8,13 +8,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::context::{HostSettings, RunContext, RunLease, RunOutcome, RunRecord};
+use super::context::{HostSettings, RunContext, RunLease, RunRecord};
 use super::engine::{PlaybookEngine, PlaybookSet};
 use super::policy::CommandPolicy;
 use super::runs::{RunStore, Trigger};
 use crate::config::Config;
+use crate::invocation::Invocation;
+use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
-use crate::rules::Invocation;
 
 /// What a run needs to reach its target.
 #[derive(Clone)]

@@ -197,7 +197,7 @@ fn offline_notifier() -> Result<crate::notify::Notifier, String> {
 }
 
 fn compare(expect: &PlaybookExpect, record: &RunRecord) -> Vec<String> {
-    use crate::playbooks::RunOutcome;
+    use crate::invocation::RunOutcome;
     let mut lines = Vec::new();
     let (error, result) = match &record.outcome {
         RunOutcome::Failed { error } => (Some(error.as_str()), None),

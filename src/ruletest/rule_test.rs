@@ -23,11 +23,12 @@ use crate::alerts::{Alert, AlertStatus, Phase, Severity};
 use crate::config::Config;
 use crate::event::sentinel::SentinelEvent;
 use crate::event::{Event, Health, KeyspaceCounts, MetricValue, Metrics, Sample, ScheduleTick, SentinelNotice};
+use crate::invocation::Action;
 use crate::notify::outbox::Outbox;
 use crate::notify::router::Router;
 use crate::notify::{AlertNotice, Notification, Notifier};
 use crate::rules::expr::ExprEngine;
-use crate::rules::{Action, Evaluator, Rule, SourceKind};
+use crate::rules::{Evaluator, Rule, SourceKind};
 use crate::store::Store;
 
 /// The wall clock at the start of every test, so output never depends on
