@@ -23,11 +23,13 @@
 //! 2. Reporting: [`diagnostics`], [`logging`]
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
-//! 3. Vocabulary: [`event`], [`telemetry`]
+//! 3. Vocabulary: [`event`], [`telemetry`], [`cron`], [`files`]
 //!    - [`event`]: the `Event` every source emits and the events
 //!      Sentinels publish, parsed, and the names of the metrics a sample
 //!      carries; [`telemetry`]: redops's own counters, written everywhere and
-//!      read by the API's `/metrics`.
+//!      read by the API's `/metrics`; [`cron`]: cron expressions in a time
+//!      zone and the catch-up policy; [`files`]: finding rule and playbook
+//!      files.
 //! 4. Configuration: [`config`]
 //!    - the engine's TOML config with `${VAR}` from the environment; it
 //!      checks shapes only, checks that need other modules live above.
@@ -73,9 +75,11 @@ pub mod api;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod diagnostics;
 pub mod engine;
 pub mod event;
+pub mod files;
 pub mod glob;
 pub mod ha;
 pub mod history;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::diagnostics::Diagnostics;
+use crate::files::files_with_extension;
 use crate::playbooks::{PlaybookEngine, PlaybookSet};
 use crate::rules::Rule;
 use crate::rules::expr::ExprEngine;
-use crate::rules::load::{References, files_with_extension, load_rules};
+use crate::rules::load::{References, load_rules};
 
 pub struct Loaded {
     pub config: Config,

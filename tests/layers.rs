@@ -27,11 +27,6 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
     ("ha", "notify", "the delivery ledger takes notify::outbox::Entry"),
     ("rules", "playbooks", "the lint checks playbooks and allow_commands"),
     (
-        "rules",
-        "sources",
-        "cron parsing, CatchUp and KEYSPACE_STAT_METRICS live in sources",
-    ),
-    (
         "sources",
         "playbooks",
         "the sampler probes CONFIG with the command policy",

@@ -72,7 +72,7 @@ impl PlaybookEngine {
     /// Compiles every `*.rhai` of `dir`; the file stem is the playbook's name.
     pub fn load_dir(&self, dir: &Path, diags: &mut Diagnostics) -> PlaybookSet {
         let mut set = PlaybookSet::default();
-        for path in crate::rules::load::files_with_extension(dir, "rhai", diags) {
+        for path in crate::files::files_with_extension(dir, "rhai", diags) {
             let file = match SourceFile::read(&path) {
                 Ok(f) => f,
                 Err(e) => {

@@ -301,7 +301,7 @@ fn glob_class(p: &[u8], start: usize) -> Option<([bool; 256], usize)> {
 pub struct ScheduleSpec {
     pub cron: croner::Cron,
     pub tz: chrono_tz::Tz,
-    pub catch_up: crate::sources::schedule::CatchUp,
+    pub catch_up: crate::cron::CatchUp,
 }
 
 /// Which Sentinel events a sentinel rule fires and resolves on.
@@ -411,7 +411,7 @@ pub(super) struct RuleSpec {
     #[serde(default)]
     pub timezone: Option<String>,
     #[serde(default)]
-    pub catch_up: Option<crate::sources::schedule::CatchUp>,
+    pub catch_up: Option<crate::cron::CatchUp>,
     #[serde(default)]
     pub targets: Vec<toml::Spanned<String>>,
     #[serde(default)]
