@@ -11,13 +11,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use redops::event::keyspace::KeyspaceSelector;
 use redops::event::{MetricValue, Metrics};
 use redops::glob::Glob;
 use redops::redis::info;
 use redops::redis::metrics::{Limits, MetricsDeriver};
 use redops::rules::expr::ExprEngine;
 use redops::rules::history::History;
-use redops::rules::model::KeyspaceSelector;
 use redops::sources::keyspace::KeyspaceCounter;
 use rhai::{Dynamic, Scope};
 

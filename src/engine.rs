@@ -24,8 +24,8 @@ use crate::notify::router::Router;
 use crate::notify::{Notifier, PlaybookSummary};
 use crate::playbooks::RunRecord;
 use crate::playbooks::runner::{RunRequest, Runner};
-use crate::rules::Evaluator;
 use crate::rules::history::history_retention;
+use crate::rules::{Evaluator, keyspace_rules};
 use crate::sentinel::group::spawn_sentinel_group;
 use crate::sources::schedule::{Schedule, ScheduleStore, spawn_schedules};
 use crate::sources::targets::TargetSources;
@@ -57,13 +57,15 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut sources = Vec::new();
     let mut targets = TargetSources::new(events_tx.clone(), sources_stop.clone());
-    targets.apply(&config, &rules).map_err(anyhow::Error::msg)?;
+    targets
+        .apply(&config, &keyspace_rules(&rules))
+        .map_err(anyhow::Error::msg)?;
     let shared_config = Arc::new(config.clone());
     for group in &config.sentinels {
         sources.push(spawn_sentinel_group(
             group.clone(),
             shared_config.clone(),
-            rules.clone(),
+            keyspace_rules(&rules),
             events_tx.clone(),
             sources_stop.clone(),
         ));
@@ -425,7 +427,7 @@ fn reload(
             *live.playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
             let rules = new.rules.len();
             let mut actions = live.evaluator.replace_rules(new.rules.clone(), SystemTime::now());
-            match live.targets.apply(&new.config, &new.rules) {
+            match live.targets.apply(&new.config, &keyspace_rules(&new.rules)) {
                 Ok(changes) => {
                     if !changes.is_empty() {
                         tracing::info!(

@@ -31,7 +31,6 @@ const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
         "playbooks",
         "the sampler probes CONFIG with the command policy",
     ),
-    ("sources", "rules", "the keyspace reader takes Rule for its selectors"),
 ];
 
 fn src_dir() -> PathBuf {

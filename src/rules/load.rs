@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use toml::de::DeValue;
 
 use super::expr::ExprEngine;
-use super::model::{KeyspaceSelector, Rule, RuleSpec, ScheduleSpec, SentinelSelector, SourceKind};
+use super::model::{Rule, RuleSpec, ScheduleSpec, SentinelSelector, SourceKind};
+use crate::event::keyspace::KeyspaceSelector;
 
 /// How long a Sentinel alert stays firing without an event that resolves it.
 const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(600);

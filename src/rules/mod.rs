@@ -10,4 +10,4 @@ pub mod load;
 pub mod model;
 
 pub use eval::Evaluator;
-pub use model::{Rule, SourceKind};
+pub use model::{Rule, SourceKind, keyspace_rules};

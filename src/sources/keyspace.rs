@@ -27,10 +27,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TargetConfig};
+use crate::event::keyspace::{KeyspaceRule, KeyspaceSelector, SelectorSet};
 use crate::event::{Event, KeyspaceCounts};
 use crate::redis::connect;
-use crate::rules::Rule;
-use crate::rules::model::{KeyspaceSelector, SelectorSet};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -60,11 +59,11 @@ pub struct KeyspaceSpec {
 
 impl KeyspaceSpec {
     /// The spec for a target, or `None` when nothing needs its events.
-    pub fn from_config(config: &Config, target: &TargetConfig, rules: &[std::sync::Arc<Rule>]) -> Option<Self> {
+    pub fn from_config(config: &Config, target: &TargetConfig, rules: &[KeyspaceRule]) -> Option<Self> {
         let selectors: Vec<_> = rules
             .iter()
             .filter(|r| r.applies_to(&target.name))
-            .filter_map(|r| r.keyspace.clone().map(|k| (r.name.clone(), k)))
+            .map(|r| (r.rule.clone(), r.selector.clone()))
             .collect();
         if selectors.is_empty() {
             return None;
