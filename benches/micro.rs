@@ -271,7 +271,7 @@ fn playbook_run(filter: &Option<String>) {
     use redops::notify::outbox::Outbox;
     use redops::playbooks::context::RunContext;
     use redops::playbooks::engine::PlaybookEngine;
-    use redops::playbooks::policy::CommandPolicy;
+    use redops::policy::CommandPolicy;
     use redops::store::Store;
 
     let rt = tokio::runtime::Builder::new_current_thread()

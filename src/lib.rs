@@ -23,13 +23,14 @@
 //! 2. Reporting: [`diagnostics`], [`logging`]
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
-//! 3. Vocabulary: [`event`], [`telemetry`], [`cron`], [`files`]
+//! 3. Vocabulary: [`event`], [`telemetry`], [`cron`], [`files`], [`policy`]
 //!    - [`event`]: the `Event` every source emits and the events
 //!      Sentinels publish, parsed, and the names of the metrics a sample
 //!      carries; [`telemetry`]: redops's own counters, written everywhere and
 //!      read by the API's `/metrics`; [`cron`]: cron expressions in a time
 //!      zone and the catch-up policy; [`files`]: finding rule and playbook
-//!      files.
+//!      files; [`policy`]: which Redis commands, `CONFIG SET` parameters and
+//!      HTTP hosts a playbook or probe may use.
 //! 4. Configuration: [`config`]
 //!    - the engine's TOML config with `${VAR}` from the environment; it
 //!      checks shapes only, checks that need other modules live above.
@@ -89,6 +90,7 @@ pub mod loader;
 pub mod logging;
 pub mod notify;
 pub mod playbooks;
+pub mod policy;
 pub mod redis;
 pub mod reload;
 pub mod rules;

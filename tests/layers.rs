@@ -18,19 +18,9 @@ use std::path::{Path, PathBuf};
 const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[
     ("config", "alerts", "validates route matchers with alerts::matcher"),
     ("config", "api", "validates the API bind address with api::check_bind"),
-    (
-        "config",
-        "playbooks",
-        "validates allow_commands with the playbook command policy",
-    ),
     ("config", "redis", "validates target URLs and metric names with redis"),
     ("ha", "notify", "the delivery ledger takes notify::outbox::Entry"),
     ("rules", "playbooks", "the lint checks playbooks and allow_commands"),
-    (
-        "sources",
-        "playbooks",
-        "the sampler probes CONFIG with the command policy",
-    ),
 ];
 
 fn src_dir() -> PathBuf {

@@ -545,7 +545,7 @@ impl Config {
                 );
             }
             for (name, probe) in &target.probes {
-                if let Err(e) = crate::playbooks::policy::CommandPolicy::read_only().check_line(probe) {
+                if let Err(e) = crate::policy::CommandPolicy::read_only().check_line(probe) {
                     // The policy's message quotes the command upper-cased,
                     // which redaction would not recognise as the secret.
                     let why = if crate::secrets::redact(probe) == *probe {

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::policy::CommandPolicy;
 use crate::alerts::Alert;
 use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
+use crate::policy::CommandPolicy;
 
 /// Audit entries beyond this are counted, not kept: a SCAN loop must not
 /// turn a run record into megabytes.
@@ -70,7 +70,7 @@ pub struct HostSettings {
     /// The receivers of each escalation policy's first step, for `escalate`.
     pub escalations: BTreeMap<String, Vec<String>>,
     /// `[playbooks] http_allow`: the hosts `http.*` may reach; `None`, any.
-    pub http_allow: Option<super::policy::HttpAllow>,
+    pub http_allow: Option<crate::policy::HttpAllow>,
     /// `[playbooks] allow_restore_without_backup`.
     pub allow_restore_without_backup: bool,
 }
@@ -108,7 +108,7 @@ impl HostSettings {
                 .playbooks
                 .http_allow
                 .as_ref()
-                .map(|hosts| super::policy::HttpAllow::parse(hosts).unwrap_or_default()),
+                .map(|hosts| crate::policy::HttpAllow::parse(hosts).unwrap_or_default()),
             allow_restore_without_backup: config.playbooks.allow_restore_without_backup,
         }
     }

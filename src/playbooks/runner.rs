@@ -10,12 +10,12 @@ use tokio::task::JoinSet;
 
 use super::context::{HostSettings, RunContext, RunLease, RunRecord};
 use super::engine::{PlaybookEngine, PlaybookSet};
-use super::policy::CommandPolicy;
 use super::runs::{RunStore, Trigger};
 use crate::config::Config;
 use crate::invocation::Invocation;
 use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
+use crate::policy::CommandPolicy;
 
 /// What a run needs to reach its target.
 #[derive(Clone)]
@@ -145,7 +145,10 @@ impl Runner {
             engine,
             playbooks: Arc::new(std::sync::RwLock::new(playbooks)),
             targets,
-            policy: Arc::new(CommandPolicy::from_config(&config.playbooks)),
+            policy: Arc::new(CommandPolicy::playbook_with_renames(
+                &config.playbooks.allow_commands,
+                &config.playbooks.renamed_commands,
+            )),
             receivers: Arc::new(config.receivers.keys().cloned().collect()),
             notifier,
             dry_run,

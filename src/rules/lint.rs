@@ -567,8 +567,8 @@ fn allow_entries_that_allow_nothing(config: &Config, diags: &mut Diagnostics) {
         .allow_commands
         .iter()
         .filter_map(
-            |e| match crate::playbooks::policy::allow_entry_problem(e, &playbooks.renamed_commands) {
-                Some(crate::playbooks::policy::EntryProblem::AllowsNothing(why)) => Some(why),
+            |e| match crate::policy::allow_entry_problem(e, &playbooks.renamed_commands) {
+                Some(crate::policy::EntryProblem::AllowsNothing(why)) => Some(why),
                 _ => None,
             },
         )

@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::alerts::Alert;
 use crate::glob::Glob;
 use crate::playbooks::context::{AuditEntry, RunContext, ScriptedWorld};
-use crate::playbooks::policy::CommandPolicy;
 use crate::playbooks::{Playbook, PlaybookEngine, RunRecord};
+use crate::policy::CommandPolicy;
 
 /// The script's clock starts here: 2024-01-01T00:00:00Z.
 const CLOCK_START: f64 = 1_704_067_200.0;
