@@ -160,7 +160,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let live_playbooks = runner.playbooks();
     let runner_task = tokio::spawn(runner.run(invocations_rx, records_tx));
     if config.api.enabled {
-        let addr = crate::api::check_bind(&config.api).map_err(anyhow::Error::msg)?;
+        let addr = config.api.check_bind().map_err(anyhow::Error::msg)?;
         let app = crate::api::router(crate::api::ApiDeps {
             config: config.api.clone(),
             view: view.clone(),

@@ -23,14 +23,15 @@
 //! 2. Reporting: [`diagnostics`], [`logging`]
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
-//! 3. Vocabulary: [`event`], [`telemetry`], [`cron`], [`files`], [`policy`]
+//! 3. Vocabulary: [`event`], [`telemetry`], [`cron`], [`files`], [`policy`], [`matcher`]
 //!    - [`event`]: the `Event` every source emits and the events
 //!      Sentinels publish, parsed, and the names of the metrics a sample
 //!      carries; [`telemetry`]: redops's own counters, written everywhere and
 //!      read by the API's `/metrics`; [`cron`]: cron expressions in a time
 //!      zone and the catch-up policy; [`files`]: finding rule and playbook
 //!      files; [`policy`]: which Redis commands, `CONFIG SET` parameters and
-//!      HTTP hosts a playbook or probe may use.
+//!      HTTP hosts a playbook or probe may use; [`matcher`]: label matchers
+//!      of routes, silences and inhibitions.
 //! 4. Configuration: [`config`]
 //!    - the engine's TOML config with `${VAR}` from the environment; it
 //!      checks shapes only, checks that need other modules live above.
@@ -88,6 +89,7 @@ pub mod invocation;
 pub mod lab;
 pub mod loader;
 pub mod logging;
+pub mod matcher;
 pub mod notify;
 pub mod playbooks;
 pub mod policy;

@@ -212,6 +212,27 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
 }
 
+impl ApiConfig {
+    /// Why the API cannot start as configured.
+    pub fn check_bind(&self) -> Result<std::net::SocketAddr, String> {
+        let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            format!(
+                "[api] listen = \"{}\" is not an address like 127.0.0.1:9187",
+                self.listen
+            )
+        })?;
+        let has_token = self.token.as_ref().is_some_and(|t| !t.expose().is_empty());
+        if !addr.ip().is_loopback() && !has_token {
+            return Err(format!(
+                "[api] listen = \"{}\" is not loopback and [api] token is not set: refusing to expose the API \
+                 without authentication (set token = \"${{REDOPS_API_TOKEN}}\", or listen on 127.0.0.1)",
+                self.listen
+            ));
+        }
+        Ok(addr)
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -688,7 +709,7 @@ impl Config {
                 );
             }
             for (label, re) in &route.match_re {
-                if let Err(e) = crate::alerts::matcher::anchored(re) {
+                if let Err(e) = crate::matcher::anchored(re) {
                     diags.push(Diagnostic::error(file, span.clone(), format!("match_re.{label}: {e}")));
                 }
             }
@@ -711,7 +732,7 @@ impl Config {
             }
         }
         if self.api.enabled
-            && let Err(e) = crate::api::check_bind(&self.api)
+            && let Err(e) = self.api.check_bind()
         {
             diags.push(
                 Diagnostic::error(file, find_key(file, "listen"), e)

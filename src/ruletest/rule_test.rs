@@ -17,13 +17,13 @@ use regex::Regex;
 use tokio::time::Instant;
 
 use super::series::{Point, Series};
-use crate::alerts::matcher::Matcher;
 use crate::alerts::store::AlertStore;
 use crate::alerts::{Alert, AlertStatus, Phase, Severity};
 use crate::config::Config;
 use crate::event::sentinel::SentinelEvent;
 use crate::event::{Event, Health, KeyspaceCounts, MetricValue, Metrics, Sample, ScheduleTick, SentinelNotice};
 use crate::invocation::Action;
+use crate::matcher::Matcher;
 use crate::notify::outbox::Outbox;
 use crate::notify::router::Router;
 use crate::notify::{AlertNotice, Notification, Notifier};
