@@ -5,6 +5,7 @@
 //! all problems with their `file:line:col` before giving up.
 
 pub mod backup;
+mod connection;
 pub mod document;
 pub mod duration;
 pub mod exec;
@@ -546,7 +547,7 @@ impl Config {
                 );
             }
             if target.tls_ca.is_some()
-                && let Err(why) = crate::redis::connect::connection_info(target)
+                && let Err(why) = target.connection_info()
             {
                 diags.push(
                     Diagnostic::error(file, span.clone(), why)

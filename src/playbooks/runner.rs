@@ -130,7 +130,7 @@ impl Runner {
             .targets
             .iter()
             .map(|t| {
-                let connection = crate::redis::connect::connection_info(t).ok();
+                let connection = t.connection_info().ok();
                 (
                     t.name.clone(),
                     TargetRuntime {
@@ -494,7 +494,7 @@ impl Runner {
                 probes: BTreeMap::new(),
                 tls_ca: None,
             };
-            crate::redis::connect::connection_info(&target).ok()
+            target.connection_info().ok()
         });
         TargetRuntime { labels, connection }
     }

@@ -267,7 +267,7 @@ pub fn sentinel_connection_info(group: &SentinelGroupConfig, addr: &str) -> Opti
         probes: BTreeMap::new(),
         tls_ca: None,
     };
-    connect::connection_info(&target).ok()
+    target.connection_info().ok()
 }
 
 /// The master's `host:port`, asked of each Sentinel in turn, blocking: for

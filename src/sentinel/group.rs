@@ -388,7 +388,7 @@ impl GroupSource {
     /// `ROLE` of a node: its role and, for a master, its replication offset.
     async fn role(&mut self, addr: &str) -> Option<(String, Option<u64>)> {
         if !self.node_conns.contains_key(addr) {
-            let info = connect::connection_info(&self.node_config(addr)).ok()?;
+            let info = self.node_config(addr).connection_info().ok()?;
             let timeout = self.config.engine.connect_timeout;
             let conn = connect::connect_async(&info, timeout, timeout).await.ok()?;
             self.node_conns.insert(addr.to_owned(), conn);

@@ -70,7 +70,7 @@ impl KeyspaceSpec {
         }
         Some(KeyspaceSpec {
             target: target.name.clone(),
-            connection: connect::connection_info(target).ok()?,
+            connection: target.connection_info().ok()?,
             flags: target.keyspace_events.clone(),
             selectors,
             tick: config.engine.keyspace_tick,

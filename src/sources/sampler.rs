@@ -48,7 +48,7 @@ impl SamplerSpec {
             .collect::<Result<_, _>>()?;
         Ok(SamplerSpec {
             target: target.name.clone(),
-            connection: connect::connection_info(target)?,
+            connection: target.connection_info()?,
             probes,
             interval: config.engine.sample_interval,
             connect_timeout: config.engine.connect_timeout,
