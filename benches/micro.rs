@@ -268,7 +268,7 @@ fn playbook_run(filter: &Option<String>) {
     use redops::config::PlaybookConfig;
     use redops::diagnostics::{Diagnostics, SourceFile};
     use redops::notify::Notifier;
-    use redops::notify::outbox::Outbox;
+    use redops::outbox::Outbox;
     use redops::playbooks::context::RunContext;
     use redops::playbooks::engine::PlaybookEngine;
     use redops::policy::CommandPolicy;

@@ -829,7 +829,7 @@ fn playbook(args: &[String]) {
     use redops::diagnostics::{Diagnostics, SourceFile};
     use redops::invocation::Invocation;
     use redops::notify::Notifier;
-    use redops::notify::outbox::Outbox;
+    use redops::outbox::Outbox;
     use redops::playbooks::engine::PlaybookEngine;
     use redops::playbooks::runner::Runner;
     use redops::store::Store;

@@ -35,10 +35,11 @@
 //! 4. Configuration: [`config`]
 //!    - the engine's TOML config with `${VAR}` from the environment; it
 //!      checks shapes only, checks that need other modules live above.
-//! 5. Connections and alert state: [`redis`], [`alerts`]
+//! 5. Connections and durable state: [`redis`], [`alerts`], [`outbox`]
 //!    - [`redis`]: connections, INFO parsing and derived metrics;
 //!      [`alerts`]: severities, the alert lifecycle, fingerprints, silences,
-//!      escalation.
+//!      escalation; [`outbox`]: the durable queue of notifications that
+//!      notify writes and delivers, HA prunes and the API counts.
 //! 6. What detection hands on: [`history`], [`invocation`]
 //!    - [`history`]: sample history (raw, 1-minute and hourly tiers) and
 //!      trends (`memory_full_in_days`, ...); [`invocation`]: the evaluator's
@@ -91,6 +92,7 @@ pub mod loader;
 pub mod logging;
 pub mod matcher;
 pub mod notify;
+pub mod outbox;
 pub mod playbooks;
 pub mod policy;
 pub mod redis;

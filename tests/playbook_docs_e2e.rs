@@ -25,7 +25,7 @@ use redops::diagnostics::Diagnostics;
 use redops::invocation::Invocation;
 use redops::invocation::RunOutcome;
 use redops::notify::Notifier;
-use redops::notify::outbox::Outbox;
+use redops::outbox::Outbox;
 use redops::playbooks::runner::{RunRequest, Runner};
 use redops::playbooks::runs::Trigger;
 use redops::playbooks::{PlaybookEngine, RunRecord};

@@ -40,7 +40,7 @@ pub struct ApiDeps {
     pub config: ApiConfig,
     pub view: EngineView,
     pub alerts: AlertStore,
-    pub outbox: Option<crate::notify::outbox::Outbox>,
+    pub outbox: Option<crate::outbox::Outbox>,
     /// The notifier's delivery counts, by receiver and outcome.
     pub deliveries: Arc<crate::telemetry::CounterVec<2>>,
     pub runs: Option<RunStore>,
@@ -54,7 +54,7 @@ pub struct ApiDeps {
 struct Api {
     view: EngineView,
     alerts: AlertStore,
-    outbox: Option<crate::notify::outbox::Outbox>,
+    outbox: Option<crate::outbox::Outbox>,
     deliveries: Arc<crate::telemetry::CounterVec<2>>,
     runs: Option<RunStore>,
     backups: Option<Catalog>,

@@ -13,7 +13,7 @@ use crate::diagnostics::Diagnostics;
 use crate::invocation::Invocation;
 use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
-use crate::notify::outbox::Outbox;
+use crate::outbox::Outbox;
 use crate::playbooks::runner::Runner;
 use crate::playbooks::runs::{RunStore, Trigger};
 use crate::playbooks::{PlaybookEngine, RunRecord};

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::{Fence, Keys, Leadership, Link};
 use crate::alerts::{Alert, AlertStatus};
 use crate::invocation::{Action, Invocation};
-use crate::notify::outbox::Entry;
+use crate::outbox::Entry;
 
 /// How long a claim, a sent mark and an episode stay in Redis: far longer
 /// than a notification is retried or an alert firing is remembered.

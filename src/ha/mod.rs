@@ -39,7 +39,7 @@ pub use fence::{Fence, Fenced};
 pub use ledger::{Claim, Ledger, Orphan};
 
 use crate::config::Config;
-use crate::notify::outbox::Outbox;
+use crate::outbox::Outbox;
 use crate::telemetry::Counters;
 
 /// What this instance may do right now.

@@ -155,7 +155,7 @@ impl Router {
     }
 
     /// Where this router's notifications wait for delivery.
-    pub fn outbox(&self) -> &super::outbox::Outbox {
+    pub fn outbox(&self) -> &crate::outbox::Outbox {
         self.notifier.outbox()
     }
 

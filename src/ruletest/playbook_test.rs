@@ -186,7 +186,7 @@ impl Drop for ThrowawayDir {
 /// A notifier with no receivers: a scripted run that is not a dry run
 /// records its `notify` calls as queued, and they go nowhere.
 fn offline_notifier() -> Result<crate::notify::Notifier, String> {
-    let outbox = crate::notify::outbox::Outbox::open(crate::store::Store::in_memory()).map_err(|e| e.to_string())?;
+    let outbox = crate::outbox::Outbox::open(crate::store::Store::in_memory()).map_err(|e| e.to_string())?;
     let (notifier, _workers) = crate::notify::Notifier::spawn(
         &BTreeMap::new(),
         outbox,
