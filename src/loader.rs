@@ -64,7 +64,12 @@ pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
     }
     // Only a set that loads whole is linted: with a rule missing, a playbook
     // or receiver it names would be reported as unused.
-    crate::rules::lint::lint(&config, &rules, &playbooks, &mut diags);
+    let playbook_files = playbooks
+        .names()
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), playbooks.get(name)?.path.clone())))
+        .collect();
+    crate::rules::lint::lint(&config, &rules, &playbook_files, &mut diags);
     Ok(Loaded {
         rules: rules.into_iter().map(Arc::new).collect(),
         config,
