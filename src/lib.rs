@@ -24,9 +24,10 @@
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
 //! 3. Vocabulary: [`event`], [`telemetry`], [`cron`], [`files`], [`policy`], [`matcher`]
-//!    - [`event`]: the `Event` every source emits and the events
-//!      Sentinels publish, parsed, and the names of the metrics a sample
-//!      carries; [`telemetry`]: redops's own counters, written everywhere and
+//!    - [`event`]: the `Event` every source emits, the events Sentinels
+//!      publish (parsed), the names of the metrics a sample carries and the
+//!      keyspace selectors rules write and the keyspace reader matches;
+//!      [`telemetry`]: redops's own counters, written everywhere and
 //!      read by the API's `/metrics`; [`cron`]: cron expressions in a time
 //!      zone and the catch-up policy; [`files`]: finding rule and playbook
 //!      files; [`policy`]: which Redis commands, `CONFIG SET` parameters and
@@ -57,10 +58,10 @@
 //!      acts; [`backup`]: RDB and logical backups, sealed with zstd and age,
 //!      cataloged, verified and restored.
 //! 10. Notification: [`notify`]
-//!    - routes, escalation, the outbox and the delivery workers.
+//!    - routes, grouping, inhibition, escalation and the delivery workers.
 //! 11. Playbooks: [`playbooks`]
-//!    - the Rhai engine with limits, the host API, the command policy and
-//!      the runner that keeps playbooks apart from evaluation.
+//!    - the Rhai engine with limits, the host API and the runner that keeps
+//!      playbooks apart from evaluation.
 //! 12. HTTP: [`api`]
 //!    - health, `/metrics`, alerts, silences, runs, backups, Sentinel groups
 //!      and the dashboard at `/`, reading what the engine shares with it.
@@ -72,6 +73,9 @@
 //!      [`ruletest`]: `redops test`, rule and playbook tests in virtual time
 //!      driving the real evaluator and playbook engine.
 //! 15. The command line: [`cli`]
+//!
+//! Only the loader, the engine (with `redops test`) and the command line know
+//! every part; everything below meets at the types of the lower layers.
 
 pub mod alerts;
 pub mod api;
