@@ -18,8 +18,13 @@ use std::path::{Path, PathBuf};
 /// Empty: every layer is one-way. Add an entry only with a reason and a plan.
 const STILL_TO_REMOVE: &[(&str, &str, &str)] = &[];
 
+/// `src/` of this crate, or the tree `REDOPS_LAYERS_SRC` names: to show
+/// what the check says of another checkout (an older commit, a branch).
 fn src_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    match std::env::var_os("REDOPS_LAYERS_SRC") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+    }
 }
 
 /// The layers of `src/lib.rs`, bottom first: the `[`module`]`s named on
