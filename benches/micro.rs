@@ -11,13 +11,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use redops::event::keyspace::KeyspaceSelector;
 use redops::event::{MetricValue, Metrics};
 use redops::glob::Glob;
 use redops::redis::info;
 use redops::redis::metrics::{Limits, MetricsDeriver};
 use redops::rules::expr::ExprEngine;
 use redops::rules::history::History;
-use redops::rules::model::KeyspaceSelector;
 use redops::sources::keyspace::KeyspaceCounter;
 use rhai::{Dynamic, Scope};
 
@@ -268,10 +268,10 @@ fn playbook_run(filter: &Option<String>) {
     use redops::config::PlaybookConfig;
     use redops::diagnostics::{Diagnostics, SourceFile};
     use redops::notify::Notifier;
-    use redops::notify::outbox::Outbox;
+    use redops::outbox::Outbox;
     use redops::playbooks::context::RunContext;
     use redops::playbooks::engine::PlaybookEngine;
-    use redops::playbooks::policy::CommandPolicy;
+    use redops::policy::CommandPolicy;
     use redops::store::Store;
 
     let rt = tokio::runtime::Builder::new_current_thread()

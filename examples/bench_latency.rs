@@ -827,11 +827,11 @@ summary = "{{ count }} kprobe sets in 1s"
 fn playbook(args: &[String]) {
     use redops::config::Config;
     use redops::diagnostics::{Diagnostics, SourceFile};
+    use redops::invocation::Invocation;
     use redops::notify::Notifier;
-    use redops::notify::outbox::Outbox;
+    use redops::outbox::Outbox;
     use redops::playbooks::engine::PlaybookEngine;
     use redops::playbooks::runner::Runner;
-    use redops::rules::Invocation;
     use redops::store::Store;
 
     let trials: usize = arg(args, "--trials", 1000);
@@ -899,7 +899,7 @@ fn playbook(args: &[String]) {
                 .await
                 .expect("run within 5 s")
                 .expect("record");
-            if let redops::playbooks::context::RunOutcome::Succeeded { result } = &rec.outcome
+            if let redops::invocation::RunOutcome::Succeeded { result } = &rec.outcome
                 && let Ok(t1) = result.parse::<f64>()
             {
                 samples.push((t1 - t0) * 1e3);

@@ -10,8 +10,8 @@ use axum::routing::post;
 use redops::alerts::{Alert, AlertStatus, Severity, fingerprint};
 use redops::config::{Config, ReceiverConfig};
 use redops::diagnostics::{Diagnostics, SourceFile};
-use redops::notify::outbox::Outbox;
 use redops::notify::{AlertNotice, Notification, Notifier};
+use redops::outbox::Outbox;
 use redops::store::Store;
 use tokio_util::sync::CancellationToken;
 

@@ -17,13 +17,15 @@ use crate::alerts::store::AlertStore;
 use crate::alerts::{Alert, fingerprint};
 use crate::api::state::EngineView;
 use crate::config::ReceiverConfig;
-use crate::loader::{Loaded, history_retention};
-use crate::notify::outbox::Outbox;
+use crate::invocation::Action;
+use crate::loader::Loaded;
 use crate::notify::router::Router;
 use crate::notify::{Notifier, PlaybookSummary};
+use crate::outbox::Outbox;
 use crate::playbooks::RunRecord;
 use crate::playbooks::runner::{RunRequest, Runner};
-use crate::rules::{Action, Evaluator};
+use crate::rules::history::history_retention;
+use crate::rules::{Evaluator, keyspace_rules};
 use crate::sentinel::group::spawn_sentinel_group;
 use crate::sources::schedule::{Schedule, ScheduleStore, spawn_schedules};
 use crate::sources::targets::TargetSources;
@@ -55,13 +57,15 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut sources = Vec::new();
     let mut targets = TargetSources::new(events_tx.clone(), sources_stop.clone());
-    targets.apply(&config, &rules).map_err(anyhow::Error::msg)?;
+    targets
+        .apply(&config, &keyspace_rules(&rules))
+        .map_err(anyhow::Error::msg)?;
     let shared_config = Arc::new(config.clone());
     for group in &config.sentinels {
         sources.push(spawn_sentinel_group(
             group.clone(),
             shared_config.clone(),
-            rules.clone(),
+            keyspace_rules(&rules),
             events_tx.clone(),
             sources_stop.clone(),
         ));
@@ -156,7 +160,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let live_playbooks = runner.playbooks();
     let runner_task = tokio::spawn(runner.run(invocations_rx, records_tx));
     if config.api.enabled {
-        let addr = crate::api::check_bind(&config.api).map_err(anyhow::Error::msg)?;
+        let addr = config.api.check_bind().map_err(anyhow::Error::msg)?;
         let app = crate::api::router(crate::api::ApiDeps {
             config: config.api.clone(),
             view: view.clone(),
@@ -431,7 +435,7 @@ fn reload(
             *live.playbooks.write().unwrap_or_else(|e| e.into_inner()) = new.playbooks.clone();
             let rules = new.rules.len();
             let mut actions = live.evaluator.replace_rules(new.rules.clone(), SystemTime::now());
-            match live.targets.apply(&new.config, &new.rules) {
+            match live.targets.apply(&new.config, &keyspace_rules(&new.rules)) {
                 Ok(changes) => {
                     if !changes.is_empty() {
                         tracing::info!(

@@ -3,14 +3,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::diagnostics::Diagnostics;
+use crate::files::files_with_extension;
 use crate::playbooks::{PlaybookEngine, PlaybookSet};
 use crate::rules::Rule;
-use crate::rules::expr::{ExprEngine, HISTORY_FUNCTIONS};
-use crate::rules::load::{References, files_with_extension, load_rules};
+use crate::rules::expr::ExprEngine;
+use crate::rules::load::{References, load_rules};
 
 pub struct Loaded {
     pub config: Config,
@@ -64,7 +64,12 @@ pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
     }
     // Only a set that loads whole is linted: with a rule missing, a playbook
     // or receiver it names would be reported as unused.
-    crate::rules::lint::lint(&config, &rules, &playbooks, &mut diags);
+    let playbook_files = playbooks
+        .names()
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), playbooks.get(name)?.path.clone())))
+        .collect();
+    crate::rules::lint::lint(&config, &rules, &playbook_files, &mut diags);
     Ok(Loaded {
         rules: rules.into_iter().map(Arc::new).collect(),
         config,
@@ -73,47 +78,4 @@ pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
         expr,
         warnings: diags,
     })
-}
-
-/// How far back metric history must reach for the rules' look-back
-/// functions: the longest window they name, zero when none looks back.
-/// The metrics the look-back functions of `rules` read (their first
-/// argument, a string literal): only those need a history. `None` when a
-/// call names its metric some other way, so every metric is kept.
-pub fn history_metrics(rules: &[Arc<Rule>]) -> Option<std::collections::HashSet<String>> {
-    let mut metrics = std::collections::HashSet::new();
-    for rule in rules {
-        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
-            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-            for f in HISTORY_FUNCTIONS {
-                for call in compact.split(&format!("{f}(")).skip(1) {
-                    let name = call.strip_prefix('"')?.split('"').next()?;
-                    metrics.insert(name.to_owned());
-                }
-            }
-        }
-    }
-    Some(metrics)
-}
-
-pub fn history_retention(rules: &[Arc<Rule>]) -> Duration {
-    const DEFAULT: Duration = Duration::from_secs(600);
-    let mut longest = Duration::ZERO;
-    for rule in rules {
-        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
-            // Whitespace is legal between a function and its `(`.
-            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-            if !HISTORY_FUNCTIONS.iter().any(|f| compact.contains(&format!("{f}("))) {
-                continue;
-            }
-            // Window arguments are string literals: take the longest that parses.
-            let windows = text
-                .split('"')
-                .skip(1)
-                .step_by(2)
-                .filter_map(|lit| humantime::parse_duration(lit).ok());
-            longest = longest.max(windows.max().unwrap_or(DEFAULT));
-        }
-    }
-    longest
 }

@@ -29,12 +29,12 @@ use redops::backup::{Silent, archive, logical, rdb};
 use redops::config::{BackupConfig, Config};
 use redops::diagnostics::{Diagnostics, SourceFile};
 use redops::event::MetricValue;
+use redops::event::sentinel::{self as events, SentinelEvent};
 use redops::redis::info;
 use redops::redis::metrics::{Limits, MetricsDeriver};
 use redops::rules::expr::ExprEngine;
 use redops::rules::history::History;
 use redops::rules::load::{References, parse_rule_file};
-use redops::sentinel::events::{self, SentinelEvent};
 
 /// Cases per mutation test unless `PROPTEST_CASES` says otherwise: enough to
 /// catch a regression in `cargo test`, few enough that the file runs in well

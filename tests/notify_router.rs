@@ -13,8 +13,8 @@ use redops::alerts::{Alert, AlertStatus, Severity, fingerprint};
 use redops::config::Config;
 use redops::diagnostics::{Diagnostics, SourceFile};
 use redops::notify::Notifier;
-use redops::notify::outbox::Outbox;
 use redops::notify::router::Router;
+use redops::outbox::Outbox;
 use redops::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -152,7 +152,7 @@ async fn a_new_incident_does_not_carry_the_last_ones_playbook_outcome() {
     let outcome = |run_id: &str| redops::notify::PlaybookSummary {
         name: "sentinel_failover".into(),
         run_id: run_id.into(),
-        outcome: redops::playbooks::RunOutcome::Succeeded { result: "ok".into() },
+        outcome: redops::invocation::RunOutcome::Succeeded { result: "ok".into() },
         findings: Vec::new(),
     };
     let first = alert("sentinel_failover", "lab", Severity::High);

@@ -12,8 +12,8 @@ use redops::alerts::{Alert, AlertStatus, Severity, fingerprint};
 use redops::config::Config;
 use redops::diagnostics::{Diagnostics, SourceFile};
 use redops::notify::Notifier;
-use redops::notify::outbox::Outbox;
 use redops::notify::router::Router;
+use redops::outbox::Outbox;
 use redops::store::Store;
 use tokio_util::sync::CancellationToken;
 

@@ -22,12 +22,13 @@ use harness::{TestRedis, WebhookReceiver, engine_dir};
 use redops::alerts::{Alert, AlertStatus, Severity, fingerprint};
 use redops::config::Config;
 use redops::diagnostics::Diagnostics;
+use redops::invocation::Invocation;
+use redops::invocation::RunOutcome;
 use redops::notify::Notifier;
-use redops::notify::outbox::Outbox;
+use redops::outbox::Outbox;
 use redops::playbooks::runner::{RunRequest, Runner};
 use redops::playbooks::runs::Trigger;
-use redops::playbooks::{PlaybookEngine, RunOutcome, RunRecord};
-use redops::rules::Invocation;
+use redops::playbooks::{PlaybookEngine, RunRecord};
 use redops::store::Store;
 use tokio_util::sync::CancellationToken;
 

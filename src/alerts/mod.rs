@@ -7,7 +7,6 @@
 //! or clear a `for` window.
 
 pub mod escalation;
-pub mod matcher;
 pub mod store;
 
 use std::collections::BTreeMap;

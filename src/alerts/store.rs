@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::matcher::Matcher;
 use super::{Alert, AlertStatus};
+use crate::matcher::Matcher;
 use crate::store::{Store, StoreError};
 
 pub fn ms(t: SystemTime) -> i64 {

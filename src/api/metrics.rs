@@ -12,8 +12,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::Api;
-use super::state::{CounterVec, RUN_DURATION_BUCKETS, RunDurations};
 use crate::event::MetricValue;
+use crate::telemetry::{CounterVec, RUN_DURATION_BUCKETS, RunDurations};
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -33,7 +33,7 @@ fn sampled_family(name: &str) -> (String, f64) {
     }
     // What the keyspace subscription lost is redops's figure too:
     // `events_lost_total` is `redops_keyspace_events_lost_total`.
-    if crate::sources::keyspace::KEYSPACE_STAT_METRICS.contains(&name) {
+    if crate::event::metric_names::KEYSPACE_STAT_METRICS.contains(&name) {
         return (format!("redops_keyspace_{}", name.replace("keyspace_", "")), 1.0);
     }
     let name = metric_name(name);

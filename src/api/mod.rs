@@ -24,10 +24,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::matcher::Matcher;
 use crate::alerts::store::{AlertStore, now_ms};
 use crate::backup::Catalog;
 use crate::config::ApiConfig;
+use crate::matcher::Matcher;
 use crate::playbooks::runs::RunStore;
 use crate::status::Status;
 use state::EngineView;
@@ -40,9 +40,9 @@ pub struct ApiDeps {
     pub config: ApiConfig,
     pub view: EngineView,
     pub alerts: AlertStore,
-    pub outbox: Option<crate::notify::outbox::Outbox>,
+    pub outbox: Option<crate::outbox::Outbox>,
     /// The notifier's delivery counts, by receiver and outcome.
-    pub deliveries: Arc<state::CounterVec<2>>,
+    pub deliveries: Arc<crate::telemetry::CounterVec<2>>,
     pub runs: Option<RunStore>,
     pub backups: Option<Catalog>,
     /// Where `POST /api/v1/playbooks/{name}/run` hands its runs.
@@ -54,8 +54,8 @@ pub struct ApiDeps {
 struct Api {
     view: EngineView,
     alerts: AlertStore,
-    outbox: Option<crate::notify::outbox::Outbox>,
-    deliveries: Arc<state::CounterVec<2>>,
+    outbox: Option<crate::outbox::Outbox>,
+    deliveries: Arc<crate::telemetry::CounterVec<2>>,
     runs: Option<RunStore>,
     backups: Option<Catalog>,
     runner: Option<runs::RunnerHandle>,
@@ -74,25 +74,6 @@ fn unavailable(what: &str) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         format!("{what} is not available in this engine: its state store could not be opened (see the engine log)"),
     )
-}
-
-/// Why the API cannot start as configured.
-pub fn check_bind(config: &ApiConfig) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = config.listen.parse().map_err(|_| {
-        format!(
-            "[api] listen = \"{}\" is not an address like 127.0.0.1:9187",
-            config.listen
-        )
-    })?;
-    let has_token = config.token.as_ref().is_some_and(|t| !t.expose().is_empty());
-    if !addr.ip().is_loopback() && !has_token {
-        return Err(format!(
-            "[api] listen = \"{}\" is not loopback and [api] token is not set: refusing to expose the API \
-             without authentication (set token = \"${{REDOPS_API_TOKEN}}\", or listen on 127.0.0.1)",
-            config.listen
-        ));
-    }
-    Ok(addr)
 }
 
 pub fn router(deps: ApiDeps) -> Router {

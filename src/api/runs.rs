@@ -18,10 +18,10 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{Api, error, unavailable};
+use crate::invocation::Invocation;
 use crate::playbooks::PlaybookSet;
 use crate::playbooks::runner::{RunRequest, new_run_id};
 use crate::playbooks::runs::Trigger;
-use crate::rules::Invocation;
 
 /// Runs listed when `?limit=` is not given.
 const DEFAULT_LIMIT: usize = 50;

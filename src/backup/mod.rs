@@ -160,7 +160,7 @@ impl Target {
 /// master, asked of the Sentinels) or `group/host:port` (that node).
 pub fn resolve_target(config: &Config, name: &str) -> Result<Target, BackupError> {
     if let Some(t) = config.target(name) {
-        let connection = crate::redis::connect::connection_info(t).map_err(BackupError::Usage)?;
+        let connection = t.connection_info().map_err(BackupError::Usage)?;
         return Ok(Target {
             name: name.to_owned(),
             connection,
@@ -193,7 +193,7 @@ pub fn resolve_target(config: &Config, name: &str) -> Result<Target, BackupError
             ))
         })?,
     };
-    let connection = crate::redis::connect::connection_info(&group.node_config(&addr)).map_err(BackupError::Usage)?;
+    let connection = group.node_config(&addr).connection_info().map_err(BackupError::Usage)?;
     Ok(Target {
         name: name.to_owned(),
         connection,

@@ -240,7 +240,7 @@ fn hit_ratio_trend(buckets: &[(Tier, Bucket)]) -> Option<HitRatioTrend> {
 /// command.
 fn slowlog(target: &TargetConfig, timeout: Duration, from_ms: i64) -> Slowlog {
     let read = || -> Result<redis::Value, String> {
-        let info = crate::redis::connect::connection_info(target)?;
+        let info = target.connection_info()?;
         let mut conn = crate::redis::connect::connect_blocking(&info, timeout).map_err(|e| e.to_string())?;
         redis::cmd("SLOWLOG")
             .arg("GET")

@@ -10,12 +10,13 @@ use std::time::Duration;
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
 use crate::config::Config;
 use crate::diagnostics::Diagnostics;
+use crate::invocation::Invocation;
+use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
-use crate::notify::outbox::Outbox;
+use crate::outbox::Outbox;
 use crate::playbooks::runner::Runner;
 use crate::playbooks::runs::{RunStore, Trigger};
-use crate::playbooks::{PlaybookEngine, RunOutcome, RunRecord};
-use crate::rules::Invocation;
+use crate::playbooks::{PlaybookEngine, RunRecord};
 
 /// How long notifications a run queued get to go out before the command
 /// exits; what is left waits in the outbox for the engine.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::alerts::open_store;
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
-use crate::alerts::matcher::Matcher;
 use crate::alerts::store::now_ms;
+use crate::matcher::Matcher;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -26,7 +26,7 @@ pub struct Args {
 
 /// Two INFO samples a second apart: rates and the hit ratio need a delta.
 async fn sample(target: &crate::config::TargetConfig, timeout: Duration) -> Result<Metrics, String> {
-    let info = crate::redis::connect::connection_info(target)?;
+    let info = target.connection_info()?;
     let mut conn = crate::redis::connect::connect_async(&info, timeout, timeout)
         .await
         .map_err(|e| crate::secrets::redact(&e.to_string()))?;

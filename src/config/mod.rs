@@ -5,6 +5,7 @@
 //! all problems with their `file:line:col` before giving up.
 
 pub mod backup;
+mod connection;
 pub mod document;
 pub mod duration;
 pub mod exec;
@@ -210,6 +211,27 @@ pub struct ApiConfig {
     pub token: Option<Secret>,
     /// Request bodies larger than this get 413.
     pub max_body_bytes: usize,
+}
+
+impl ApiConfig {
+    /// Why the API cannot start as configured.
+    pub fn check_bind(&self) -> Result<std::net::SocketAddr, String> {
+        let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            format!(
+                "[api] listen = \"{}\" is not an address like 127.0.0.1:9187",
+                self.listen
+            )
+        })?;
+        let has_token = self.token.as_ref().is_some_and(|t| !t.expose().is_empty());
+        if !addr.ip().is_loopback() && !has_token {
+            return Err(format!(
+                "[api] listen = \"{}\" is not loopback and [api] token is not set: refusing to expose the API \
+                 without authentication (set token = \"${{REDOPS_API_TOKEN}}\", or listen on 127.0.0.1)",
+                self.listen
+            ));
+        }
+        Ok(addr)
+    }
 }
 
 impl Default for ApiConfig {
@@ -525,7 +547,7 @@ impl Config {
                 );
             }
             if target.tls_ca.is_some()
-                && let Err(why) = crate::redis::connect::connection_info(target)
+                && let Err(why) = target.connection_info()
             {
                 diags.push(
                     Diagnostic::error(file, span.clone(), why)
@@ -545,7 +567,7 @@ impl Config {
                 );
             }
             for (name, probe) in &target.probes {
-                if let Err(e) = crate::playbooks::policy::CommandPolicy::read_only().check_line(probe) {
+                if let Err(e) = crate::policy::CommandPolicy::read_only().check_line(probe) {
                     // The policy's message quotes the command upper-cased,
                     // which redaction would not recognise as the secret.
                     let why = if crate::secrets::redact(probe) == *probe {
@@ -601,7 +623,7 @@ impl Config {
         }
         for target in &self.targets {
             for name in target.probes.keys() {
-                if crate::redis::metrics::is_known_metric(name) {
+                if crate::event::metric_names::is_known_metric(name) {
                     diags.push(
                         Diagnostic::error(
                             file,
@@ -641,7 +663,7 @@ impl Config {
                 );
             }
             for addr in &group.sentinels {
-                if crate::sentinel::parse_addr(addr).is_none() {
+                if crate::event::sentinel::parse_addr(addr).is_none() {
                     problem(
                         format!("sentinel group `{}`: `{addr}` is not host:port", group.name),
                         "e.g. \"127.0.0.1:26379\"",
@@ -688,7 +710,7 @@ impl Config {
                 );
             }
             for (label, re) in &route.match_re {
-                if let Err(e) = crate::alerts::matcher::anchored(re) {
+                if let Err(e) = crate::matcher::anchored(re) {
                     diags.push(Diagnostic::error(file, span.clone(), format!("match_re.{label}: {e}")));
                 }
             }
@@ -711,7 +733,7 @@ impl Config {
             }
         }
         if self.api.enabled
-            && let Err(e) = crate::api::check_bind(&self.api)
+            && let Err(e) = self.api.check_bind()
         {
             diags.push(
                 Diagnostic::error(file, find_key(file, "listen"), e)

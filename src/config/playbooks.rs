@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{duration, find_key};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
-use crate::playbooks::policy;
+use crate::policy;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

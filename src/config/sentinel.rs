@@ -42,7 +42,7 @@ impl SentinelGroupConfig {
     /// Naming nodes by address keeps an alert on the node it is about when
     /// roles move in a failover.
     pub fn node_target(&self, addr: &str) -> String {
-        crate::sentinel::events::node_target(&self.name, addr)
+        crate::event::sentinel::node_target(&self.name, addr)
     }
 
     /// One node of the group as a target: its name, its URL in the group's

@@ -104,7 +104,7 @@ impl Election {
         let ha = &config.ha;
         let name = ha.lease_on.as_deref().ok_or("ha.lease_on is not set")?;
         let holder = if let Some(target) = config.target(name) {
-            Holder::Target(crate::redis::connect::connection_info(target)?)
+            Holder::Target(target.connection_info()?)
         } else if let Some(group) = config.sentinels.iter().find(|g| g.name == name) {
             let discoverer = Discoverer::new(group.clone(), config.engine.connect_timeout);
             Holder::Group(Box::new(group.clone()), discoverer)
@@ -371,5 +371,5 @@ impl Election {
 }
 
 fn master_info(group: &SentinelGroupConfig, addr: &str) -> Result<redis::ConnectionInfo, String> {
-    crate::redis::connect::connection_info(&group.node_config(addr))
+    group.node_config(addr).connection_info()
 }

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Fence, Keys, Leadership, Link};
 use crate::alerts::{Alert, AlertStatus};
-use crate::notify::outbox::Entry;
-use crate::rules::{Action, Invocation};
+use crate::invocation::{Action, Invocation};
+use crate::outbox::Entry;
 
 /// How long a claim, a sent mark and an episode stay in Redis: far longer
 /// than a notification is retried or an alert firing is remembered.

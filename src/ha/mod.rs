@@ -38,9 +38,9 @@ pub use election::Election;
 pub use fence::{Fence, Fenced};
 pub use ledger::{Claim, Ledger, Orphan};
 
-use crate::api::state::Counters;
 use crate::config::Config;
-use crate::notify::outbox::Outbox;
+use crate::outbox::Outbox;
+use crate::telemetry::Counters;
 
 /// What this instance may do right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

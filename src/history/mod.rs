@@ -32,11 +32,11 @@ use std::time::UNIX_EPOCH;
 
 use crate::event::{Event, Metrics, Sample};
 pub use store::{HistoryStore, Tier};
-pub use trend::{TREND_METRICS, TrendWindow};
+pub use trend::TrendWindow;
 
 /// The metrics kept in history, marked in the metric list of
 /// `redis::metrics`.
-pub use crate::redis::metrics::HISTORY_METRICS as METRICS;
+pub use crate::event::metric_names::HISTORY_METRICS as METRICS;
 
 /// Samples queued for the writer; at 16 metrics a sample this is minutes of
 /// a large fleet.

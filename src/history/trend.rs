@@ -158,15 +158,6 @@ impl Series {
     }
 }
 
-/// The names [`TargetTrend::metrics`] can give a sample; rules may use them.
-pub const TREND_METRICS: &[&str] = &[
-    "memory_full_in_days",
-    "used_memory_growth_per_week",
-    "memory_growth_pct_per_week",
-    "clients_full_in_days",
-    "connected_clients_growth_per_week",
-];
-
 /// The memory and connection trends of one target.
 #[derive(Debug, Default)]
 pub struct TargetTrend {
@@ -222,6 +213,7 @@ pub type Trends = BTreeMap<String, TargetTrend>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::metric_names::TREND_METRICS;
 
     const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 

@@ -1,7 +1,7 @@
 //! Notifications: what is sent, and the workers that deliver it.
 //!
 //! The router decides who gets what; [`Notifier::send`] writes it to the
-//! durable [`outbox`] first, then wakes the receiver's worker. Each receiver
+//! durable [`crate::outbox`] first, then wakes the receiver's worker. Each receiver
 //! has one worker that delivers in order and retries with backoff, so a
 //! slow receiver never delays detection or another receiver.
 
@@ -9,7 +9,6 @@ pub mod email;
 pub mod format;
 pub mod incident;
 pub mod log;
-pub mod outbox;
 pub mod router;
 pub mod webhook;
 
@@ -23,10 +22,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alert;
-use crate::api::state::CounterVec;
 use crate::config::ReceiverConfig;
-use crate::playbooks::context::RunOutcome;
-use outbox::{Entry, Outbox};
+use crate::invocation::RunOutcome;
+use crate::outbox::{self, Entry, Outbox};
+use crate::telemetry::CounterVec;
 
 /// The version of the generic JSON schema (see docs/notifications.md).
 pub const SCHEMA_VERSION: &str = "1";

@@ -11,10 +11,10 @@ use tokio::time::Instant;
 use super::incident::{Correlator, Release, Verdict};
 use super::{AlertNotice, Notification, Notifier, PlaybookSummary};
 use crate::alerts::escalation::{self, Progress};
-use crate::alerts::matcher::{Matcher, Op, all_match};
 use crate::alerts::store::{AlertStore, Silence, ms, now_ms};
 use crate::alerts::{Alert, AlertStatus};
 use crate::config::{Config, EscalationConfig, RouteConfig};
+use crate::matcher::{Matcher, Op, all_match};
 
 struct Route {
     config: RouteConfig,
@@ -155,7 +155,7 @@ impl Router {
     }
 
     /// Where this router's notifications wait for delivery.
-    pub fn outbox(&self) -> &super::outbox::Outbox {
+    pub fn outbox(&self) -> &crate::outbox::Outbox {
         self.notifier.outbox()
     }
 

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::policy::CommandPolicy;
 use crate::alerts::Alert;
+use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
+use crate::policy::CommandPolicy;
 
 /// Audit entries beyond this are counted, not kept: a SCAN loop must not
 /// turn a run record into megabytes.
@@ -69,7 +70,7 @@ pub struct HostSettings {
     /// The receivers of each escalation policy's first step, for `escalate`.
     pub escalations: BTreeMap<String, Vec<String>>,
     /// `[playbooks] http_allow`: the hosts `http.*` may reach; `None`, any.
-    pub http_allow: Option<super::policy::HttpAllow>,
+    pub http_allow: Option<crate::policy::HttpAllow>,
     /// `[playbooks] allow_restore_without_backup`.
     pub allow_restore_without_backup: bool,
 }
@@ -107,7 +108,7 @@ impl HostSettings {
                 .playbooks
                 .http_allow
                 .as_ref()
-                .map(|hosts| super::policy::HttpAllow::parse(hosts).unwrap_or_default()),
+                .map(|hosts| crate::policy::HttpAllow::parse(hosts).unwrap_or_default()),
             allow_restore_without_backup: config.playbooks.allow_restore_without_backup,
         }
     }
@@ -139,24 +140,6 @@ pub struct AuditEntry {
     pub dry_run: bool,
     /// `ok`, or the error.
     pub outcome: String,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum RunOutcome {
-    Succeeded { result: String },
-    Failed { error: String },
-    TimedOut { after_ms: u64 },
-}
-
-impl RunOutcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            RunOutcome::Succeeded { .. } => "succeeded",
-            RunOutcome::Failed { .. } => "failed",
-            RunOutcome::TimedOut { .. } => "timed_out",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]

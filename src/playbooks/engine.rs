@@ -9,9 +9,10 @@ use std::time::{Instant, SystemTime};
 use rhai::{Dynamic, Engine, EvalAltResult, Scope};
 
 use super::api;
-use super::context::{self, RunContext, RunOutcome, RunRecord};
+use super::context::{self, RunContext, RunRecord};
 use crate::config::PlaybookConfig;
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::invocation::RunOutcome;
 
 /// How many operations run between two looks at the wall clock.
 const DEADLINE_CHECK_EVERY: u64 = 256;
@@ -71,7 +72,7 @@ impl PlaybookEngine {
     /// Compiles every `*.rhai` of `dir`; the file stem is the playbook's name.
     pub fn load_dir(&self, dir: &Path, diags: &mut Diagnostics) -> PlaybookSet {
         let mut set = PlaybookSet::default();
-        for path in crate::rules::load::files_with_extension(dir, "rhai", diags) {
+        for path in crate::files::files_with_extension(dir, "rhai", diags) {
             let file = match SourceFile::read(&path) {
                 Ok(f) => f,
                 Err(e) => {

@@ -1,12 +1,11 @@
 //! Playbooks: Rhai scripts run apart from evaluation, under limits and a
-//! command policy.
+//! command policy ([`crate::policy`]).
 
 pub mod api;
 pub mod context;
 pub mod engine;
-pub mod policy;
 pub mod runner;
 pub mod runs;
 
-pub use context::{RunOutcome, RunRecord};
+pub use context::RunRecord;
 pub use engine::{Playbook, PlaybookEngine, PlaybookSet};

@@ -8,13 +8,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::context::{HostSettings, RunContext, RunLease, RunOutcome, RunRecord};
+use super::context::{HostSettings, RunContext, RunLease, RunRecord};
 use super::engine::{PlaybookEngine, PlaybookSet};
-use super::policy::CommandPolicy;
 use super::runs::{RunStore, Trigger};
 use crate::config::Config;
+use crate::invocation::Invocation;
+use crate::invocation::RunOutcome;
 use crate::notify::Notifier;
-use crate::rules::Invocation;
+use crate::policy::CommandPolicy;
 
 /// What a run needs to reach its target.
 #[derive(Clone)]
@@ -129,7 +130,7 @@ impl Runner {
             .targets
             .iter()
             .map(|t| {
-                let connection = crate::redis::connect::connection_info(t).ok();
+                let connection = t.connection_info().ok();
                 (
                     t.name.clone(),
                     TargetRuntime {
@@ -144,7 +145,10 @@ impl Runner {
             engine,
             playbooks: Arc::new(std::sync::RwLock::new(playbooks)),
             targets,
-            policy: Arc::new(CommandPolicy::from_config(&config.playbooks)),
+            policy: Arc::new(CommandPolicy::playbook_with_renames(
+                &config.playbooks.allow_commands,
+                &config.playbooks.renamed_commands,
+            )),
             receivers: Arc::new(config.receivers.keys().cloned().collect()),
             notifier,
             dry_run,
@@ -480,7 +484,7 @@ impl Runner {
         labels.insert("group".into(), group.name.clone());
         let connection = addr.and_then(|a| {
             labels.insert("addr".into(), a.clone());
-            crate::redis::connect::connection_info(&group.node_config(&a)).ok()
+            group.node_config(&a).connection_info().ok()
         });
         TargetRuntime { labels, connection }
     }

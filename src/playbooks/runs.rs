@@ -153,9 +153,11 @@ impl RunStore {
     /// (a playbook that did not exist never starts).
     pub fn finish(&self, record: &RunRecord, trigger: Trigger) -> Result<(), StoreError> {
         let detail = match &record.outcome {
-            super::RunOutcome::Succeeded { result } => result.clone(),
-            super::RunOutcome::Failed { error } => error.clone(),
-            super::RunOutcome::TimedOut { after_ms } => format!("stopped at its deadline after {after_ms} ms"),
+            crate::invocation::RunOutcome::Succeeded { result } => result.clone(),
+            crate::invocation::RunOutcome::Failed { error } => error.clone(),
+            crate::invocation::RunOutcome::TimedOut { after_ms } => {
+                format!("stopped at its deadline after {after_ms} ms")
+            }
         };
         let findings = serde_json::to_string(&record.findings).unwrap_or_else(|_| "[]".into());
         let audit = serde_json::to_string(&record.audit).unwrap_or_else(|_| "[]".into());
@@ -233,7 +235,7 @@ impl RunStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playbooks::RunOutcome;
+    use crate::invocation::RunOutcome;
 
     fn record(id: &str, outcome: RunOutcome) -> RunRecord {
         RunRecord {

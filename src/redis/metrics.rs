@@ -1,7 +1,7 @@
 //! Named metrics derived from successive INFO samples.
 //!
 //! Rules are written against these names (`memory_used_pct > 85`), so the
-//! names are a public contract: `METRIC_NAMES` lists them for `redops check`,
+//! names are a public contract: [`crate::event::metric_names`] lists them for `redops check`,
 //! and `docs/rules.md` documents each one. Counters that only grow
 //! (`keyspace_hits`, `total_commands_processed`, ...) are turned into rates
 //! and ratios over the last interval, because lifetime totals hide a problem
@@ -11,78 +11,6 @@ use std::time::Duration;
 
 use crate::event::{MetricValue, Metrics};
 use crate::redis::info::Info;
-
-/// Whether the sample history keeps a metric: what operators chart and plan
-/// capacity with. Text metrics (`role`) and flags are left out to keep the
-/// tables small.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kept {
-    InHistory,
-    NotInHistory,
-}
-
-/// Every metric `MetricsDeriver::derive` can emit, except the per-database
-/// `db<N>_keys`, `db<N>_expires` and `db<N>_avg_ttl_ms`: the one list of
-/// them. Mark a metric `InHistory` to start keeping it.
-const METRICS: &[(&str, Kept)] = &[
-    ("redis_up", Kept::NotInHistory),
-    ("uptime_seconds", Kept::NotInHistory),
-    ("role", Kept::NotInHistory),
-    ("memory_used_pct", Kept::InHistory),
-    ("used_memory", Kept::InHistory),
-    ("used_memory_rss", Kept::InHistory),
-    ("used_memory_peak", Kept::NotInHistory),
-    ("maxmemory", Kept::InHistory),
-    ("mem_fragmentation_ratio", Kept::InHistory),
-    ("hit_ratio", Kept::InHistory),
-    ("ops_per_sec", Kept::InHistory),
-    ("evicted_per_sec", Kept::InHistory),
-    ("expired_per_sec", Kept::InHistory),
-    ("rejected_connections_per_sec", Kept::InHistory),
-    ("connected_clients", Kept::InHistory),
-    ("maxclients", Kept::InHistory),
-    ("clients_used_pct", Kept::InHistory),
-    ("blocked_clients", Kept::InHistory),
-    ("connected_replicas", Kept::NotInHistory),
-    ("master_link_up", Kept::NotInHistory),
-    ("replication_lag_bytes", Kept::InHistory),
-    ("rdb_last_bgsave_ok", Kept::NotInHistory),
-    ("rdb_changes_since_last_save", Kept::NotInHistory),
-    ("seconds_since_last_save", Kept::NotInHistory),
-    ("total_keys", Kept::InHistory),
-];
-
-/// The names of [`METRICS`], for `redops check`.
-pub static METRIC_NAMES: std::sync::LazyLock<Vec<&'static str>> =
-    std::sync::LazyLock::new(|| METRICS.iter().map(|(name, _)| *name).collect());
-
-/// The metrics the sample history keeps (`history::METRICS`).
-pub static HISTORY_METRICS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-    METRICS
-        .iter()
-        .filter(|(_, kept)| *kept == Kept::InHistory)
-        .map(|(name, _)| *name)
-        .collect()
-});
-
-const DB_METRIC_SUFFIXES: &[&str] = &["_keys", "_expires", "_avg_ttl_ms"];
-
-/// True for a name `derive` can emit, including `db<N>_keys|expires|avg_ttl_ms`,
-/// or one the engine adds from the sample history (`memory_full_in_days`, ...).
-/// Probe metrics are named by the user and are checked against their own
-/// declarations, not here.
-pub fn is_known_metric(name: &str) -> bool {
-    METRIC_NAMES.contains(&name) || is_db_metric(name) || crate::history::TREND_METRICS.contains(&name)
-}
-
-fn is_db_metric(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix("db") else {
-        return false;
-    };
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let (db, suffix) = rest.split_at(digits);
-    db.parse::<u32>().is_ok() && DB_METRIC_SUFFIXES.contains(&suffix)
-}
 
 /// Server limits read with `CONFIG GET maxmemory maxclients` by the caller.
 /// They are the fallback for servers whose INFO lacks the field (`maxclients`
@@ -335,6 +263,7 @@ fn derive_rates(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::metric_names::{METRIC_NAMES, is_known_metric};
     use crate::redis::info::parse;
 
     const MASTER: &str = include_str!("../../tests/fixtures/info_all_master.txt");
@@ -616,35 +545,6 @@ mod tests {
         }
         for name in METRIC_NAMES.iter() {
             assert!(names.iter().any(|n| n == name), "{name} never emitted");
-        }
-    }
-
-    #[test]
-    fn known_metric_names() {
-        for name in [
-            "memory_used_pct",
-            "redis_up",
-            "db0_keys",
-            "db15_expires",
-            "db4_avg_ttl_ms",
-            "memory_full_in_days",
-            "clients_full_in_days",
-        ] {
-            assert!(is_known_metric(name), "{name}");
-        }
-        for name in [
-            "memory_used_percent",
-            "hit_rate",
-            "db_keys",
-            "dbx_keys",
-            "db1_avg_ttl",
-            "db1_keys_",
-            "db99999999999_keys",
-            "db-1_keys",
-            "keys",
-            "",
-        ] {
-            assert!(!is_known_metric(name), "{name}");
         }
     }
 }

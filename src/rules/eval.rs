@@ -13,23 +13,7 @@ use super::history::{History, Needs};
 use super::model::{Rule, SourceKind};
 use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Phase, Transition, fingerprint};
 use crate::event::{Event, MetricValue, Metrics};
-
-/// What evaluation asks the effects side to do.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// An alert started firing or resolved.
-    Alert(Alert),
-    RunPlaybook(Invocation),
-}
-
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    pub playbook: String,
-    pub rule: String,
-    pub target: String,
-    pub params: BTreeMap<String, toml::Value>,
-    pub alert: Option<Alert>,
-}
+use crate::invocation::{Action, Invocation};
 
 #[derive(Debug, Default)]
 struct RuleState {
@@ -97,8 +81,8 @@ pub struct Evaluator {
 /// What the look-back calls of `rules` read, kept for at least `retention`.
 fn needs_of(rules: &[Arc<Rule>], retention: Duration) -> Needs {
     Needs {
-        retention: retention.max(crate::loader::history_retention(rules)),
-        metrics: crate::loader::history_metrics(rules).map(Arc::new),
+        retention: retention.max(super::history::history_retention(rules)),
+        metrics: super::history::history_metrics(rules).map(Arc::new),
     }
 }
 

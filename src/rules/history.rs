@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Rule;
+use super::expr::HISTORY_FUNCTIONS;
+
 /// At most this many points are kept per metric, whatever the retention.
 const MAX_POINTS: usize = 2048;
 
 /// Which metrics to keep, and for how long: what the loaded rules' look-back
-/// calls need ([`crate::loader::history_retention`],
-/// [`crate::loader::history_metrics`]).
+/// calls need ([`history_retention`], [`history_metrics`]).
 #[derive(Debug, Default, Clone)]
 pub struct Needs {
     pub retention: Duration,
@@ -79,6 +81,49 @@ impl History {
             .collect();
         (!points.is_empty()).then_some(points)
     }
+}
+
+/// The metrics the look-back functions of `rules` read (their first
+/// argument, a string literal): only those need a history. `None` when a
+/// call names its metric some other way, so every metric is kept.
+pub fn history_metrics(rules: &[Arc<Rule>]) -> Option<HashSet<String>> {
+    let mut metrics = HashSet::new();
+    for rule in rules {
+        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            for f in HISTORY_FUNCTIONS {
+                for call in compact.split(&format!("{f}(")).skip(1) {
+                    let name = call.strip_prefix('"')?.split('"').next()?;
+                    metrics.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    Some(metrics)
+}
+
+/// How far back metric history must reach for the rules' look-back
+/// functions: the longest window they name, zero when none looks back.
+pub fn history_retention(rules: &[Arc<Rule>]) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(600);
+    let mut longest = Duration::ZERO;
+    for rule in rules {
+        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
+            // Whitespace is legal between a function and its `(`.
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            if !HISTORY_FUNCTIONS.iter().any(|f| compact.contains(&format!("{f}("))) {
+                continue;
+            }
+            // Window arguments are string literals: take the longest that parses.
+            let windows = text
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .filter_map(|lit| humantime::parse_duration(lit).ok());
+            longest = longest.max(windows.max().unwrap_or(DEFAULT));
+        }
+    }
+    longest
 }
 
 #[cfg(test)]

@@ -21,8 +21,7 @@ use super::expr::HISTORY_FUNCTIONS;
 use super::model::{Rule, SourceKind};
 use crate::config::{Config, document};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
-use crate::playbooks::PlaybookSet;
-use crate::redis::metrics::{METRIC_NAMES, is_known_metric};
+use crate::event::metric_names::{METRIC_NAMES, is_known_metric};
 
 mod expression;
 
@@ -90,10 +89,14 @@ pub const GROUP_METRICS: &[&str] = &[
     "sentinel_events_duplicate_total",
 ];
 
+/// The loaded playbooks by name, with their files: all the lint reads of
+/// them, so that the rules need nothing of the playbook engine.
+pub type PlaybookFiles = std::collections::BTreeMap<String, std::path::PathBuf>;
+
 /// Adds a warning to `diags` for each probable mistake in `rules`, the
 /// playbooks and the receivers. Reads the rule and config files again to
 /// locate what it reports.
-pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
+pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookFiles, diags: &mut Diagnostics) {
     let probes: BTreeSet<&str> = config
         .targets
         .iter()
@@ -169,7 +172,7 @@ impl<'a> Scopes<'a> {
         let with_target = |names: &[&'a str]| -> Vec<&'a str> { names.iter().copied().chain(["target"]).collect() };
         let mut sample = with_target(&METRIC_NAMES);
         sample.extend(GROUP_METRICS);
-        sample.extend(crate::sources::keyspace::KEYSPACE_STAT_METRICS);
+        sample.extend(crate::event::metric_names::KEYSPACE_STAT_METRICS);
         sample.extend(probes.iter().copied());
         Scopes {
             sample,
@@ -446,13 +449,12 @@ fn hysteresis(when: &Expression<'_>, clear: &Expression<'_>, rule: &Rule, diags:
 /// playbook run`, `redops restore`): no rule needs to name it.
 pub const MANUAL_MARKER: &str = "// redops: manual";
 
-fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
-    for name in playbooks.names() {
+fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookFiles, diags: &mut Diagnostics) {
+    for (name, path) in playbooks {
         if rules.iter().any(|r| r.playbook.as_deref() == Some(name)) {
             continue;
         }
-        let Some(playbook) = playbooks.get(name) else { continue };
-        let Ok(file) = SourceFile::read(&playbook.path) else {
+        let Ok(file) = SourceFile::read(path) else {
             continue;
         };
         if file.text.lines().any(|l| l.trim() == MANUAL_MARKER) {
@@ -470,7 +472,7 @@ fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnos
 /// receivers; of a rule without, to the routes, or to every receiver when
 /// there are no routes (`Router::on_alert`). Playbooks reach a receiver by
 /// name with `notify("name", ...)`, or all of them through `receivers()`.
-fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookSet, diags: &mut Diagnostics) {
+fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookFiles, diags: &mut Diagnostics) {
     let routed = rules.iter().any(|r| r.notify.is_empty());
     if routed && config.routes.is_empty() {
         return;
@@ -485,8 +487,8 @@ fn unreached_receivers(config: &Config, rules: &[Rule], playbooks: &PlaybookSet,
         }
     }
     reached.extend(config.notify.fallback_receiver.iter().cloned());
-    for name in playbooks.names() {
-        let Some(text) = playbooks.get(name).and_then(|p| std::fs::read_to_string(&p.path).ok()) else {
+    for path in playbooks.values() {
+        let Ok(text) = std::fs::read_to_string(path) else {
             continue;
         };
         let tokens = tokenize(&text);
@@ -567,8 +569,8 @@ fn allow_entries_that_allow_nothing(config: &Config, diags: &mut Diagnostics) {
         .allow_commands
         .iter()
         .filter_map(
-            |e| match crate::playbooks::policy::allow_entry_problem(e, &playbooks.renamed_commands) {
-                Some(crate::playbooks::policy::EntryProblem::AllowsNothing(why)) => Some(why),
+            |e| match crate::policy::allow_entry_problem(e, &playbooks.renamed_commands) {
+                Some(crate::policy::EntryProblem::AllowsNothing(why)) => Some(why),
                 _ => None,
             },
         )
@@ -591,9 +593,9 @@ fn allow_entries_that_allow_nothing(config: &Config, diags: &mut Diagnostics) {
 /// A playbook that calls `http.get`/`http.post` while `[playbooks]
 /// http_allow` is not set: it may reach any host a parameter or a reply
 /// names.
-fn http_without_allowlist(playbooks: &PlaybookSet, diags: &mut Diagnostics) {
-    for name in playbooks.names() {
-        let Some(file) = playbooks.get(name).and_then(|p| SourceFile::read(&p.path).ok()) else {
+fn http_without_allowlist(playbooks: &PlaybookFiles, diags: &mut Diagnostics) {
+    for (name, path) in playbooks {
+        let Ok(file) = SourceFile::read(path) else {
             continue;
         };
         // Comment lines blanked (same length, so positions hold): a comment

@@ -2,19 +2,21 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use toml::de::DeValue;
 
 use super::expr::ExprEngine;
-use super::model::{KeyspaceSelector, Rule, RuleSpec, ScheduleSpec, SentinelSelector, SourceKind};
+use super::model::{Rule, RuleSpec, ScheduleSpec, SentinelSelector, SourceKind};
+use crate::event::keyspace::KeyspaceSelector;
 
 /// How long a Sentinel alert stays firing without an event that resolves it.
 const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(600);
 use crate::config::{Config, document};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
+use crate::files::files_with_extension;
 use crate::glob::Glob;
 use crate::template::Template;
 
@@ -38,24 +40,6 @@ impl<'a> References<'a> {
             receivers: config.receivers.keys().map(String::as_str).collect(),
         }
     }
-}
-
-/// Lists `*.<ext>` files of a directory, sorted so load order is stable.
-pub fn files_with_extension(dir: &Path, ext: &str, diags: &mut Diagnostics) -> Vec<PathBuf> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            diags.push(Diagnostic::file_error(dir, format!("cannot read directory: {e}")));
-            return Vec::new();
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == ext) && p.is_file())
-        .collect();
-    files.sort();
-    files
 }
 
 pub fn load_rules(dir: &Path, refs: &References<'_>, expr: &ExprEngine, diags: &mut Diagnostics) -> Vec<Rule> {
@@ -288,7 +272,7 @@ fn compile(
                 );
             }
             for e in spec.events.iter().chain(&spec.resolve_events) {
-                let known = crate::sentinel::events::KNOWN_EVENTS;
+                let known = crate::event::sentinel::KNOWN_EVENTS;
                 if !e.contains(['*', '?', '[']) && !known.contains(&e.as_str()) {
                     let mut d = Diagnostic::error(
                         file,
@@ -334,7 +318,7 @@ fn compile(
                     .with_hint("e.g. playbook = \"backup\""),
                 );
             }
-            match crate::sources::schedule::parse(cron.get_ref(), spec.timezone.as_deref()) {
+            match crate::cron::parse(cron.get_ref(), spec.timezone.as_deref()) {
                 Ok((cron, tz)) => Some(ScheduleSpec {
                     cron,
                     tz,

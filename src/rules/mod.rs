@@ -9,5 +9,5 @@ pub mod lint;
 pub mod load;
 pub mod model;
 
-pub use eval::{Action, Evaluator, Invocation};
-pub use model::{Rule, SourceKind};
+pub use eval::Evaluator;
+pub use model::{Rule, SourceKind, keyspace_rules};

@@ -51,7 +51,7 @@ pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     for path in paths {
         if path.is_dir() {
             let mut diags = Diagnostics::default();
-            out.extend(crate::rules::load::files_with_extension(path, "toml", &mut diags));
+            out.extend(crate::files::files_with_extension(path, "toml", &mut diags));
         } else {
             out.push(path.clone());
         }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::alerts::Alert;
 use crate::glob::Glob;
 use crate::playbooks::context::{AuditEntry, RunContext, ScriptedWorld};
-use crate::playbooks::policy::CommandPolicy;
 use crate::playbooks::{Playbook, PlaybookEngine, RunRecord};
+use crate::policy::CommandPolicy;
 
 /// The script's clock starts here: 2024-01-01T00:00:00Z.
 const CLOCK_START: f64 = 1_704_067_200.0;
@@ -186,7 +186,7 @@ impl Drop for ThrowawayDir {
 /// A notifier with no receivers: a scripted run that is not a dry run
 /// records its `notify` calls as queued, and they go nowhere.
 fn offline_notifier() -> Result<crate::notify::Notifier, String> {
-    let outbox = crate::notify::outbox::Outbox::open(crate::store::Store::in_memory()).map_err(|e| e.to_string())?;
+    let outbox = crate::outbox::Outbox::open(crate::store::Store::in_memory()).map_err(|e| e.to_string())?;
     let (notifier, _workers) = crate::notify::Notifier::spawn(
         &BTreeMap::new(),
         outbox,
@@ -197,7 +197,7 @@ fn offline_notifier() -> Result<crate::notify::Notifier, String> {
 }
 
 fn compare(expect: &PlaybookExpect, record: &RunRecord) -> Vec<String> {
-    use crate::playbooks::RunOutcome;
+    use crate::invocation::RunOutcome;
     let mut lines = Vec::new();
     let (error, result) = match &record.outcome {
         RunOutcome::Failed { error } => (Some(error.as_str()), None),

@@ -17,17 +17,18 @@ use regex::Regex;
 use tokio::time::Instant;
 
 use super::series::{Point, Series};
-use crate::alerts::matcher::Matcher;
 use crate::alerts::store::AlertStore;
 use crate::alerts::{Alert, AlertStatus, Phase, Severity};
 use crate::config::Config;
+use crate::event::sentinel::SentinelEvent;
 use crate::event::{Event, Health, KeyspaceCounts, MetricValue, Metrics, Sample, ScheduleTick, SentinelNotice};
-use crate::notify::outbox::Outbox;
+use crate::invocation::Action;
+use crate::matcher::Matcher;
 use crate::notify::router::Router;
 use crate::notify::{AlertNotice, Notification, Notifier};
+use crate::outbox::Outbox;
 use crate::rules::expr::ExprEngine;
-use crate::rules::{Action, Evaluator, Rule, SourceKind};
-use crate::sentinel::events::SentinelEvent;
+use crate::rules::{Evaluator, Rule, SourceKind};
 use crate::store::Store;
 
 /// The wall clock at the start of every test, so output never depends on
@@ -310,7 +311,7 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>, config:
         rules.to_vec(),
         expr.clone(),
         test.targets.iter().map(|(n, t)| (n.clone(), t.labels.clone())),
-        crate::loader::history_retention(rules),
+        crate::rules::history::history_retention(rules),
     );
     let start = Instant::now();
     let clock = |at: Duration| (start + at, UNIX_EPOCH + WALL_START + at);

@@ -175,8 +175,8 @@ alerts = []
 
 #[test]
 fn sentinel_events_land_on_the_node_they_are_about() {
-    let sdown = crate::sentinel::events::parse_line("+sdown master mymaster 10.0.0.1 6379");
+    let sdown = crate::event::sentinel::parse_line("+sdown master mymaster 10.0.0.1 6379");
     assert_eq!(rule_test::sentinel_target("lab", &sdown), "lab/10.0.0.1:6379");
-    let switch = crate::sentinel::events::parse_line("+switch-master mymaster 10.0.0.1 6379 10.0.0.2 6379");
+    let switch = crate::event::sentinel::parse_line("+switch-master mymaster 10.0.0.1 6379 10.0.0.2 6379");
     assert_eq!(rule_test::sentinel_target("lab", &switch), "lab");
 }

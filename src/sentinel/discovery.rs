@@ -9,8 +9,8 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::parse_addr;
 use crate::config::SentinelGroupConfig;
+use crate::event::sentinel::parse_addr;
 use crate::redis::connect;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -267,7 +267,7 @@ pub fn sentinel_connection_info(group: &SentinelGroupConfig, addr: &str) -> Opti
         probes: BTreeMap::new(),
         tls_ca: None,
     };
-    connect::connection_info(&target).ok()
+    target.connection_info().ok()
 }
 
 /// The master's `host:port`, asked of each Sentinel in turn, blocking: for

@@ -19,11 +19,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::discovery::{Discoverer, GroupView, sentinel_connection_info};
-use super::events::{self, SentinelEvent};
 use crate::config::{Config, SentinelGroupConfig, TargetConfig};
+use crate::event::keyspace::KeyspaceRule;
+use crate::event::sentinel::{self as events, SentinelEvent, parse_addr};
 use crate::event::{Event, MetricValue, Metrics, Sample, SentinelNotice, TargetChange};
 use crate::redis::connect;
-use crate::rules::Rule;
 use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
 use crate::sources::sampler::{SamplerSpec, spawn_sampler};
 
@@ -59,7 +59,7 @@ struct Told {
 pub struct GroupSource {
     group: SentinelGroupConfig,
     config: Arc<Config>,
-    rules: Vec<Arc<Rule>>,
+    keyspace_rules: Vec<KeyspaceRule>,
     events: mpsc::Sender<Event>,
     discoverer: Discoverer,
     nodes: HashMap<String, Node>,
@@ -77,7 +77,7 @@ pub struct GroupSource {
 pub fn spawn_sentinel_group(
     group: SentinelGroupConfig,
     config: Arc<Config>,
-    rules: Vec<Arc<Rule>>,
+    keyspace_rules: Vec<KeyspaceRule>,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -90,7 +90,7 @@ pub fn spawn_sentinel_group(
         }
         drop(heard_tx);
         let interval = config.engine.sample_interval;
-        let mut source = GroupSource::new(group, config, rules, events);
+        let mut source = GroupSource::new(group, config, keyspace_rules, events);
         // The group's own alerts (failovers, quorum) carry its name as a
         // label, as its nodes' do: `[[incident]] same = ["group"]` joins them.
         let mut labels = source.group.labels.clone();
@@ -134,7 +134,7 @@ impl GroupSource {
     fn new(
         group: SentinelGroupConfig,
         config: Arc<Config>,
-        rules: Vec<Arc<Rule>>,
+        keyspace_rules: Vec<KeyspaceRule>,
         events: mpsc::Sender<Event>,
     ) -> Self {
         let timeout = config.engine.connect_timeout;
@@ -142,7 +142,7 @@ impl GroupSource {
             discoverer: Discoverer::new(group.clone(), timeout),
             group,
             config,
-            rules,
+            keyspace_rules,
             events,
             nodes: HashMap::new(),
             node_conns: HashMap::new(),
@@ -251,8 +251,7 @@ impl GroupSource {
 
     /// The master moved while no `+switch-master` reached us: say so.
     async fn reconcile(&mut self, old: &str, new: &str) {
-        let (Some((old_ip, old_port)), Some((new_ip, new_port))) = (super::parse_addr(old), super::parse_addr(new))
-        else {
+        let (Some((old_ip, old_port)), Some((new_ip, new_port))) = (parse_addr(old), parse_addr(new)) else {
             return;
         };
         let payload = format!("{} {old_ip} {old_port} {new_ip} {new_port}", self.group.master);
@@ -276,7 +275,7 @@ impl GroupSource {
             let target = self.node_config(addr);
             let stop = CancellationToken::new();
             let config = &self.config;
-            let keyspace = KeyspaceSpec::from_config(config, &target, &self.rules);
+            let keyspace = KeyspaceSpec::from_config(config, &target, &self.keyspace_rules);
             match SamplerSpec::from_config(config, &target) {
                 Ok(mut spec) => {
                     spec.keyspace_stats = keyspace.as_ref().map(|k| k.stats.clone());
@@ -377,7 +376,7 @@ impl GroupSource {
     /// `ROLE` of a node: its role and, for a master, its replication offset.
     async fn role(&mut self, addr: &str) -> Option<(String, Option<u64>)> {
         if !self.node_conns.contains_key(addr) {
-            let info = connect::connection_info(&self.node_config(addr)).ok()?;
+            let info = self.node_config(addr).connection_info().ok()?;
             let timeout = self.config.engine.connect_timeout;
             let conn = connect::connect_async(&info, timeout, timeout).await.ok()?;
             self.node_conns.insert(addr.to_owned(), conn);

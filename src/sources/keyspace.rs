@@ -27,10 +27,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TargetConfig};
+use crate::event::keyspace::{KeyspaceRule, KeyspaceSelector, SelectorSet};
 use crate::event::{Event, KeyspaceCounts};
 use crate::redis::connect;
-use crate::rules::Rule;
-use crate::rules::model::{KeyspaceSelector, SelectorSet};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -60,18 +59,18 @@ pub struct KeyspaceSpec {
 
 impl KeyspaceSpec {
     /// The spec for a target, or `None` when nothing needs its events.
-    pub fn from_config(config: &Config, target: &TargetConfig, rules: &[std::sync::Arc<Rule>]) -> Option<Self> {
+    pub fn from_config(config: &Config, target: &TargetConfig, rules: &[KeyspaceRule]) -> Option<Self> {
         let selectors: Vec<_> = rules
             .iter()
             .filter(|r| r.applies_to(&target.name))
-            .filter_map(|r| r.keyspace.clone().map(|k| (r.name.clone(), k)))
+            .map(|r| (r.rule.clone(), r.selector.clone()))
             .collect();
         if selectors.is_empty() {
             return None;
         }
         Some(KeyspaceSpec {
             target: target.name.clone(),
-            connection: connect::connection_info(target).ok()?,
+            connection: target.connection_info().ok()?,
             flags: target.keyspace_events.clone(),
             selectors,
             tick: config.engine.keyspace_tick,
@@ -80,16 +79,6 @@ impl KeyspaceSpec {
         })
     }
 }
-
-/// The sample metrics of [`KeyspaceStats`], for `redops check`: the two
-/// totals, and the seconds since the last loss of each kind (absent until
-/// one happens).
-pub const KEYSPACE_STAT_METRICS: [&str; 4] = [
-    "events_lost_total",
-    "keyspace_disconnects_total",
-    "seconds_since_events_lost",
-    "seconds_since_keyspace_disconnect",
-];
 
 /// What a target's keyspace subscription lost, for the sampler to report.
 /// It keeps when the last loss happened too, so that a rule can say "lost
@@ -140,7 +129,7 @@ impl KeyspaceStats {
 
     /// `(metric name, value)` pairs, as they appear in the target's samples.
     pub fn metrics(&self) -> Vec<(&'static str, f64)> {
-        let [lost, disconnects, since_lost, since_disconnect] = KEYSPACE_STAT_METRICS;
+        let [lost, disconnects, since_lost, since_disconnect] = crate::event::metric_names::KEYSPACE_STAT_METRICS;
         let mut metrics = vec![
             (lost, self.events_lost.load(Relaxed) as f64),
             (disconnects, self.disconnects.load(Relaxed) as f64),

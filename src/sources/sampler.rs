@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TargetConfig};
 use crate::event::{Event, Health, MetricValue, Metrics, Sample};
-use crate::playbooks::policy::CommandPolicy;
+use crate::policy::CommandPolicy;
 use crate::redis::connect;
 use crate::redis::metrics::{Limits, MetricsDeriver};
 use crate::sources::keyspace::KeyspaceStats;
@@ -48,7 +48,7 @@ impl SamplerSpec {
             .collect::<Result<_, _>>()?;
         Ok(SamplerSpec {
             target: target.name.clone(),
-            connection: connect::connection_info(target)?,
+            connection: target.connection_info()?,
             probes,
             interval: config.engine.sample_interval,
             connect_timeout: config.engine.connect_timeout,

@@ -4,30 +4,19 @@
 //! missed while redops was down happens once at start when `catch_up =
 //! "once"` (the default).
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use rusqlite::{OptionalExtension, params};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cron::CatchUp;
 use crate::event::{Event, ScheduleTick};
 use crate::store::{Store, StoreError};
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CatchUp {
-    /// A run missed while redops was down happens once at start.
-    #[default]
-    Once,
-    /// Missed runs are skipped.
-    Skip,
-}
 
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -37,17 +26,6 @@ pub struct Schedule {
     pub catch_up: CatchUp,
     /// The targets each run covers.
     pub targets: Vec<String>,
-}
-
-/// Parses a cron expression (5 fields, or 6 with seconds) and a time zone.
-pub fn parse(cron: &str, timezone: Option<&str>) -> Result<(Cron, Tz), String> {
-    let parsed = Cron::from_str(cron).map_err(|e| format!("invalid cron expression `{cron}`: {e}"))?;
-    let tz = match timezone {
-        Some(name) => Tz::from_str(name)
-            .map_err(|_| format!("unknown time zone `{name}` (write e.g. \"Europe/Berlin\" or \"UTC\")"))?,
-        None => Tz::UTC,
-    };
-    Ok((parsed, tz))
 }
 
 impl Schedule {
@@ -187,6 +165,7 @@ pub fn spawn_schedules(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cron::parse;
 
     fn schedule(cron: &str, tz: Option<&str>) -> Schedule {
         let (cron, tz) = parse(cron, tz).unwrap();

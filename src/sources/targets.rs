@@ -8,15 +8,14 @@
 //! subscription is built from them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TargetConfig};
+use crate::event::keyspace::KeyspaceRule;
 use crate::event::{Event, TargetChange};
-use crate::rules::Rule;
 use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
 use crate::sources::sampler::{SamplerSpec, spawn_sampler};
 
@@ -59,10 +58,10 @@ impl TargetSources {
         }
     }
 
-    /// Makes the running sources match `config` and `rules`. A target whose
+    /// Makes the running sources match `config` and the keyspace `rules`. A target whose
     /// sources cannot be built (a bad URL) is an error and nothing changes:
     /// `redops check` rejects such a config before it gets here.
-    pub fn apply(&mut self, config: &Config, rules: &[Arc<Rule>]) -> Result<Changes, String> {
+    pub fn apply(&mut self, config: &Config, rules: &[KeyspaceRule]) -> Result<Changes, String> {
         let mut wanted = BTreeMap::new();
         for target in &config.targets {
             let sampler = SamplerSpec::from_config(config, target)?;
@@ -136,12 +135,12 @@ impl TargetSources {
 }
 
 /// Everything a target's sources are built from, as text.
-fn digest(config: &Config, target: &TargetConfig, rules: &[Arc<Rule>]) -> String {
+fn digest(config: &Config, target: &TargetConfig, rules: &[KeyspaceRule]) -> String {
     let e = &config.engine;
     let selectors: Vec<_> = rules
         .iter()
         .filter(|r| r.applies_to(&target.name))
-        .filter_map(|r| r.keyspace.as_ref().map(|k| (&r.name, k)))
+        .map(|r| (&r.rule, &r.selector))
         .collect();
     // Debug hides the password; a changed one must still reconnect. Its
     // hash is all the digest keeps.

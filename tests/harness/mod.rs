@@ -983,7 +983,7 @@ pub fn required_tool(name: &str) -> Option<PathBuf> {
 /// nothing pending (its state store is `dir/state`, as [`engine_dir`]
 /// writes it): everything it queued so far was delivered.
 pub fn wait_outbox_drained(dir: &Path, timeout: Duration) {
-    let outbox = redops::notify::outbox::Outbox::open(
+    let outbox = redops::outbox::Outbox::open(
         redops::store::Store::open(&dir.join("state")).expect("Failed to open the engine's state store"),
     )
     .expect("Failed to open the engine's outbox");

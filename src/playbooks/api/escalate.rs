@@ -5,8 +5,8 @@
 use rhai::{Dynamic, Engine, EvalAltResult};
 
 use crate::alerts::Alert;
+use crate::invocation::RunOutcome;
 use crate::notify::{AlertNotice, Notification, PlaybookSummary};
-use crate::playbooks::RunOutcome;
 use crate::playbooks::context;
 
 pub fn register(engine: &mut Engine) {

@@ -17,7 +17,7 @@ use reqwest::Url;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
 use crate::playbooks::context;
-use crate::playbooks::policy::{HttpAllow, show_host};
+use crate::policy::{HttpAllow, show_host};
 
 #[derive(Debug, Clone, Copy)]
 pub struct HttpApi;

@@ -6,7 +6,7 @@
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use crate::playbooks::context::{self, RunState};
-use crate::playbooks::policy;
+use crate::policy;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RedisApi;

@@ -316,7 +316,7 @@ async fn a_reloaded_look_back_rule_gets_its_history() {
                   when = \"delta(\\\"used_memory\\\", \\\"1m\\\") > 1000\"\nseverity = \"warning\"\n";
     let rules = parsed(growth);
     assert_eq!(
-        crate::loader::history_metrics(&rules),
+        crate::rules::history::history_metrics(&rules),
         Some(["used_memory".to_owned()].into())
     );
     ev.replace_rules(rules, SystemTime::now());

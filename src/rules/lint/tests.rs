@@ -125,7 +125,7 @@ fn each_source_has_its_own_variables() {
 fn sentinel_variables_cover_every_field_of_the_fixture_events() {
     let text = std::fs::read_to_string("tests/fixtures/sentinel/events.txt").unwrap();
     for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
-        for key in crate::sentinel::events::parse_line(line).fields().keys() {
+        for key in crate::event::sentinel::parse_line(line).fields().keys() {
             assert!(SENTINEL_VARIABLES.contains(&key.as_str()), "`{key}` from `{line}`");
         }
     }

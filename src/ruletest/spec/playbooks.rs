@@ -121,7 +121,7 @@ pub(super) fn playbook_test(
     };
     let mut replies = Vec::new();
     for (line, value) in spec.redis {
-        let words = crate::playbooks::policy::split_command_line(&line);
+        let words = crate::policy::split_command_line(&line);
         let span = value.span();
         match reply(&words, value.into_inner()) {
             Ok(reply) if !words.is_empty() => replies.push(CannedReply { words, reply }),

@@ -12,18 +12,18 @@ use toml::de::DeValue;
 
 use super::{duration, unknown_name};
 use crate::alerts::Severity;
-use crate::alerts::matcher::Matcher;
 use crate::config::Config;
 use crate::config::document;
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::SentinelNotice;
+use crate::event::sentinel::{SentinelEvent, parse_line};
+use crate::matcher::Matcher;
 use crate::rules::{Rule, SourceKind};
 use crate::ruletest::rule_test::{
     AckInput, AlertState, EventInput, Expect, ExpectedAlert, ExpectedNotification, ExpectedRun, NotificationKind,
     NotificationStatus, RuleTest, SilenceInput, TargetInput, TextMatch, TimedEvent, sentinel_target,
 };
 use crate::ruletest::series::{self, Point, Series};
-use crate::sentinel::events::{SentinelEvent, parse_line};
 
 const TEST_KEYS: &[&str] = &[
     "name",

@@ -835,6 +835,16 @@ fn port(text: &str, what: &str) -> Result<u16, String> {
     number(text, &format!("{what} port"))
 }
 
+/// Splits `host:port` (`[v6]:port` too).
+pub fn parse_addr(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok().filter(|p| *p > 0)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

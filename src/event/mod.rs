@@ -1,8 +1,24 @@
 //! The typed events every source emits into the engine.
 
+pub mod keyspace;
+pub mod metric_names;
+pub mod sentinel;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
+
+/// Whether a rule's `targets` cover `target`: empty covers every target,
+/// and a Sentinel group's name covers its nodes (`group/host:port`).
+pub fn names_target(targets: &[String], target: &str) -> bool {
+    targets.is_empty()
+        || targets.iter().any(|t| {
+            t == target
+                || target
+                    .strip_prefix(t.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
 
 /// One sampled value. Most metrics are numbers; a few (`role`) are text.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -115,7 +131,7 @@ pub struct SentinelNotice {
     /// The node the event is about (`group/host:port`), or the group.
     pub target: String,
     pub group: String,
-    pub event: crate::sentinel::events::SentinelEvent,
+    pub event: sentinel::SentinelEvent,
     /// The Sentinel that told us first.
     pub sentinel: String,
     /// True when redops inferred the event on reconnecting to a Sentinel,

@@ -196,14 +196,9 @@ impl CommandPolicy {
         Self::playbook_with_renames(allow, &BTreeMap::new())
     }
 
-    /// The playbook policy `[playbooks]` configures.
-    pub fn from_config(config: &crate::config::PlaybookConfig) -> Self {
-        Self::playbook_with_renames(&config.allow_commands, &config.renamed_commands)
-    }
-
     /// `renamed_commands` maps a standard name to the name the server knows
     /// it by, as redis.conf's `rename-command CONFIG CFG_9f8e` does.
-    fn playbook_with_renames(allow: &[String], renamed_commands: &BTreeMap<String, String>) -> Self {
+    pub fn playbook_with_renames(allow: &[String], renamed_commands: &BTreeMap<String, String>) -> Self {
         let renamed: HashMap<String, String> = renamed_commands
             .iter()
             .map(|(standard, new)| (new.trim().to_ascii_uppercase(), standard.trim().to_ascii_uppercase()))

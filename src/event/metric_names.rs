@@ -1,0 +1,129 @@
+//! The names of the metrics a sample carries: what rules are written
+//! against (`memory_used_pct > 85`), so a public contract. `redops check`
+//! and the rules lint read them here; the sampler, the keyspace reader and
+//! the trends emit them.
+
+/// Whether the sample history keeps a metric: what operators chart and plan
+/// capacity with. Text metrics (`role`) and flags are left out to keep the
+/// tables small.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    InHistory,
+    NotInHistory,
+}
+
+/// Every metric `redis::metrics::MetricsDeriver::derive` can emit, except the per-database
+/// `db<N>_keys`, `db<N>_expires` and `db<N>_avg_ttl_ms`: the one list of
+/// them. Mark a metric `InHistory` to start keeping it.
+const METRICS: &[(&str, Kept)] = &[
+    ("redis_up", Kept::NotInHistory),
+    ("uptime_seconds", Kept::NotInHistory),
+    ("role", Kept::NotInHistory),
+    ("memory_used_pct", Kept::InHistory),
+    ("used_memory", Kept::InHistory),
+    ("used_memory_rss", Kept::InHistory),
+    ("used_memory_peak", Kept::NotInHistory),
+    ("maxmemory", Kept::InHistory),
+    ("mem_fragmentation_ratio", Kept::InHistory),
+    ("hit_ratio", Kept::InHistory),
+    ("ops_per_sec", Kept::InHistory),
+    ("evicted_per_sec", Kept::InHistory),
+    ("expired_per_sec", Kept::InHistory),
+    ("rejected_connections_per_sec", Kept::InHistory),
+    ("connected_clients", Kept::InHistory),
+    ("maxclients", Kept::InHistory),
+    ("clients_used_pct", Kept::InHistory),
+    ("blocked_clients", Kept::InHistory),
+    ("connected_replicas", Kept::NotInHistory),
+    ("master_link_up", Kept::NotInHistory),
+    ("replication_lag_bytes", Kept::InHistory),
+    ("rdb_last_bgsave_ok", Kept::NotInHistory),
+    ("rdb_changes_since_last_save", Kept::NotInHistory),
+    ("seconds_since_last_save", Kept::NotInHistory),
+    ("total_keys", Kept::InHistory),
+];
+
+/// The names of [`METRICS`], for `redops check`.
+pub static METRIC_NAMES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| METRICS.iter().map(|(name, _)| *name).collect());
+
+/// The metrics the sample history keeps (`history::METRICS`).
+pub static HISTORY_METRICS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    METRICS
+        .iter()
+        .filter(|(_, kept)| *kept == Kept::InHistory)
+        .map(|(name, _)| *name)
+        .collect()
+});
+
+const DB_METRIC_SUFFIXES: &[&str] = &["_keys", "_expires", "_avg_ttl_ms"];
+
+/// True for a name `derive` can emit, including `db<N>_keys|expires|avg_ttl_ms`,
+/// or one the engine adds from the sample history (`memory_full_in_days`, ...).
+/// Probe metrics are named by the user and are checked against their own
+/// declarations, not here.
+pub fn is_known_metric(name: &str) -> bool {
+    METRIC_NAMES.contains(&name) || is_db_metric(name) || TREND_METRICS.contains(&name)
+}
+
+fn is_db_metric(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("db") else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (db, suffix) = rest.split_at(digits);
+    db.parse::<u32>().is_ok() && DB_METRIC_SUFFIXES.contains(&suffix)
+}
+
+/// The names `history::trend::TargetTrend::metrics` can give a sample; rules may use them.
+pub const TREND_METRICS: &[&str] = &[
+    "memory_full_in_days",
+    "used_memory_growth_per_week",
+    "memory_growth_pct_per_week",
+    "clients_full_in_days",
+    "connected_clients_growth_per_week",
+];
+
+/// The sample metrics of `sources::keyspace::KeyspaceStats`, for `redops check`: the two
+/// totals, and the seconds since the last loss of each kind (absent until
+/// one happens).
+pub const KEYSPACE_STAT_METRICS: [&str; 4] = [
+    "events_lost_total",
+    "keyspace_disconnects_total",
+    "seconds_since_events_lost",
+    "seconds_since_keyspace_disconnect",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_metric_names() {
+        for name in [
+            "memory_used_pct",
+            "redis_up",
+            "db0_keys",
+            "db15_expires",
+            "db4_avg_ttl_ms",
+            "memory_full_in_days",
+            "clients_full_in_days",
+        ] {
+            assert!(is_known_metric(name), "{name}");
+        }
+        for name in [
+            "memory_used_percent",
+            "hit_rate",
+            "db_keys",
+            "dbx_keys",
+            "db1_avg_ttl",
+            "db1_keys_",
+            "db99999999999_keys",
+            "db-1_keys",
+            "keys",
+            "",
+        ] {
+            assert!(!is_known_metric(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! redops's own counters: events received, rule evaluations, alert
+//! changes, playbook runs, deliveries, leadership. Every part of the engine
+//! writes them; the API's `/metrics` reads them. They live down here so that
+//! a part that counts needs nothing of the API.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+/// A counter family with `N` labels. Label sets are few (sources ×
+/// targets, rules, receivers), so a map under a mutex is cheap enough and
+/// keeps the exported order stable.
+pub struct CounterVec<const N: usize>(Mutex<BTreeMap<[String; N], u64>>);
+
+impl<const N: usize> Default for CounterVec<N> {
+    fn default() -> Self {
+        CounterVec(Mutex::default())
+    }
+}
+
+impl<const N: usize> CounterVec<N> {
+    pub fn inc(&self, labels: [&str; N]) {
+        self.add(labels, 1);
+    }
+
+    pub fn add(&self, labels: [&str; N], n: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(labels.map(str::to_owned)).or_default() += n;
+    }
+
+    pub fn snapshot(&self) -> Vec<([String; N], u64)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+/// Upper bounds, in seconds, of the playbook run duration buckets: from a
+/// quick CONFIG SET to a backup of a large dataset.
+pub const RUN_DURATION_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// One histogram series: cumulative bucket counts, as Prometheus wants them.
+#[derive(Debug, Clone, Default)]
+pub struct HistogramSeries {
+    pub buckets: [u64; RUN_DURATION_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// Playbook run durations by outcome.
+#[derive(Default)]
+pub struct RunDurations(Mutex<BTreeMap<String, HistogramSeries>>);
+
+impl RunDurations {
+    pub fn observe(&self, outcome: &str, seconds: f64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let series = map.entry(outcome.to_owned()).or_default();
+        for (bucket, bound) in series.buckets.iter_mut().zip(RUN_DURATION_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        series.count += 1;
+        series.sum += seconds;
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, HistogramSeries)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Engine-wide counters, exported on /metrics.
+#[derive(Default)]
+pub struct Counters {
+    /// By source and target.
+    pub events_received: CounterVec<2>,
+    /// Rule conditions evaluated, by rule.
+    pub rule_evaluations: CounterVec<1>,
+    /// Alert changes, by new state and severity.
+    pub alert_changes: CounterVec<2>,
+    /// Finished playbook runs, by outcome; durations below.
+    pub playbook_runs: CounterVec<1>,
+    pub playbook_durations: RunDurations,
+    /// Invocations the runner's full queue refused.
+    pub playbook_invocations_dropped: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// `[ha]` is on: the two below are exported.
+    pub ha_enabled: AtomicBool,
+    /// 1 while this instance leads.
+    pub ha_leader: AtomicU64,
+    /// The fencing token of this instance's latest lease.
+    pub ha_fencing_token: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_durations_are_cumulative_buckets_per_outcome() {
+        let durations = RunDurations::default();
+        durations.observe("succeeded", 0.02);
+        durations.observe("succeeded", 7.0);
+        durations.observe("failed", 400.0);
+        let snapshot = durations.snapshot();
+        let (outcome, failed) = &snapshot[0];
+        assert_eq!((outcome.as_str(), failed.count, failed.buckets), ("failed", 1, [0; 10]));
+        let (_, ok) = &snapshot[1];
+        assert_eq!(ok.buckets, [0, 1, 1, 1, 1, 1, 2, 2, 2, 2]);
+        assert_eq!((ok.count, ok.sum), (2, 7.02));
+    }
+
+    #[test]
+    fn labelled_counters_add_per_label_set() {
+        let events = CounterVec::<2>::default();
+        events.inc(["sample", "cache"]);
+        events.add(["sample", "cache"], 2);
+        events.inc(["health", "cache"]);
+        let snapshot = events.snapshot();
+        assert_eq!(snapshot[0], (["health".to_owned(), "cache".to_owned()], 1));
+        assert_eq!(snapshot[1], (["sample".to_owned(), "cache".to_owned()], 3));
+    }
+}
