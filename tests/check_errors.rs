@@ -614,6 +614,14 @@ fn json_output_of_a_broken_config_carries_each_location() {
     write_file(dir.path(), "playbooks/warm_cache.rhai", "let x = (1 + ;\n");
     let out = check(dir.path(), &["--format", "json"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // `--json`, as every other command spells it, says the same.
+    let alias = check(dir.path(), &["--json"], &[]);
+    assert_eq!(
+        (alias.status.code(), &alias.stdout),
+        (Some(2), &out.stdout),
+        "{}",
+        describe(&alias)
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", describe(&out)));
     assert_eq!(json["ok"], false, "{json}");

@@ -335,3 +335,37 @@ log.info(`the password is ${pass}`);
         "the finding is there, redacted:\n{record}"
     );
 }
+
+/// `--log-format json` writes one JSON object a line, for Loki or
+/// Elasticsearch, and redacts them as it does text lines.
+#[test]
+fn json_logs_are_one_object_a_line_and_carry_no_secret() {
+    let redis = TestRedis::start(&[("requirepass", SECRETS[0].1)]);
+    let config = format!(
+        "[[target]]\nname = \"cache\"\nurl = \"{}\"\npassword = \"${{REDOPS_T_REDIS_PASSWORD}}\"\n\n\
+         [[target]]\nname = \"locked\"\nurl = \"{}\"\npassword = \"${{REDOPS_T_WRONG_PASSWORD}}\"\n",
+        redis.url(0),
+        redis.url(0)
+    );
+    let rules =
+        "[[rule]]\nname = \"redis_down\"\nsource = \"health\"\nwhen = \"redis_up == 0\"\nseverity = \"critical\"\n";
+    let dir = engine_dir("300ms", &config, &[("main", rules)], &[]);
+    let mut redops = Redops::start_with_env(dir.path(), &["--log-format", "json"], SECRETS);
+    // The wrong password's target goes down: its error is logged.
+    redops.wait_log("redis_down", Duration::from_secs(10));
+    assert!(redops.terminate().success(), "{}", redops.output());
+    let log = redops.output();
+    assert_no_secret("the JSON log", &log);
+    let mut events = 0;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(
+            event["fields"]["message"].is_string() && event["level"].is_string(),
+            "{line}"
+        );
+        events += 1;
+    }
+    assert!(events >= 3, "too few JSON events:\n{log}");
+    assert!(log.contains("\"message\":\"Engine started\""), "{log}");
+}

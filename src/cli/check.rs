@@ -12,6 +12,9 @@ pub struct CheckArgs {
     /// Output format: `text` for people, `json` for CI.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub format: String,
+    /// The same as `--format json`, as every other command spells it.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// Fail (exit 1) on warnings too, for CI.
     #[arg(long)]
     pub strict: bool,
@@ -37,11 +40,12 @@ pub fn check(args: CheckArgs) -> ExitCode {
         Err(d) => (d, None),
     };
     let failed_strict = args.strict && !diags.has_errors() && diags.warning_count() > 0;
-    report(&diags, &args.format, summary.as_deref().filter(|_| !failed_strict));
+    let format = if args.json { "json" } else { args.format.as_str() };
+    report(&diags, format, summary.as_deref().filter(|_| !failed_strict));
     if diags.has_errors() {
         ExitCode::from(EXIT_USAGE)
     } else if failed_strict {
-        if args.format == "text" {
+        if format == "text" {
             eprintln!("failed: --strict counts warnings as failures");
         }
         ExitCode::from(EXIT_FAILED)

@@ -30,8 +30,18 @@ use clap::{Parser, Subcommand};
     about = "Event-driven automation engine for Redis operations"
 )]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for Loki, Elasticsearch and the like.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "REDOPS_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
