@@ -152,3 +152,59 @@ fn a_filter_runs_only_the_tests_it_names() {
         describe(&out)
     );
 }
+
+/// What CI systems read: `--format junit` is XML that Python's parser
+/// takes, with a failure per failing test and an error per broken file;
+/// `--format json` has the same counts.
+#[test]
+fn junit_and_json_reports_carry_every_test_and_failure() {
+    let files = [
+        "tests/rules/memory.test.toml",
+        "tests/golden/ruletest/failing.test.toml",
+        "tests/golden/ruletest/broken.test.toml",
+    ];
+    let mut args = files.to_vec();
+    args.extend(["--format", "junit"]);
+    let out = redops_test(&args);
+    assert_eq!(out.status.code(), Some(2), "a broken file wins: {}", describe(&out));
+    let xml = String::from_utf8_lossy(&out.stdout).into_owned();
+    let counted = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E\n\
+             r = E.fromstring(sys.stdin.read())\n\
+             print(len(r.findall('testsuite')), len(r.findall('.//testcase')), \
+             len(r.findall('.//failure')), len(r.findall('.//error')))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(xml.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python3 runs");
+    assert!(
+        counted.status.success(),
+        "not XML:\n{xml}\n{}",
+        String::from_utf8_lossy(&counted.stderr)
+    );
+    let numbers: Vec<usize> = String::from_utf8_lossy(&counted.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let mut json_args = files.to_vec();
+    json_args.extend(["--format", "json"]);
+    let json_out = redops_test(&json_args);
+    let report: serde_json::Value = serde_json::from_slice(&json_out.stdout).expect("one JSON object");
+    let (passed, failed) = (
+        report["passed"].as_u64().unwrap() as usize,
+        report["failed"].as_u64().unwrap() as usize,
+    );
+    assert!(failed >= 1 && passed >= 1, "{report}");
+    assert_eq!(report["broken_files"], 1, "{report}");
+    // Suites: one per file; cases: every test plus the broken file.
+    assert_eq!(numbers, vec![3, passed + failed + 1, failed, 1], "{xml}");
+    assert!(xml.contains("tests/golden/ruletest/failing.test.toml"), "{xml}");
+}

@@ -30,6 +30,20 @@ pub struct Summary {
     pub failed: usize,
     /// Files that could not be loaded; their diagnostics were printed.
     pub broken_files: usize,
+    /// Each test and each broken file, in the order run, for `--format`.
+    pub cases: Vec<Case>,
+}
+
+/// One test's result, or a file that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Case {
+    pub file: String,
+    /// The test's name; `None` for a file that could not be loaded.
+    pub name: Option<String>,
+    pub line: usize,
+    /// What failed, one line each (a broken file: its diagnostics); empty
+    /// when it passed.
+    pub failures: Vec<String>,
 }
 
 impl Summary {
@@ -67,6 +81,12 @@ pub fn run_files(paths: &[PathBuf], filter: Option<&str>, out: &mut dyn Write, e
         let mut diags = Diagnostics::default();
         let Some(file) = spec::load(&path, &mut diags) else {
             summary.broken_files += 1;
+            summary.cases.push(Case {
+                file: path.display().to_string(),
+                name: None,
+                line: 0,
+                failures: diags.render().lines().map(str::to_owned).collect(),
+            });
             let _ = writeln!(err, "{}", diags.render());
             let _ = writeln!(out, "{}: not run, the file has errors", path.display());
             continue;
@@ -103,6 +123,12 @@ fn run_file(file: &spec::TestFile, filter: Option<&str>, out: &mut dyn Write, su
 }
 
 fn report(out: &mut dyn Write, path: &Path, name: &str, line: usize, failures: &[String], summary: &mut Summary) {
+    summary.cases.push(Case {
+        file: path.display().to_string(),
+        name: Some(name.to_owned()),
+        line,
+        failures: failures.to_vec(),
+    });
     if failures.is_empty() {
         summary.passed += 1;
         let _ = writeln!(out, "  ok    {name}");

@@ -142,14 +142,10 @@ series = { temp = "60x3" }
 at = "20s"
 alerts = [{ rule = "hot", summary = "hot", summary_match = "contains" }]
 "#);
-    assert_eq!(
-        summary,
-        Summary {
-            passed: 0,
-            failed: 1,
-            broken_files: 0
-        }
-    );
+    assert_eq!((summary.passed, summary.failed, summary.broken_files), (0, 1, 0));
+    assert_eq!(summary.cases.len(), 1);
+    assert_eq!(summary.cases[0].name.as_deref(), Some("t"));
+    assert!(!summary.cases[0].failures.is_empty());
     assert!(
         out.contains(concat!(
             "            summary  expected: containing \"hot\"\n",
