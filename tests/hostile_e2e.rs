@@ -312,8 +312,13 @@ fn a_flooding_and_a_dripping_receiver_are_cut_off_and_do_not_delay_the_others() 
         .find(|l| l.contains("receiver=drip") && l.contains("Delivery failed"))
         .unwrap_or_else(|| panic!("no delivery failure for the drip:\n{output}"));
     assert!(failure.contains("no response within 2s (timeout)"), "{failure}");
+    // The drip server sees the hang-up a moment after redops logs it.
+    let hung_up = harness::wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
+        drip.connections().first().is_some_and(|c| c.closed.is_some())
+    });
+    assert!(hung_up, "redops did not hang up on the drip");
     let first_drip = drip.connections()[0].clone();
-    let drip_closed = first_drip.closed.expect("redops hung up on the drip");
+    let drip_closed = first_drip.closed.expect("seen closed above");
     let held = drip_closed - first_drip.accepted;
     assert!(
         held >= Duration::from_millis(1500) && held < Duration::from_secs(4),
