@@ -26,6 +26,22 @@ pub struct Entry {
     pub attempts: i64,
 }
 
+impl Entry {
+    /// A row selected as `id, receiver, idempotency_key, payload,
+    /// created_ms, next_attempt_ms, attempts`.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+        Ok(Entry {
+            id: r.get(0)?,
+            receiver: r.get(1)?,
+            idempotency_key: r.get(2)?,
+            payload: r.get(3)?,
+            created_ms: r.get(4)?,
+            next_attempt_ms: r.get(5)?,
+            attempts: r.get(6)?,
+        })
+    }
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -87,19 +103,7 @@ impl Outbox {
             "SELECT id, receiver, idempotency_key, payload, created_ms, next_attempt_ms, attempts
              FROM outbox WHERE receiver = ?1 AND state = 'pending' ORDER BY id LIMIT 1",
         )?;
-        Ok(stmt
-            .query_row(params![receiver], |r| {
-                Ok(Entry {
-                    id: r.get(0)?,
-                    receiver: r.get(1)?,
-                    idempotency_key: r.get(2)?,
-                    payload: r.get(3)?,
-                    created_ms: r.get(4)?,
-                    next_attempt_ms: r.get(5)?,
-                    attempts: r.get(6)?,
-                })
-            })
-            .optional()?)
+        Ok(stmt.query_row(params![receiver], Entry::from_row).optional()?)
     }
 
     /// Takes a due entry for one delivery attempt: it is not due again for
@@ -151,17 +155,7 @@ impl Outbox {
             "SELECT id, receiver, idempotency_key, payload, created_ms, next_attempt_ms, attempts
              FROM outbox WHERE state = 'pending' ORDER BY id LIMIT ?1",
         )?;
-        let rows = stmt.query_map(params![limit as i64], |r| {
-            Ok(Entry {
-                id: r.get(0)?,
-                receiver: r.get(1)?,
-                idempotency_key: r.get(2)?,
-                payload: r.get(3)?,
-                created_ms: r.get(4)?,
-                next_attempt_ms: r.get(5)?,
-                attempts: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![limit as i64], Entry::from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -90,9 +90,11 @@ fn each_failover_pages_once_naming_what_it_explains() {
     let lab = Lab::up();
     let hook = WebhookReceiver::start();
     let mut redops = Redops::start_with_env(lab.path(), &[], &[("REDOPS_WEBHOOK_URL", &hook.url())]);
-    redops.wait_log("Following node", Duration::from_secs(15));
-    // Both nodes are followed and sampled before the first kill.
-    std::thread::sleep(Duration::from_secs(3));
+    // Both nodes are followed, and subscribed to, before the first kill.
+    let ready = harness::wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        redops.output().matches("Keyspace subscription active").count() >= 2
+    });
+    assert!(ready, "{}", redops.output());
 
     let mut old_masters = Vec::new();
     for n in 1..=FAILOVERS {

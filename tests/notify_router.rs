@@ -39,15 +39,6 @@ fn alert(rule: &str, target: &str, severity: Severity) -> Alert {
     }
 }
 
-/// Waits until the outbox holds nothing pending: every notification was
-/// delivered, so what the receiver got is all it will get.
-fn drained(outbox: &Outbox) {
-    let done = harness::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        outbox.pending().is_ok_and(|p| p.is_empty())
-    });
-    assert!(done, "still pending: {:?}", outbox.pending());
-}
-
 fn setup(text: String) -> (Router, CancellationToken, redops::notify::NotifierHandle) {
     let mut diags = Diagnostics::default();
     let config = Config::parse(&SourceFile::new("router.toml", text), &mut diags).unwrap();
@@ -81,7 +72,7 @@ async fn a_critical_alert_mutes_the_warning_of_its_family_on_its_target_only() {
     router.on_alert(alert("memory_warning", "broker", Severity::Warning), &[], now());
     let outbox = router.outbox().clone();
     let got = tokio::task::spawn_blocking(move || {
-        drained(&outbox);
+        harness::wait_drained(&outbox, Duration::from_secs(10));
         hook.received()
     })
     .await
@@ -167,7 +158,7 @@ async fn a_new_incident_does_not_carry_the_last_ones_playbook_outcome() {
     router.on_playbook(&second.fingerprint, Some(second.starts_at), outcome("run-2"));
     let outbox = router.outbox().clone();
     let got = tokio::task::spawn_blocking(move || {
-        drained(&outbox);
+        harness::wait_drained(&outbox, Duration::from_secs(10));
         hook.received()
     })
     .await
@@ -258,7 +249,7 @@ async fn two_processes_on_one_outbox_deliver_each_notification_once() {
     }
     let outbox = notifiers[0].0.outbox().clone();
     let got = tokio::task::spawn_blocking(move || {
-        drained(&outbox);
+        harness::wait_drained(&outbox, Duration::from_secs(10));
         hook.received()
     })
     .await

@@ -987,10 +987,16 @@ pub fn wait_outbox_drained(dir: &Path, timeout: Duration) {
         redops::store::Store::open(&dir.join("state")).expect("Failed to open the engine's state store"),
     )
     .expect("Failed to open the engine's outbox");
-    let drained = wait_until(timeout, Duration::from_millis(50), || {
+    wait_drained(&outbox, timeout);
+}
+
+/// Waits until `outbox` holds nothing pending: every notification queued
+/// so far was delivered, so what the receivers got is all they will get.
+pub fn wait_drained(outbox: &redops::outbox::Outbox, timeout: Duration) {
+    let drained = wait_until(timeout, Duration::from_millis(20), || {
         outbox.pending().is_ok_and(|p| p.is_empty())
     });
-    assert!(drained, "the engine's outbox still holds {:?}", outbox.pending());
+    assert!(drained, "the outbox still holds {:?}", outbox.pending());
 }
 
 /// Where `name` is on PATH, as `type -P` in scripts/test.sh finds it.
