@@ -50,9 +50,11 @@
 //!      and cron schedules, each emitting events; [`rules`]: rule files, the
 //!      Rhai expressions and the pure evaluator that turns events and a clock
 //!      into actions, and the lint of rules that load but mean something else.
-//! 8. Sentinel groups: [`sentinel`]
+//! 8. Sentinel groups and clusters: [`sentinel`], [`cluster`]
 //!    - discovery of masters and replicas, and the group source that starts
-//!      a sampler and a keyspace reader for each node it finds.
+//!      a sampler and a keyspace reader for each node it finds;
+//!      [`cluster`]: key slots, and a Redis Cluster's shards, nodes and
+//!      health as any of its nodes reports them.
 //! 9. Leadership and backups: [`ha`], [`backup`]
 //!    - [`ha`]: leader election through a lease in Redis, so only the leader
 //!      acts; [`backup`]: RDB and logical backups, sealed with zstd and age,
@@ -81,6 +83,7 @@ pub mod alerts;
 pub mod api;
 pub mod backup;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod cron;
 pub mod diagnostics;

@@ -5,6 +5,7 @@
 //! all problems with their `file:line:col` before giving up.
 
 pub mod backup;
+pub mod cluster;
 mod connection;
 pub mod document;
 pub mod duration;
@@ -24,6 +25,7 @@ use toml::de::DeValue;
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::secrets::Secret;
 pub use backup::BackupConfig;
+pub use cluster::ClusterConfig;
 pub use exec::ExecConfig;
 pub use ha::HaConfig;
 pub use notify::{EmailConfig, EscalationConfig, IncidentConfig, NotifyConfig, RouteConfig};
@@ -37,6 +39,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub targets: Vec<TargetConfig>,
     pub sentinels: Vec<SentinelGroupConfig>,
+    /// `[[cluster]]`: Redis Clusters, discovered from seed nodes.
+    pub clusters: Vec<ClusterConfig>,
     pub receivers: BTreeMap<String, ReceiverConfig>,
     pub routes: Vec<RouteConfig>,
     pub escalations: BTreeMap<String, EscalationConfig>,
@@ -316,6 +320,7 @@ impl Config {
             engine: EngineConfig::default(),
             targets: Vec::new(),
             sentinels: Vec::new(),
+            clusters: Vec::new(),
             receivers: BTreeMap::new(),
             routes: Vec::new(),
             escalations: BTreeMap::new(),
@@ -332,6 +337,7 @@ impl Config {
         let mut broken_receivers = Vec::new();
         let mut target_spans = Vec::new();
         let mut sentinel_spans = Vec::new();
+        let mut cluster_spans = Vec::new();
         let mut route_spans = Vec::new();
         let mut escalation_spans = BTreeMap::new();
         let mut incidents_written = false;
@@ -383,6 +389,15 @@ impl Config {
                         if let Some(g) = document::deserialize::<SentinelGroupConfig>(file, item, diags) {
                             sentinel_spans.push(span);
                             config.sentinels.push(g);
+                        }
+                    }
+                }
+                "cluster" => {
+                    for item in array_items(file, value, "[[cluster]]", diags) {
+                        let span = item.span();
+                        if let Some(c) = document::deserialize::<ClusterConfig>(file, item, diags) {
+                            cluster_spans.push(span);
+                            config.clusters.push(c);
                         }
                     }
                 }
@@ -473,6 +488,7 @@ impl Config {
                         "engine",
                         "target",
                         "sentinel",
+                        "cluster",
                         "receiver",
                         "route",
                         "escalation",
@@ -494,6 +510,7 @@ impl Config {
             }
         }
         config.validate(file, &target_spans, &sentinel_spans, diags);
+        config.validate_clusters(file, &cluster_spans, diags);
         config.validate_notify(file, &route_spans, &escalation_spans, diags);
         Some(PartialConfig {
             config,
@@ -667,6 +684,49 @@ impl Config {
                     problem(
                         format!("sentinel group `{}`: `{addr}` is not host:port", group.name),
                         "e.g. \"127.0.0.1:26379\"",
+                    );
+                }
+            }
+        }
+    }
+
+    /// A cluster needs a unique name and seeds written `host:port`.
+    fn validate_clusters(
+        &mut self,
+        file: &SourceFile,
+        cluster_spans: &[std::ops::Range<usize>],
+        diags: &mut Diagnostics,
+    ) {
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        for ca in self.clusters.iter_mut().filter_map(|c| c.tls_ca.as_mut()) {
+            if ca.is_relative() {
+                *ca = base.join(&*ca);
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (cluster, span) in self.clusters.iter().zip(cluster_spans) {
+            let mut problem = |msg: String, hint: &str| {
+                diags.push(Diagnostic::error(file, span.clone(), msg).with_hint(hint.to_owned()))
+            };
+            let taken = self.targets.iter().any(|t| t.name == cluster.name)
+                || self.sentinels.iter().any(|g| g.name == cluster.name);
+            if !names.insert(cluster.name.as_str()) || taken {
+                problem(
+                    format!("two targets, groups or clusters are named `{}`", cluster.name),
+                    "names label every alert; make them unique",
+                );
+            }
+            if cluster.seeds.is_empty() {
+                problem(
+                    format!("cluster `{}` lists no seeds", cluster.name),
+                    "e.g. seeds = [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]; any node of the cluster will do",
+                );
+            }
+            for addr in &cluster.seeds {
+                if crate::event::sentinel::parse_addr(addr).is_none() {
+                    problem(
+                        format!("cluster `{}`: seed `{addr}` is not host:port", cluster.name),
+                        "e.g. \"127.0.0.1:7000\"",
                     );
                 }
             }

@@ -1,6 +1,7 @@
-//! Local Redis and Sentinel processes, shared by `redops lab` and the test harness.
+//! Local Redis, Sentinel and Redis Cluster processes, shared by `redops lab` and the test harness.
 
 pub mod chaos;
+pub mod cluster;
 pub mod embedded;
 pub mod process;
 pub mod topology;

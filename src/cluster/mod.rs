@@ -1,0 +1,10 @@
+//! Redis Cluster awareness: which key lives in which slot, and discovery of
+//! a cluster's shards, masters, replicas and their health from any node.
+
+pub mod discovery;
+pub mod slot;
+pub mod view;
+
+pub use discovery::Discoverer;
+pub use slot::key_slot;
+pub use view::{ClusterInfo, ClusterView, NodeView, Role, ShardView};
