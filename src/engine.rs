@@ -26,6 +26,7 @@ use crate::playbooks::RunRecord;
 use crate::playbooks::runner::{RunRequest, Runner};
 use crate::rules::history::history_retention;
 use crate::rules::{Evaluator, keyspace_rules};
+use crate::cluster::source::spawn_cluster_source;
 use crate::sentinel::group::spawn_sentinel_group;
 use crate::sources::schedule::{Schedule, ScheduleStore, spawn_schedules};
 use crate::sources::targets::TargetSources;
@@ -64,6 +65,15 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     for group in &config.sentinels {
         sources.push(spawn_sentinel_group(
             group.clone(),
+            shared_config.clone(),
+            keyspace_rules(&rules),
+            events_tx.clone(),
+            sources_stop.clone(),
+        ));
+    }
+    for cluster in &config.clusters {
+        sources.push(spawn_cluster_source(
+            cluster.clone(),
             shared_config.clone(),
             keyspace_rules(&rules),
             events_tx.clone(),
@@ -114,6 +124,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
         .iter()
         .map(|t| t.name.clone())
         .chain(config.sentinels.iter().map(|g| g.name.clone()))
+        .chain(config.clusters.iter().map(|c| c.name.clone()))
         .collect();
     let schedules: Vec<Schedule> = rules
         .iter()
@@ -560,6 +571,7 @@ fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -
     });
     [
         ("[[sentinel]]", running.sentinels != new.sentinels),
+        ("[[cluster]]", running.clusters != new.clusters),
         (
             RECEIVERS_ADDED_OR_REMOVED,
             !running.receivers.keys().eq(new.receivers.keys()),

@@ -112,6 +112,7 @@ impl EngineView {
             }
             Event::Health(_) => SourceKind::Health,
             Event::Sentinel(_) => SourceKind::Sentinel,
+            Event::Cluster(_) => SourceKind::Cluster,
             Event::Schedule(_) => {
                 c.events_received.inc(["schedule", target]);
                 return;

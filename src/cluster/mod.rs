@@ -1,8 +1,12 @@
 //! Redis Cluster awareness: which key lives in which slot, and discovery of
-//! a cluster's shards, masters, replicas and their health from any node.
+//! a cluster's shards, masters, replicas and their health from any node;
+//! the source that samples every node, follows failovers and tells them.
 
 pub mod discovery;
+pub mod events;
+pub mod metrics;
 pub mod slot;
+pub mod source;
 pub mod view;
 
 pub use discovery::Discoverer;

@@ -192,6 +192,36 @@ pub fn default_incidents() -> Vec<IncidentConfig> {
             window: default_incident_window(),
             while_firing: false,
         },
+        // A cluster failover explains what was said of the master it
+        // replaced and of its shard meanwhile: nodes of a shard share its
+        // `shard` label (its slot ranges, which a failover keeps).
+        IncidentConfig {
+            cause: "cluster_failover".into(),
+            explains: rules(&[
+                "redis_down",
+                "cluster_node_fail",
+                "cluster_node_pfail",
+                "replica_link_down",
+                "keyspace_subscriber_disconnected",
+                "keyspace_events_lost",
+            ]),
+            same: rules(&["cluster", "shard"]),
+            // The cluster's node timeout plus the election: the old
+            // master's redis_down comes that much before the failover.
+            hold: Duration::from_secs(45),
+            window: default_incident_window(),
+            while_firing: false,
+        },
+        // The cluster losing slots explains the cluster's state and slot
+        // alerts, all on target `<cluster>`.
+        IncidentConfig {
+            cause: "cluster_state_fail".into(),
+            explains: rules(&["cluster_slots_not_ok", "cluster_shard_without_replica"]),
+            same: rules(&["cluster"]),
+            hold: Duration::from_secs(15),
+            window: default_incident_window(),
+            while_firing: true,
+        },
         // While a target is down, it explains everything else said of it...
         IncidentConfig {
             cause: "redis_down".into(),

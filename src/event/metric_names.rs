@@ -94,6 +94,34 @@ pub const KEYSPACE_STAT_METRICS: [&str; 4] = [
     "seconds_since_keyspace_disconnect",
 ];
 
+/// The metrics of a cluster's own sample, on target `<cluster>`
+/// (`cluster::metrics::cluster_metrics`; keep the two in step).
+pub const CLUSTER_METRICS: &[&str] = &[
+    "cluster_state_ok",
+    "cluster_slots_assigned",
+    "cluster_slots_ok",
+    "cluster_slots_pfail",
+    "cluster_slots_fail",
+    "cluster_slots_uncovered",
+    "cluster_known_nodes",
+    "cluster_size",
+    "cluster_current_epoch",
+    "cluster_masters_without_replica",
+    "cluster_shards_replicas_down",
+    "cluster_memory_skew_pct",
+    "cluster_keys_skew_pct",
+    "cluster_nodes_failed",
+    "cluster_nodes_pfail",
+    "cluster_nodes_unreachable",
+];
+
+/// The metrics a cluster node's sample adds from `CLUSTER LINKS` (Redis ≥ 7).
+pub const CLUSTER_LINK_METRICS: &[&str] = &[
+    "cluster_links",
+    "cluster_links_send_buffer_max_bytes",
+    "cluster_links_send_buffer_bytes",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

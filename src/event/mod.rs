@@ -1,5 +1,6 @@
 //! The typed events every source emits into the engine.
 
+pub mod cluster;
 pub mod keyspace;
 pub mod metric_names;
 pub mod sentinel;
@@ -79,6 +80,8 @@ pub enum Event {
     Sentinel(SentinelNotice),
     /// A schedule rule fell due for a target.
     Schedule(ScheduleTick),
+    /// A change a cluster source saw between two discoveries.
+    Cluster(cluster::ClusterNotice),
 }
 
 impl Event {
@@ -90,6 +93,7 @@ impl Event {
             Event::Target(t) => &t.target,
             Event::Sentinel(n) => &n.target,
             Event::Schedule(s) => &s.target,
+            Event::Cluster(n) => &n.target,
         }
     }
 }

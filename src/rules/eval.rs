@@ -70,6 +70,16 @@ struct TargetState {
     keyspace: HashMap<String, CountWindow>,
 }
 
+/// What `on_notice` needs of a Sentinel or cluster event.
+struct Notice<'a> {
+    source: SourceKind,
+    name: &'a str,
+    metrics: &'a Metrics,
+    /// Another target whose alerts of the resolving rules end too: the
+    /// master a failover replaced.
+    also_resolves: Option<String>,
+}
+
 pub struct Evaluator {
     rules: Vec<Arc<Rule>>,
     expr: Arc<ExprEngine>,
@@ -235,49 +245,37 @@ impl Evaluator {
                     "reconciled".into(),
                     MetricValue::Num(f64::from(u8::from(notice.reconciled))),
                 );
-                let mut scope = scope_of(&target_name, &metrics);
-                let rules: Vec<_> = self.rules_for(SourceKind::Sentinel, &target_name).collect();
-                for rule in rules {
-                    let Some(selector) = &rule.sentinel else { continue };
-                    let key = (rule.name.clone(), target_name.clone());
-                    if selector.resolves_on(&name) {
-                        // A failover also ends what was said of the master it
-                        // replaced (`+odown` has no `-odown` once it is a replica).
-                        let old_master = notice.event.old_master_target(&notice.group);
-                        let keys = std::iter::once(key).chain(old_master.map(|t| (rule.name.clone(), t)));
-                        for key in keys {
-                            if let Some(state) = self.states.get_mut(&key) {
-                                resolve_stored(state, wall, &format!("{name} seen"), &mut actions);
-                            }
-                        }
-                        continue;
-                    }
-                    if !selector.fires_on(&name) {
-                        continue;
-                    }
-                    let target = self.targets.get_mut(&target_name).expect("inserted above");
-                    let when = self.expr.eval_bool(&rule.when, &mut scope, &mut target.history, now);
-                    if answer(&rule, "when", when) != Some(true) {
-                        continue;
-                    }
-                    // Each event that passes is an incident of its own: the
-                    // group source already merged the copies from each Sentinel.
-                    let state = self.states.entry(key.clone()).or_default();
-                    state.lifecycle.phase = Phase::Firing {
-                        since: now,
-                        started_at: wall,
-                    };
-                    state.resolve_at = Some(now + selector.resolve_after);
-                    self.emit(
-                        &rule,
-                        &target_name,
-                        Transition::Fired { started_at: wall },
-                        &scope,
-                        now,
-                        wall,
-                        &mut actions,
-                    );
-                }
+                // A failover also ends what was said of the master it
+                // replaced (`+odown` has no `-odown` once it is a replica).
+                let old_master = notice.event.old_master_target(&notice.group);
+                let notice = Notice {
+                    source: SourceKind::Sentinel,
+                    name: &name,
+                    metrics: &metrics,
+                    also_resolves: old_master,
+                };
+                self.on_notice(&target_name, notice, now, wall, &mut actions);
+            }
+            Event::Cluster(notice) => {
+                let mut metrics: Metrics = notice
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), MetricValue::Text(v.clone())))
+                    .collect();
+                metrics.insert("event".into(), MetricValue::Text(notice.event.clone()));
+                metrics.insert("cluster".into(), MetricValue::Text(notice.cluster.clone()));
+                let old_master = notice
+                    .fields
+                    .get("old_master")
+                    .filter(|_| notice.event == "cluster_failover")
+                    .map(|addr| format!("{}/{addr}", notice.cluster));
+                let notice = Notice {
+                    source: SourceKind::Cluster,
+                    name: &notice.event,
+                    metrics: &metrics,
+                    also_resolves: old_master,
+                };
+                self.on_notice(&target_name, notice, now, wall, &mut actions);
             }
         }
         actions
@@ -346,6 +344,52 @@ impl Evaluator {
             }
         }
         actions
+    }
+
+    /// An event of a Sentinel group or a cluster: fires the rules that
+    /// name it, resolves those it ends.
+    fn on_notice(&mut self, target_name: &str, notice: Notice<'_>, now: Instant, wall: SystemTime, actions: &mut Vec<Action>) {
+        let name = notice.name;
+        let mut scope = scope_of(target_name, notice.metrics);
+        let rules: Vec<_> = self.rules_for(notice.source, target_name).collect();
+        for rule in rules {
+            let Some(selector) = &rule.sentinel else { continue };
+            let key = (rule.name.clone(), target_name.to_owned());
+            if selector.resolves_on(name) {
+                let also = notice.also_resolves.clone().map(|t| (rule.name.clone(), t));
+                for key in std::iter::once(key).chain(also) {
+                    if let Some(state) = self.states.get_mut(&key) {
+                        resolve_stored(state, wall, &format!("{name} seen"), actions);
+                    }
+                }
+                continue;
+            }
+            if !selector.fires_on(name) {
+                continue;
+            }
+            let target = self.targets.get_mut(target_name).expect("inserted by on_event");
+            let when = self.expr.eval_bool(&rule.when, &mut scope, &mut target.history, now);
+            if answer(&rule, "when", when) != Some(true) {
+                continue;
+            }
+            // Each event that passes is an incident of its own: the source
+            // already merged the copies (each Sentinel's, each discovery's).
+            let state = self.states.entry(key).or_default();
+            state.lifecycle.phase = Phase::Firing {
+                since: now,
+                started_at: wall,
+            };
+            state.resolve_at = Some(now + selector.resolve_after);
+            self.emit(
+                &rule,
+                target_name,
+                Transition::Fired { started_at: wall },
+                &scope,
+                now,
+                wall,
+                actions,
+            );
+        }
     }
 
     fn rules_for<'a>(&'a self, source: SourceKind, target: &'a str) -> impl Iterator<Item = Arc<Rule>> + 'a {

@@ -102,6 +102,7 @@ pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookFiles, diags: &
         .iter()
         .flat_map(|t| t.probes.keys())
         .chain(config.sentinels.iter().flat_map(|g| g.probes.keys()))
+        .chain(config.clusters.iter().flat_map(|c| c.probes.keys()))
         .map(String::as_str)
         .collect();
     let scopes = Scopes::new(&probes);
@@ -164,6 +165,7 @@ struct Scopes<'a> {
     keyspace: Vec<&'a str>,
     health: Vec<&'a str>,
     sentinel: Vec<&'a str>,
+    cluster: Vec<&'a str>,
     schedule: Vec<&'a str>,
 }
 
@@ -172,6 +174,8 @@ impl<'a> Scopes<'a> {
         let with_target = |names: &[&'a str]| -> Vec<&'a str> { names.iter().copied().chain(["target"]).collect() };
         let mut sample = with_target(&METRIC_NAMES);
         sample.extend(GROUP_METRICS);
+        sample.extend(crate::event::metric_names::CLUSTER_METRICS);
+        sample.extend(crate::event::metric_names::CLUSTER_LINK_METRICS);
         sample.extend(crate::event::metric_names::KEYSPACE_STAT_METRICS);
         sample.extend(probes.iter().copied());
         Scopes {
@@ -179,6 +183,7 @@ impl<'a> Scopes<'a> {
             keyspace: with_target(KEYSPACE_VARIABLES),
             health: with_target(HEALTH_VARIABLES),
             sentinel: with_target(SENTINEL_VARIABLES),
+            cluster: with_target(crate::event::cluster::CLUSTER_VARIABLES),
             schedule: with_target(&[]),
         }
     }
@@ -189,6 +194,7 @@ impl<'a> Scopes<'a> {
             SourceKind::Keyspace => &self.keyspace,
             SourceKind::Health => &self.health,
             SourceKind::Sentinel => &self.sentinel,
+            SourceKind::Cluster => &self.cluster,
             // A schedule's condition sees only its target.
             SourceKind::Schedule => &self.schedule,
         }
@@ -290,6 +296,10 @@ fn scope_hint(source: SourceKind) -> String {
              fields of the event (docs/rules.md)"
             .into(),
         SourceKind::Schedule => "schedule rules see only `target`".into(),
+        SourceKind::Cluster => format!(
+            "cluster rules see {} and `target`",
+            quoted(crate::event::cluster::CLUSTER_VARIABLES)
+        ),
     }
 }
 

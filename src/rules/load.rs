@@ -36,6 +36,7 @@ impl<'a> References<'a> {
                 .iter()
                 .map(|t| t.name.as_str())
                 .chain(config.sentinels.iter().map(|g| g.name.as_str()))
+                .chain(config.clusters.iter().map(|c| c.name.as_str()))
                 .collect(),
             receivers: config.receivers.keys().map(String::as_str).collect(),
         }
@@ -163,7 +164,7 @@ fn compile(
         Some(w) => compile_expr(file, w, expr, diags),
         // A Sentinel rule fires on its events, a schedule on its clock; a
         // condition only narrows them.
-        None if matches!(spec.source, SourceKind::Sentinel | SourceKind::Schedule) => expr.compile("true").ok(),
+        None if matches!(spec.source, SourceKind::Sentinel | SourceKind::Cluster | SourceKind::Schedule) => expr.compile("true").ok(),
         None => {
             diags.push(
                 Diagnostic::error(
@@ -239,7 +240,10 @@ fn compile(
         }
         _ => {
             for (set, what) in [
-                (!spec.events.is_empty() && spec.source != SourceKind::Sentinel, "events"),
+                (
+                    !spec.events.is_empty() && !matches!(spec.source, SourceKind::Sentinel | SourceKind::Cluster),
+                    "events",
+                ),
                 (spec.keys.is_some(), "keys"),
                 (spec.window.is_some(), "window"),
                 (spec.db.is_some(), "db"),
@@ -260,24 +264,36 @@ fn compile(
     };
 
     let sentinel = match spec.source {
-        SourceKind::Sentinel => {
+        SourceKind::Sentinel | SourceKind::Cluster => {
+            let (kind, known, example) = if spec.source == SourceKind::Sentinel {
+                (
+                    "Sentinel",
+                    crate::event::sentinel::KNOWN_EVENTS,
+                    "e.g. events = [\"+switch-master\"] (globs work: \"+failover-*\")",
+                )
+            } else {
+                (
+                    "cluster",
+                    crate::event::cluster::CLUSTER_EVENTS,
+                    "e.g. events = [\"cluster_failover\"] (globs work: \"cluster_node_*\")",
+                )
+            };
             if spec.events.is_empty() {
                 diags.push(
                     Diagnostic::error(
                         file,
                         name_span.clone(),
-                        format!("sentinel rule `{name}` names no `events`"),
+                        format!("{} rule `{name}` names no `events`", spec.source.as_str()),
                     )
-                    .with_hint("e.g. events = [\"+switch-master\"] (globs work: \"+failover-*\")"),
+                    .with_hint(example),
                 );
             }
             for e in spec.events.iter().chain(&spec.resolve_events) {
-                let known = crate::event::sentinel::KNOWN_EVENTS;
                 if !e.contains(['*', '?', '[']) && !known.contains(&e.as_str()) {
                     let mut d = Diagnostic::error(
                         file,
                         name_span.clone(),
-                        format!("rule `{name}`: `{e}` is not a Sentinel event"),
+                        format!("rule `{name}`: `{e}` is not a {kind} event"),
                     );
                     if let Some(best) = document::closest(e, known) {
                         d = d.with_hint(format!("did you mean `{best}`?"));
@@ -297,7 +313,7 @@ fn compile(
                     Diagnostic::error(
                         file,
                         name_span.clone(),
-                        format!("rule `{name}`: `resolve_events` and `resolve_after` only apply to sentinel rules"),
+                        format!("rule `{name}`: `resolve_events` and `resolve_after` only apply to sentinel and cluster rules"),
                     )
                     .with_hint("other rules resolve when `clear` holds, or `when` no longer does"),
                 );

@@ -27,6 +27,9 @@ pub enum SourceKind {
     Sentinel,
     /// A cron schedule: runs the rule's playbook, raises no alert.
     Schedule,
+    /// Changes a cluster source saw between two discoveries (failovers,
+    /// failed nodes, cluster state).
+    Cluster,
 }
 
 impl SourceKind {
@@ -37,6 +40,7 @@ impl SourceKind {
             SourceKind::Health => "health",
             SourceKind::Sentinel => "sentinel",
             SourceKind::Schedule => "schedule",
+            SourceKind::Cluster => "cluster",
         }
     }
 }
@@ -49,7 +53,7 @@ pub struct ScheduleSpec {
     pub catch_up: crate::cron::CatchUp,
 }
 
-/// Which Sentinel events a sentinel rule fires and resolves on.
+/// Which events a sentinel or cluster rule fires and resolves on.
 #[derive(Debug, Clone)]
 pub struct SentinelSelector {
     /// Event names or globs (`+failover-*`).

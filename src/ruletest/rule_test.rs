@@ -79,6 +79,7 @@ pub enum EventInput {
         count: u64,
     },
     Sentinel(SentinelNotice),
+    Cluster(crate::event::cluster::ClusterNotice),
     Health {
         target: String,
         up: bool,
@@ -384,6 +385,7 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>, config:
                     *keyspace_counts.entry((target.clone(), rule.clone())).or_default() += count;
                 }
                 EventInput::Sentinel(notice) => inputs.push(Event::Sentinel(notice.clone())),
+                EventInput::Cluster(notice) => inputs.push(Event::Cluster(notice.clone())),
                 EventInput::Schedule { target, rule } => inputs.push(Event::Schedule(ScheduleTick {
                     target: target.clone(),
                     rule: rule.clone(),

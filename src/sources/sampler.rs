@@ -31,6 +31,8 @@ pub struct SamplerSpec {
     /// The target's keyspace subscription losses, reported in each sample
     /// so that rules can alert on them; `None` without keyspace rules.
     pub keyspace_stats: Option<Arc<KeyspaceStats>>,
+    /// A cluster node: add the `cluster_links*` metrics of `CLUSTER LINKS`.
+    pub cluster_links: bool,
 }
 
 impl SamplerSpec {
@@ -54,6 +56,7 @@ impl SamplerSpec {
             connect_timeout: config.engine.connect_timeout,
             command_timeout: config.engine.command_timeout,
             keyspace_stats: None,
+            cluster_links: false,
         })
     }
 }
@@ -187,6 +190,13 @@ impl Sampler {
                 Err(e) => tracing::warn!(target = %self.spec.target, probe = %name, error = %redact(e), "Probe failed"),
             }
         }
+        if self.spec.cluster_links {
+            // Redis ≥ 7 only; an older node simply has no link metrics.
+            match redis::cmd("CLUSTER").arg("LINKS").query_async::<redis::Value>(conn).await {
+                Ok(reply) => metrics.extend(cluster_link_metrics(&reply)),
+                Err(e) => tracing::debug!(target = %self.spec.target, error = %redact(e), "CLUSTER LINKS failed"),
+            }
+        }
         if let Some(stats) = &self.spec.keyspace_stats {
             for (name, value) in stats.metrics() {
                 metrics.insert(name.to_owned(), MetricValue::Num(value));
@@ -213,6 +223,43 @@ async fn read_limits(conn: &mut MultiplexedConnection) -> Option<Limits> {
         }
     }
     Some(limits)
+}
+
+/// `CLUSTER LINKS`: how many bus links the node has and how much their
+/// send buffers hold (a peer that does not read fills its link's buffer).
+fn cluster_link_metrics(reply: &redis::Value) -> Metrics {
+    let redis::Value::Array(links) = reply else {
+        return Metrics::new();
+    };
+    let allocated: Vec<f64> = links
+        .iter()
+        .filter_map(|link| {
+            let pairs: Vec<(&redis::Value, &redis::Value)> = match link {
+                redis::Value::Array(kv) => kv.chunks(2).filter_map(|c| Some((c.first()?, c.get(1)?))).collect(),
+                redis::Value::Map(kv) => kv.iter().map(|(k, v)| (k, v)).collect(),
+                _ => return None,
+            };
+            pairs.into_iter().find_map(|(k, v)| {
+                let key = match k {
+                    redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?,
+                    redis::Value::SimpleString(s) => s.as_str(),
+                    _ => return None,
+                };
+                (key == "send-buffer-allocated").then(|| probe_value(v)).flatten()
+            })
+        })
+        .collect();
+    Metrics::from([
+        ("cluster_links".to_owned(), MetricValue::Num(links.len() as f64)),
+        (
+            "cluster_links_send_buffer_max_bytes".to_owned(),
+            MetricValue::Num(allocated.iter().copied().fold(0.0, f64::max)),
+        ),
+        (
+            "cluster_links_send_buffer_bytes".to_owned(),
+            MetricValue::Num(allocated.iter().sum()),
+        ),
+    ])
 }
 
 fn probe_value(v: &redis::Value) -> Option<f64> {

@@ -118,6 +118,11 @@ struct EventSpec {
     /// A schedule rule falling due, by rule name.
     #[serde(default)]
     schedule: Option<Spanned<String>>,
+    /// A cluster event (`cluster_failover`, ...) on `target`, with its `fields`.
+    #[serde(default)]
+    cluster: Option<Spanned<String>>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +400,24 @@ pub(super) fn rule_test(
                 target,
                 rule: rule.into_inner(),
             }
+        } else if let Some(name) = e.cluster {
+            let known = crate::event::cluster::CLUSTER_EVENTS;
+            if !known.contains(&name.get_ref().as_str()) {
+                diags.push(unknown_name(file, name.span(), "cluster event", name.get_ref(), known));
+                continue;
+            }
+            let Some(target) = target else {
+                diags.push(needs_target(file, span));
+                continue;
+            };
+            // `<cluster>` or `<cluster>/<host:port>`.
+            let cluster = target.split('/').next().unwrap_or_default().to_owned();
+            EventInput::Cluster(crate::event::cluster::ClusterNotice {
+                target,
+                cluster,
+                event: name.into_inner(),
+                fields: e.fields,
+            })
         } else if let Some(line) = e.sentinel {
             let event = parse_line(line.get_ref());
             if let SentinelEvent::Raw { reason, .. } = &event {

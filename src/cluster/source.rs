@@ -1,0 +1,384 @@
+//! The cluster source: discovers a `[[cluster]]` every sample interval,
+//! samples each node as a target of its own (`<cluster>/<host:port>`,
+//! labelled with its shard, role and slots), samples the cluster itself
+//! (target `<cluster>`), tells what changed between two discoveries
+//! ([`super::events`]) and counts keyspace events on every master as one
+//! count on the cluster.
+//!
+//! The nodes' samplers report through this task, which passes their events
+//! on: a node whose connection fails or whose role changed makes it
+//! discover again at once, so the labels follow a promoted replica without
+//! waiting for the next tick.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::events::Tracker;
+use super::metrics::{NodeSample, cluster_metrics};
+use super::{ClusterView, Discoverer};
+use crate::config::{ClusterConfig, Config, TargetConfig};
+use crate::event::keyspace::KeyspaceRule;
+use crate::event::{Event, KeyspaceCounts, MetricValue, Sample, TargetChange};
+use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
+use crate::sources::sampler::{SamplerSpec, spawn_sampler};
+
+/// Rediscovering on a node's news at most this often: a node going down
+/// is told by its sampler once, but several nodes may tell at once.
+const MIN_REDISCOVER_GAP: Duration = Duration::from_millis(200);
+
+struct Node {
+    stop: CancellationToken,
+    labels: BTreeMap<String, String>,
+    /// The last health its sampler told: a change to down is news.
+    up: bool,
+}
+
+pub struct ClusterSource {
+    cluster: ClusterConfig,
+    config: Arc<Config>,
+    keyspace_rules: Vec<KeyspaceRule>,
+    events: mpsc::Sender<Event>,
+    /// Where the nodes' samplers and keyspace readers send.
+    node_events: mpsc::Sender<Event>,
+    discoverer: Discoverer,
+    tracker: Tracker,
+    nodes: HashMap<String, Node>,
+    samples: HashMap<String, NodeSample>,
+    /// Masters whose keyspace notifications are read, by address.
+    keyspace: HashMap<String, CancellationToken>,
+    /// Last cumulative count per (master, rule), and the cluster's totals.
+    keyspace_last: HashMap<(String, String), u64>,
+    keyspace_totals: BTreeMap<String, u64>,
+    last_discovery: Option<Instant>,
+    discovery_failing: bool,
+}
+
+pub fn spawn_cluster_source(
+    cluster: ClusterConfig,
+    config: Arc<Config>,
+    keyspace_rules: Vec<KeyspaceRule>,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (node_tx, mut node_rx) = mpsc::channel(1024);
+        let interval = config.engine.sample_interval;
+        let mut source = ClusterSource::new(cluster, config, keyspace_rules, events, node_tx);
+        // The cluster's own alerts carry its name as a label, as its nodes'
+        // do: `[[incident]] same = ["cluster"]` joins them.
+        let mut labels = source.cluster.labels.clone();
+        labels.insert("cluster".into(), source.cluster.name.clone());
+        source
+            .emit(Event::Target(TargetChange {
+                target: source.cluster.name.clone(),
+                labels,
+                present: true,
+            }))
+            .await;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                event = node_rx.recv() => {
+                    let Some(event) = event else { break };
+                    if source.on_node_event(event).await {
+                        source.refresh().await;
+                    }
+                }
+                _ = ticker.tick() => source.refresh().await,
+            }
+        }
+        source.stop_all();
+    })
+}
+
+impl ClusterSource {
+    fn new(
+        cluster: ClusterConfig,
+        config: Arc<Config>,
+        keyspace_rules: Vec<KeyspaceRule>,
+        events: mpsc::Sender<Event>,
+        node_events: mpsc::Sender<Event>,
+    ) -> Self {
+        let timeout = config.engine.connect_timeout;
+        ClusterSource {
+            discoverer: Discoverer::new(cluster.clone(), timeout),
+            cluster,
+            config,
+            keyspace_rules,
+            events,
+            node_events,
+            tracker: Tracker::default(),
+            nodes: HashMap::new(),
+            samples: HashMap::new(),
+            keyspace: HashMap::new(),
+            keyspace_last: HashMap::new(),
+            keyspace_totals: BTreeMap::new(),
+            last_discovery: None,
+            discovery_failing: false,
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        let _ = self.events.send(event).await;
+    }
+
+    /// Passes a node's event on (a master's keyspace counts as the
+    /// cluster's sum); true when it says the topology may have changed.
+    async fn on_node_event(&mut self, event: Event) -> bool {
+        let addr = event
+            .target()
+            .strip_prefix(self.cluster.name.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or_default()
+            .to_owned();
+        let mut changed = false;
+        match &event {
+            Event::Sample(sample) => {
+                let num = |name: &str| sample.metrics.get(name).and_then(MetricValue::as_f64);
+                if num("redis_up") != Some(0.0) {
+                    self.samples.insert(
+                        addr.clone(),
+                        NodeSample {
+                            used_memory: num("used_memory"),
+                            keys: num("total_keys"),
+                        },
+                    );
+                }
+                if let (Some(MetricValue::Text(role)), Some(node)) = (sample.metrics.get("role"), self.nodes.get(&addr)) {
+                    changed |= node.labels.get("role") != Some(role);
+                }
+            }
+            Event::Health(health) => {
+                if let Some(node) = self.nodes.get_mut(&addr) {
+                    changed |= node.up && !health.up;
+                    node.up = health.up;
+                }
+            }
+            Event::KeyspaceCounts(counts) => {
+                self.add_keyspace_counts(&addr, counts);
+                let total = KeyspaceCounts {
+                    target: self.cluster.name.clone(),
+                    counts: self.keyspace_totals.iter().map(|(r, n)| (r.clone(), *n)).collect(),
+                };
+                self.emit(Event::KeyspaceCounts(total)).await;
+                return false;
+            }
+            _ => {}
+        }
+        self.emit(event).await;
+        changed
+            && self
+                .last_discovery
+                .is_none_or(|at| at.elapsed() >= MIN_REDISCOVER_GAP)
+    }
+
+    /// Adds what a master counted since its last report to the cluster's
+    /// totals, which thereby never go down: a master's reader that starts
+    /// over (after a failover, on the new master) counts from zero again.
+    fn add_keyspace_counts(&mut self, addr: &str, counts: &KeyspaceCounts) {
+        for (rule, cumulative) in &counts.counts {
+            let last = self
+                .keyspace_last
+                .insert((addr.to_owned(), rule.clone()), *cumulative)
+                .unwrap_or(0);
+            let added = if *cumulative >= last { cumulative - last } else { *cumulative };
+            *self.keyspace_totals.entry(rule.clone()).or_default() += added;
+        }
+    }
+
+    /// Discovers the cluster, follows its nodes, tells what changed and
+    /// samples the cluster.
+    async fn refresh(&mut self) {
+        self.last_discovery = Some(Instant::now());
+        let view = match self.discoverer.discover().await {
+            Ok(view) => {
+                if self.discovery_failing {
+                    tracing::info!(cluster = %self.cluster.name, source = %view.source, "Cluster answers again");
+                }
+                self.discovery_failing = false;
+                view
+            }
+            Err(e) => {
+                // The nodes' samplers keep telling that each is down.
+                if !self.discovery_failing {
+                    tracing::warn!(cluster = %self.cluster.name, error = %e, "Cannot discover the cluster");
+                }
+                self.discovery_failing = true;
+                return;
+            }
+        };
+        let notices = self.tracker.update(&view);
+        // Labels first: an alert on a failover carries the new master's
+        // `role = "master"` and its shard.
+        self.follow(&view).await;
+        self.follow_keyspace(&view);
+        for notice in notices {
+            tracing::info!(cluster = %self.cluster.name, event = %notice.event, target = %notice.target, "Cluster event");
+            self.emit(Event::Cluster(notice)).await;
+        }
+        let metrics = cluster_metrics(&view, &self.samples);
+        self.emit(Event::Sample(Sample {
+            target: self.cluster.name.clone(),
+            at: SystemTime::now(),
+            metrics,
+        }))
+        .await;
+    }
+
+    /// A node's target: the cluster's node config plus the labels discovery
+    /// gives it.
+    fn node_config(&self, view: &ClusterView, addr: &str) -> TargetConfig {
+        let mut target = self.cluster.node_config(addr);
+        if let Some(node) = view.node(addr) {
+            target.labels.insert("role".into(), node.role.as_str().into());
+        }
+        if let Some(shard) = view.shard_of_node(addr) {
+            target.labels.insert("shard".into(), shard.name.clone());
+            target.labels.insert("slots".into(), shard.name.clone());
+        }
+        target
+    }
+
+    /// Starts sampling nodes that appeared, relabels those whose role or
+    /// shard changed, stops those that left.
+    async fn follow(&mut self, view: &ClusterView) {
+        let wanted: Vec<String> = view
+            .nodes
+            .iter()
+            .filter(|n| !n.addr.is_empty() && !n.flags.iter().any(|f| f == "handshake"))
+            .map(|n| n.addr.clone())
+            .collect();
+        for addr in &wanted {
+            let target = self.node_config(view, addr);
+            if let Some(node) = self.nodes.get_mut(addr) {
+                if node.labels != target.labels {
+                    tracing::info!(cluster = %self.cluster.name, node = %addr, role = ?target.labels.get("role"), "Node relabelled");
+                    node.labels = target.labels.clone();
+                    let change = TargetChange {
+                        target: target.name.clone(),
+                        labels: target.labels,
+                        present: true,
+                    };
+                    self.emit(Event::Target(change)).await;
+                }
+                continue;
+            }
+            let stop = CancellationToken::new();
+            match SamplerSpec::from_config(&self.config, &target) {
+                Ok(mut spec) => {
+                    spec.cluster_links = true;
+                    spawn_sampler(spec, self.node_events.clone(), stop.clone());
+                }
+                Err(e) => tracing::error!(cluster = %self.cluster.name, node = %addr, error = %e, "Cannot sample node"),
+            }
+            tracing::info!(cluster = %self.cluster.name, node = %addr, "Following node");
+            self.emit(Event::Target(TargetChange {
+                target: target.name.clone(),
+                labels: target.labels.clone(),
+                present: true,
+            }))
+            .await;
+            let node = Node {
+                stop,
+                labels: target.labels,
+                up: true,
+            };
+            self.nodes.insert(addr.clone(), node);
+        }
+        let gone: Vec<String> = self.nodes.keys().filter(|a| !wanted.contains(a)).cloned().collect();
+        for addr in gone {
+            if let Some(node) = self.nodes.remove(&addr) {
+                node.stop.cancel();
+            }
+            self.samples.remove(&addr);
+            tracing::info!(cluster = %self.cluster.name, node = %addr, "Node left the cluster");
+            self.emit(Event::Target(TargetChange {
+                target: self.cluster.node_target(&addr),
+                labels: BTreeMap::new(),
+                present: false,
+            }))
+            .await;
+        }
+    }
+
+    /// Reads keyspace notifications on every master that serves slots, and
+    /// only there: they are node-local, and a replica's would count twice.
+    fn follow_keyspace(&mut self, view: &ClusterView) {
+        let masters: Vec<String> = view.masters().into_iter().map(str::to_owned).collect();
+        let gone: Vec<String> = self.keyspace.keys().filter(|a| !masters.contains(a)).cloned().collect();
+        for addr in gone {
+            if let Some(stop) = self.keyspace.remove(&addr) {
+                stop.cancel();
+            }
+        }
+        for addr in masters {
+            if self.keyspace.contains_key(&addr) {
+                continue;
+            }
+            let target = self.node_config(view, &addr);
+            let Some(spec) = KeyspaceSpec::from_config(&self.config, &target, &self.keyspace_rules) else {
+                continue;
+            };
+            // A new reader counts from zero.
+            self.keyspace_last.retain(|(a, _), _| *a != addr);
+            let stop = CancellationToken::new();
+            tracing::info!(cluster = %self.cluster.name, node = %addr, "Reading keyspace events on master");
+            spawn_keyspace_source(spec, self.node_events.clone(), stop.clone());
+            self.keyspace.insert(addr, stop);
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (_, node) in self.nodes.drain() {
+            node.stop.cancel();
+        }
+        for (_, stop) in self.keyspace.drain() {
+            stop.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::{Diagnostics, SourceFile};
+
+    fn source() -> ClusterSource {
+        let text = "[[cluster]]\nname = \"prod\"\nseeds = [\"127.0.0.1:1\"]\n";
+        let file = SourceFile::new("redops.toml", text);
+        let mut diags = Diagnostics::default();
+        let config = Config::parse(&file, &mut diags).expect("config");
+        let cluster = config.clusters[0].clone();
+        let (tx, _) = mpsc::channel(64);
+        let (node_tx, _) = mpsc::channel(64);
+        ClusterSource::new(cluster, Arc::new(config), Vec::new(), tx, node_tx)
+    }
+
+    fn counts(n: u64) -> KeyspaceCounts {
+        KeyspaceCounts {
+            target: String::new(),
+            counts: vec![("sets".into(), n)],
+        }
+    }
+
+    #[test]
+    fn keyspace_counts_add_up_across_masters_and_survive_a_reader_starting_over() {
+        let mut s = source();
+        s.add_keyspace_counts("a:1", &counts(10));
+        s.add_keyspace_counts("b:1", &counts(5));
+        s.add_keyspace_counts("a:1", &counts(12));
+        assert_eq!(s.keyspace_totals["sets"], 17);
+        // b's reader started over after a failover: 3 new events.
+        s.add_keyspace_counts("b:1", &counts(3));
+        assert_eq!(s.keyspace_totals["sets"], 20);
+    }
+}
