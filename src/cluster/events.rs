@@ -56,6 +56,18 @@ pub fn slots_uncovered(view: &ClusterView) -> u64 {
     u64::from(super::slot::SLOTS).saturating_sub(served)
 }
 
+/// The name of the shard a node belongs to. A failed master is no longer
+/// its shard's `master`, nor a replica: its node id, or its master's, still
+/// says which shard it was in.
+pub fn shard_of(view: &ClusterView, node: &NodeView) -> Option<String> {
+    view.shard_of_node(&node.addr)
+        .or_else(|| {
+            let id = node.master_id.as_deref().unwrap_or(&node.id);
+            view.shards.iter().find(|s| s.master_id.as_deref() == Some(id))
+        })
+        .map(|s| s.name.clone())
+}
+
 impl Tracker {
     /// The events between the last view and `view`; remembers `view`. The
     /// first view tells nothing but a cluster already failed.
@@ -104,10 +116,7 @@ impl Tracker {
         let mut seen = HashMap::new();
         for node in view.nodes.iter().filter(|n| !n.addr.is_empty()) {
             let now = health(node);
-            let shard = view
-                .shard_of_node(&node.addr)
-                .map(|s| s.name.clone())
-                .unwrap_or_default();
+            let shard = shard_of(view, node).unwrap_or_default();
             let fields = || {
                 vec![
                     ("addr", node.addr.clone()),

@@ -238,12 +238,11 @@ impl ClusterSource {
     /// gives it.
     fn node_config(&self, view: &ClusterView, addr: &str) -> TargetConfig {
         let mut target = self.cluster.node_config(addr);
-        if let Some(node) = view.node(addr) {
-            target.labels.insert("role".into(), node.role.as_str().into());
-        }
-        if let Some(shard) = view.shard_of_node(addr) {
-            target.labels.insert("shard".into(), shard.name.clone());
-            target.labels.insert("slots".into(), shard.name.clone());
+        let Some(node) = view.node(addr) else { return target };
+        target.labels.insert("role".into(), node.role.as_str().into());
+        if let Some(shard) = super::events::shard_of(view, node) {
+            target.labels.insert("shard".into(), shard.clone());
+            target.labels.insert("slots".into(), shard);
         }
         target
     }
