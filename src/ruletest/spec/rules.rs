@@ -333,13 +333,14 @@ pub(super) fn rule_test(
         let kinds = usize::from(e.keyspace.is_some())
             + usize::from(e.sentinel.is_some())
             + usize::from(e.health.is_some())
-            + usize::from(e.schedule.is_some());
+            + usize::from(e.schedule.is_some())
+            + usize::from(e.cluster.is_some());
         if kinds != 1 {
             diags.push(
                 Diagnostic::error(
                     file,
                     span,
-                    "an event is one of `keyspace`, `sentinel`, `health` or `schedule`",
+                    "an event is one of `keyspace`, `sentinel`, `health`, `schedule` or `cluster`",
                 )
                 .with_hint("e.g. keyspace = { rule = \"eviction_storm\", count = 2000 }, or health = \"down\""),
             );
