@@ -11,6 +11,7 @@ use super::process::LabError;
 pub const RULES: &[(&str, &str)] = &[
     ("availability.toml", include_str!("../../rules/availability.toml")),
     ("cache.toml", include_str!("../../rules/cache.toml")),
+    ("cluster.toml", include_str!("../../rules/cluster.toml")),
     ("evictions.toml", include_str!("../../rules/evictions.toml")),
     ("fragmentation.toml", include_str!("../../rules/fragmentation.toml")),
     ("memory.toml", include_str!("../../rules/memory.toml")),
