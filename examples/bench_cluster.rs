@@ -165,7 +165,10 @@ fn wait_log(log: &Path, needle: &str, count: usize, timeout: Duration) {
         if text.matches(needle).count() >= count {
             return;
         }
-        assert!(Instant::now() < deadline, "redops did not log {needle:?} ×{count}:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "redops did not log {needle:?} ×{count}:\n{text}"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -224,7 +227,13 @@ fn failover(args: &[String]) {
     let (redops, log) = start_redops(&dir, &lab.node(1).addr(), &hook);
     wait_log(&log, "Following node", lab.nodes().len(), Duration::from_secs(60));
     // Shard 0: node 0 and its replica, killed in turn.
-    let pair = [0, lab.nodes().iter().position(|n| n.addr() == lab.replica_of(0, 0).unwrap().addr()).unwrap()];
+    let pair = [
+        0,
+        lab.nodes()
+            .iter()
+            .position(|n| n.addr() == lab.replica_of(0, 0).unwrap().addr())
+            .unwrap(),
+    ];
     let mut master = 0;
     let mut latencies = Vec::new();
     for trial in 0..trials {
@@ -253,7 +262,11 @@ fn failover(args: &[String]) {
         println!(
             "trial {trial}: kill → role:master {:.0} ms; role:master → webhook {ms:.0} ms{}",
             promoted.duration_since(killed).as_secs_f64() * 1000.0,
-            if early > 0.0 { format!(" (webhook {early:.0} ms before this bench saw the role)") } else { String::new() }
+            if early > 0.0 {
+                format!(" (webhook {early:.0} ms before this bench saw the role)")
+            } else {
+                String::new()
+            }
         );
         latencies.push(ms);
         // The killed master comes back as the new master's replica.

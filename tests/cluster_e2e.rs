@@ -134,7 +134,10 @@ fn a_killed_master_is_one_failover_page_and_sampling_follows_the_promoted_replic
     assert_eq!(page.body["labels"]["cluster"], "c1");
     assert_eq!(page.body["labels"]["role"], "master");
     let summary = page.body["summary"].as_str().unwrap();
-    assert!(summary.contains(&format!("from {old_master} to {replica}")), "{summary}");
+    assert!(
+        summary.contains(&format!("from {old_master} to {replica}")),
+        "{summary}"
+    );
 
     // Memory rules see the promoted replica as a master.
     let client = redis::Client::open(format!("redis://{replica}")).unwrap();
@@ -200,7 +203,11 @@ fn a_shard_without_any_node_pages_state_and_slots_until_it_is_back() {
     let page = pages(&got, "cluster_state_fail")[0];
     assert_eq!(page.body["target"], "c1");
     let summary = page.body["summary"].as_str().unwrap();
-    assert!(summary.contains("5461 slots have no master"), "{summary}\n{}", hook.describe());
+    assert!(
+        summary.contains("5461 slots have no master"),
+        "{summary}\n{}",
+        hook.describe()
+    );
     let folded = harness::wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
         redops
             .output()
@@ -211,7 +218,9 @@ fn a_shard_without_any_node_pages_state_and_slots_until_it_is_back() {
 
     lab.node(0).restart().unwrap();
     replica.restart().unwrap();
-    let got = hook.wait_for(Duration::from_secs(60), |r| !alerts(r, "cluster_state_fail", "resolved").is_empty());
+    let got = hook.wait_for(Duration::from_secs(60), |r| {
+        !alerts(r, "cluster_state_fail", "resolved").is_empty()
+    });
     let resolved = alerts(&got, "cluster_state_fail", "resolved")[0];
     let explained: Vec<&str> = resolved.body["folded"]
         .as_array()
@@ -240,7 +249,7 @@ fn a_keyspace_rule_on_the_cluster_counts_the_events_of_every_master() {
         &[("sets", &rule)],
         &[],
     );
-    let mut redops = Redops::start(dir.path(), &[]);
+    let redops = Redops::start(dir.path(), &[]);
     let subscribed = harness::wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
         redops.output().matches("Keyspace subscription active").count() >= 3
     });
@@ -255,7 +264,11 @@ fn a_keyspace_rule_on_the_cluster_counts_the_events_of_every_master() {
         let client = redis::Client::open(format!("redis://{}", lab.node(i).addr())).unwrap();
         let mut conn = client.get_connection().unwrap();
         for n in 0..PER_MASTER {
-            let _: () = redis::cmd("SET").arg(format!("k:{{{tag}}}:{n}")).arg(n).query(&mut conn).unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(format!("k:{{{tag}}}:{n}"))
+                .arg(n)
+                .query(&mut conn)
+                .unwrap();
         }
     }
     let got = hook.wait_for(Duration::from_secs(20), |r| !pages(r, "sets").is_empty());

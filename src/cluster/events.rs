@@ -78,13 +78,20 @@ impl Tracker {
             target,
             cluster: cluster.clone(),
             event: event.to_owned(),
-            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<BTreeMap<_, _>>(),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect::<BTreeMap<_, _>>(),
         };
         let mut out = Vec::new();
 
         for shard in &view.shards {
-            let Some(master_id) = shard.master_id.clone() else { continue };
-            let Some(node) = view.node_by_id(&master_id) else { continue };
+            let Some(master_id) = shard.master_id.clone() else {
+                continue;
+            };
+            let Some(node) = view.node_by_id(&master_id) else {
+                continue;
+            };
             if node.fail() {
                 continue; // Its replacement, when elected, is the news.
             }
@@ -154,7 +161,11 @@ impl Tracker {
 
         let state_ok = view.info.state_ok;
         if self.state_ok != Some(state_ok) && !(first && state_ok) {
-            let event = if state_ok { "cluster_state_ok" } else { "cluster_state_fail" };
+            let event = if state_ok {
+                "cluster_state_ok"
+            } else {
+                "cluster_state_fail"
+            };
             out.push(notice(cluster.clone(), event, Vec::new()));
         }
         self.state_ok = Some(state_ok);
@@ -232,7 +243,10 @@ mod tests {
             ],
             true,
         );
-        assert_eq!(events(&t.update(&suspected)), ["cluster_node_pfail prod/127.0.0.1:7000"]);
+        assert_eq!(
+            events(&t.update(&suspected)),
+            ["cluster_node_pfail prod/127.0.0.1:7000"]
+        );
         let failed = view(
             &[
                 line(A, 7000, "master,fail", "-", 1, "0-16383"),
@@ -268,11 +282,7 @@ mod tests {
         assert_eq!(told[0].fields["new_master"], "127.0.0.1:7001");
         assert_eq!(told[0].fields["shard"], "0-16383");
         // A node that has not heard of the failover yet: nothing new.
-        assert!(
-            t.update(&healthy())
-                .iter()
-                .all(|n| n.event != "cluster_failover")
-        );
+        assert!(t.update(&healthy()).iter().all(|n| n.event != "cluster_failover"));
         assert!(t.update(&promoted).iter().all(|n| n.event != "cluster_failover"));
         assert_eq!(t.failovers, 1);
     }
@@ -286,9 +296,15 @@ mod tests {
             line(B, 7001, "slave", A, 1, ""),
         ];
         lines.push(line(C, 7002, "master", "-", 0, ""));
-        assert_eq!(events(&t.update(&view(&lines, true))), ["cluster_node_joined prod/127.0.0.1:7002"]);
+        assert_eq!(
+            events(&t.update(&view(&lines, true))),
+            ["cluster_node_joined prod/127.0.0.1:7002"]
+        );
         lines.remove(1);
-        assert_eq!(events(&t.update(&view(&lines, true))), ["cluster_node_left prod/127.0.0.1:7001"]);
+        assert_eq!(
+            events(&t.update(&view(&lines, true))),
+            ["cluster_node_left prod/127.0.0.1:7001"]
+        );
     }
 
     #[test]

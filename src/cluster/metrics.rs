@@ -46,7 +46,12 @@ pub fn cluster_metrics(view: &ClusterView, samples: &HashMap<String, NodeSample>
     let up = |addr: &str| view.node(addr).is_some_and(|n| n.is_up());
     m.insert(
         "cluster_masters_without_replica".into(),
-        count(serving.iter().filter(|s| s.master.is_some() && s.replicas.is_empty()).count()),
+        count(
+            serving
+                .iter()
+                .filter(|s| s.master.is_some() && s.replicas.is_empty())
+                .count(),
+        ),
     );
     m.insert(
         "cluster_shards_replicas_down".into(),
@@ -57,8 +62,14 @@ pub fn cluster_metrics(view: &ClusterView, samples: &HashMap<String, NodeSample>
                 .count(),
         ),
     );
-    m.insert("cluster_nodes_failed".into(), count(view.nodes.iter().filter(|n| n.fail()).count()));
-    m.insert("cluster_nodes_pfail".into(), count(view.nodes.iter().filter(|n| n.pfail()).count()));
+    m.insert(
+        "cluster_nodes_failed".into(),
+        count(view.nodes.iter().filter(|n| n.fail()).count()),
+    );
+    m.insert(
+        "cluster_nodes_pfail".into(),
+        count(view.nodes.iter().filter(|n| n.pfail()).count()),
+    );
     m.insert("cluster_nodes_unreachable".into(), count(view.unreachable.len()));
     let masters: Vec<NodeSample> = view
         .nodes
@@ -105,9 +116,27 @@ mod tests {
             ..Default::default()
         };
         let samples = HashMap::from([
-            ("127.0.0.1:7000".to_owned(), NodeSample { used_memory: Some(300.0), keys: Some(10.0) }),
-            ("127.0.0.1:7001".to_owned(), NodeSample { used_memory: Some(100.0), keys: Some(10.0) }),
-            ("127.0.0.1:7002".to_owned(), NodeSample { used_memory: Some(1.0), keys: Some(0.0) }),
+            (
+                "127.0.0.1:7000".to_owned(),
+                NodeSample {
+                    used_memory: Some(300.0),
+                    keys: Some(10.0),
+                },
+            ),
+            (
+                "127.0.0.1:7001".to_owned(),
+                NodeSample {
+                    used_memory: Some(100.0),
+                    keys: Some(10.0),
+                },
+            ),
+            (
+                "127.0.0.1:7002".to_owned(),
+                NodeSample {
+                    used_memory: Some(1.0),
+                    keys: Some(0.0),
+                },
+            ),
         ]);
         let m = cluster_metrics(&view, &samples);
         let get = |k: &str| m[k].as_f64().unwrap();

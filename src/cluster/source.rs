@@ -153,7 +153,8 @@ impl ClusterSource {
                         },
                     );
                 }
-                if let (Some(MetricValue::Text(role)), Some(node)) = (sample.metrics.get("role"), self.nodes.get(&addr)) {
+                if let (Some(MetricValue::Text(role)), Some(node)) = (sample.metrics.get("role"), self.nodes.get(&addr))
+                {
                     changed |= node.labels.get("role") != Some(role);
                 }
             }
@@ -175,10 +176,7 @@ impl ClusterSource {
             _ => {}
         }
         self.emit(event).await;
-        changed
-            && self
-                .last_discovery
-                .is_none_or(|at| at.elapsed() >= MIN_REDISCOVER_GAP)
+        changed && self.last_discovery.is_none_or(|at| at.elapsed() >= MIN_REDISCOVER_GAP)
     }
 
     /// Adds what a master counted since its last report to the cluster's
@@ -190,7 +188,11 @@ impl ClusterSource {
                 .keyspace_last
                 .insert((addr.to_owned(), rule.clone()), *cumulative)
                 .unwrap_or(0);
-            let added = if *cumulative >= last { cumulative - last } else { *cumulative };
+            let added = if *cumulative >= last {
+                cumulative - last
+            } else {
+                *cumulative
+            };
             *self.keyspace_totals.entry(rule.clone()).or_default() += added;
         }
     }

@@ -348,7 +348,14 @@ impl Evaluator {
 
     /// An event of a Sentinel group or a cluster: fires the rules that
     /// name it, resolves those it ends.
-    fn on_notice(&mut self, target_name: &str, notice: Notice<'_>, now: Instant, wall: SystemTime, actions: &mut Vec<Action>) {
+    fn on_notice(
+        &mut self,
+        target_name: &str,
+        notice: Notice<'_>,
+        now: Instant,
+        wall: SystemTime,
+        actions: &mut Vec<Action>,
+    ) {
         let name = notice.name;
         let mut scope = scope_of(target_name, notice.metrics);
         let rules: Vec<_> = self.rules_for(notice.source, target_name).collect();

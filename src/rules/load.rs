@@ -164,7 +164,13 @@ fn compile(
         Some(w) => compile_expr(file, w, expr, diags),
         // A Sentinel rule fires on its events, a schedule on its clock; a
         // condition only narrows them.
-        None if matches!(spec.source, SourceKind::Sentinel | SourceKind::Cluster | SourceKind::Schedule) => expr.compile("true").ok(),
+        None if matches!(
+            spec.source,
+            SourceKind::Sentinel | SourceKind::Cluster | SourceKind::Schedule
+        ) =>
+        {
+            expr.compile("true").ok()
+        }
         None => {
             diags.push(
                 Diagnostic::error(

@@ -192,7 +192,11 @@ impl Sampler {
         }
         if self.spec.cluster_links {
             // Redis ≥ 7 only; an older node simply has no link metrics.
-            match redis::cmd("CLUSTER").arg("LINKS").query_async::<redis::Value>(conn).await {
+            match redis::cmd("CLUSTER")
+                .arg("LINKS")
+                .query_async::<redis::Value>(conn)
+                .await
+            {
                 Ok(reply) => metrics.extend(cluster_link_metrics(&reply)),
                 Err(e) => tracing::debug!(target = %self.spec.target, error = %redact(e), "CLUSTER LINKS failed"),
             }
