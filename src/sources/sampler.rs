@@ -302,3 +302,33 @@ pub fn spawn_sampler(spec: SamplerSpec, events: mpsc::Sender<Event>, shutdown: C
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(allocated: i64) -> redis::Value {
+        let bulk = |s: &str| redis::Value::BulkString(s.as_bytes().to_vec());
+        redis::Value::Array(vec![
+            bulk("direction"),
+            bulk("to"),
+            bulk("send-buffer-allocated"),
+            redis::Value::Int(allocated),
+            bulk("send-buffer-used"),
+            redis::Value::Int(0),
+        ])
+    }
+
+    #[test]
+    fn cluster_links_count_and_sum_their_send_buffers() {
+        let reply = redis::Value::Array(vec![link(1024), link(8192), link(0)]);
+        let m = cluster_link_metrics(&reply);
+        assert_eq!(m["cluster_links"].as_f64(), Some(3.0));
+        assert_eq!(m["cluster_links_send_buffer_max_bytes"].as_f64(), Some(8192.0));
+        assert_eq!(m["cluster_links_send_buffer_bytes"].as_f64(), Some(9216.0));
+        for name in crate::event::metric_names::CLUSTER_LINK_METRICS {
+            assert!(m.contains_key(*name), "{name} documented but not emitted");
+        }
+        assert!(cluster_link_metrics(&redis::Value::Nil).is_empty());
+    }
+}
