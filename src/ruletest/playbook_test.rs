@@ -141,6 +141,7 @@ pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
         target: test.target.clone(),
         target_labels: test.target_labels.clone(),
         connection: None,
+        cluster: None,
         rule: test.alert.as_ref().map(|a| a.rule.clone()),
         alert: test.alert.clone(),
         params: test.params.clone(),
