@@ -420,3 +420,54 @@ fn a_cluster_backup_set_verifies_per_master_and_is_refused_onto_another_layout()
     assert!(found.iter().any(|f| f.starts_with("set c1-set-") && f.ends_with(" 3")), "{found:#?}");
     assert!(found.contains(&"verify true".to_owned()), "{found:#?}");
 }
+
+#[test]
+fn a_key_of_a_migrating_slot_follows_the_ask_redirect() {
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = ClusterLab::start(lab_dir.path(), 3, 1).unwrap();
+    let key = "ask-key";
+    let source = master_of(&lab, key);
+    let dest = lab
+        .initial_masters()
+        .iter()
+        .map(|m| m.addr())
+        .find(|a| *a != source)
+        .unwrap();
+    let id = |addr: &str| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut conn(addr)).unwrap() };
+    let slot = key_slot(key.as_bytes());
+    // The slot is half way to `dest`: `source` answers ASK for a key it lacks.
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("IMPORTING")
+        .arg(id(&source))
+        .query(&mut conn(&dest))
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(id(&dest))
+        .query(&mut conn(&source))
+        .unwrap();
+    let playbook = format!("redis.cmd([\"SET\", \"{key}\", \"y\"]); redis.cmd([\"GET\", \"{key}\"])");
+    let dir = engine_dir("1s", &cluster_config("c1", &lab, ""), &[], &[("ask", &playbook)]);
+    let (code, record, described) = playbook_run(dir.path(), "ask", "c1");
+    assert_eq!(code, Some(0), "{described}");
+    assert_eq!(record["outcome"]["result"], "y", "{described}");
+    let trail = audit(&record);
+    assert!(trail.contains(&format!("SET {key} y (on {dest}) -> ok")), "{trail:#?}");
+    let (_, value): ((), Option<String>) = redis::pipe()
+        .cmd("ASKING")
+        .cmd("GET")
+        .arg(key)
+        .query(&mut conn(&dest))
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("y"), "the key was written where ASK sent it");
+    // The source still lacks it, so it still sends the client on.
+    let err = redis::cmd("EXISTS")
+        .arg(key)
+        .query::<i64>(&mut conn(&source))
+        .unwrap_err();
+    assert_eq!(err.redirect_node(), Some((dest.as_str(), slot)), "{err}");
+}
