@@ -91,7 +91,9 @@ fn master_of(lab: &ClusterLab, key: &str) -> String {
     let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
     for range in slots {
         let redis::Value::Array(parts) = range else { continue };
-        let (redis::Value::Int(a), redis::Value::Int(b)) = (&parts[0], &parts[1]) else { continue };
+        let (redis::Value::Int(a), redis::Value::Int(b)) = (&parts[0], &parts[1]) else {
+            continue;
+        };
         if (*a..=*b).contains(&i64::from(slot)) {
             let redis::Value::Array(node) = &parts[2] else { break };
             let host: String = redis::from_redis_value(node[0].clone()).unwrap();
@@ -137,9 +139,14 @@ fn the_host_api_sees_the_cluster_and_routes_each_key_to_its_master() {
     assert!(found.contains(&"nodes 6".to_owned()), "{found:?}");
     for (i, master) in lab.initial_masters().iter().enumerate() {
         let replica = lab.replica_of(i, 0).unwrap().addr();
-        let master_line = found.iter().find(|f| f.starts_with(&format!("node {} ", master.addr())));
+        let master_line = found
+            .iter()
+            .find(|f| f.starts_with(&format!("node {} ", master.addr())));
         let replica_line = found.iter().find(|f| f.starts_with(&format!("node {replica} ")));
-        let (m, r) = (master_line.expect("master listed"), replica_line.expect("replica listed"));
+        let (m, r) = (
+            master_line.expect("master listed"),
+            replica_line.expect("replica listed"),
+        );
         assert!(m.contains(" master ") && m.ends_with(" true"), "{m}");
         assert!(r.contains(" replica ") && r.ends_with(" true"), "{r}");
         // Both name the same shard.
@@ -235,7 +242,12 @@ fn topology(lab: &ClusterLab) -> Vec<String> {
                 .collect();
             lines.sort();
             let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
-            let epoch = info.lines().find(|l| l.starts_with("cluster_current_epoch")).unwrap().trim().to_owned();
+            let epoch = info
+                .lines()
+                .find(|l| l.starts_with("cluster_current_epoch"))
+                .unwrap()
+                .trim()
+                .to_owned();
             format!("{}\n{epoch}", lines.join("\n"))
         })
         .collect()
@@ -311,7 +323,10 @@ fn the_shipped_cluster_failover_playbook_passes_after_a_master_is_replaced() {
     let (code, record, described) = playbook_run(dir.path(), "cluster_failover", "c1");
     assert_eq!(code, Some(0), "{described}");
     let found = findings(&record);
-    assert!(found.contains(&"every shard of 3 has a master up".to_owned()), "{found:#?}");
+    assert!(
+        found.contains(&"every shard of 3 has a master up".to_owned()),
+        "{found:#?}"
+    );
     assert!(
         found.contains(&"test write and read succeeded on 3 master(s)".to_owned()),
         "{found:#?}"
@@ -319,12 +334,16 @@ fn the_shipped_cluster_failover_playbook_passes_after_a_master_is_replaced() {
     let trail = audit(&record);
     // The write of the first shard went to the promoted replica, not the dead master.
     assert!(
-        trail.iter().any(|a| a.starts_with("SET redops:failover-check:") && a.contains(&format!("(on {promoted})"))),
+        trail
+            .iter()
+            .any(|a| a.starts_with("SET redops:failover-check:") && a.contains(&format!("(on {promoted})"))),
         "{trail:#?}"
     );
     assert!(!trail.iter().any(|a| a.contains(&format!("(on {old})"))), "{trail:#?}");
     assert!(
-        trail.iter().any(|a| a.starts_with("notify hook: ") && a.contains("checks passed")),
+        trail
+            .iter()
+            .any(|a| a.starts_with("notify hook: ") && a.contains("checks passed")),
         "the outcome is notified: {trail:#?}"
     );
 }
@@ -361,16 +380,28 @@ fn a_cluster_backup_set_verifies_per_master_and_is_refused_onto_another_layout()
         "1s",
         &cluster_config("c1", &lab, &extra),
         &[],
-        &[("set", "let s = backup.create(); log.info(`set ${s.id} ${s.members.len()}`); log.info(`verify ${backup.verify(s.id).ok}`);")],
+        &[(
+            "set",
+            "let s = backup.create(); log.info(`set ${s.id} ${s.members.len()}`); log.info(`verify ${backup.verify(s.id).ok}`);",
+        )],
     );
 
-    let (code, stdout, stderr) = redops(dir.path(), &["backup", "create", "--target", "c1", "--type", "rdb", "--json"]);
+    let (code, stdout, stderr) = redops(
+        dir.path(),
+        &["backup", "create", "--target", "c1", "--type", "rdb", "--json"],
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let set: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let id = set["id"].as_str().unwrap().to_owned();
     let three = redops::lab::cluster::slot_ranges(3);
     let two = redops::lab::cluster::slot_ranges(2);
-    let show = |ranges: &[(u16, u16)]| ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect::<Vec<_>>().join(" | ");
+    let show = |ranges: &[(u16, u16)]| {
+        ranges
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
     assert_eq!(set["layout"], show(&three));
     let members = set["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
@@ -382,7 +413,11 @@ fn a_cluster_backup_set_verifies_per_master_and_is_refused_onto_another_layout()
     let (code, stdout, stderr) = redops(dir.path(), &["backup", "verify", "--backup-id", &id]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("verified: 3 member(s)"), "{stdout}");
-    assert_eq!(stdout.matches("CRC-64").count(), 3, "each member's checksum checked: {stdout}");
+    assert_eq!(
+        stdout.matches("CRC-64").count(),
+        3,
+        "each member's checksum checked: {stdout}"
+    );
 
     // The members' RDBs hold every key between them.
     let (code, stdout, _) = redops(dir.path(), &["backup", "list", "--json"]);
@@ -397,7 +432,10 @@ fn a_cluster_backup_set_verifies_per_master_and_is_refused_onto_another_layout()
     assert_eq!(member_rows, 3, "{rows:#}");
 
     // A cluster split in two cannot take a three-shard set.
-    let (code, _, stderr) = redops(dir.path(), &["restore", "--backup-id", &id, "--target", "c2", "--confirm"]);
+    let (code, _, stderr) = redops(
+        dir.path(),
+        &["restore", "--backup-id", &id, "--target", "c2", "--confirm"],
+    );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("slot layout differs"), "{stderr}");
     assert!(stderr.contains(&show(&three)), "{stderr}");
@@ -406,7 +444,10 @@ fn a_cluster_backup_set_verifies_per_master_and_is_refused_onto_another_layout()
     assert_eq!(dbsize, 0, "nothing was written to the refused cluster");
 
     // Onto the same layout: the steps, shard by shard.
-    let (code, _, stderr) = redops(dir.path(), &["restore", "--backup-id", &id, "--target", "c1", "--confirm"]);
+    let (code, _, stderr) = redops(
+        dir.path(),
+        &["restore", "--backup-id", &id, "--target", "c1", "--confirm"],
+    );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("matches the slot layout"), "{stderr}");
     for m in members {
@@ -417,7 +458,10 @@ fn a_cluster_backup_set_verifies_per_master_and_is_refused_onto_another_layout()
     let (code, record, described) = playbook_run(dir.path(), "set", "c1");
     assert_eq!(code, Some(0), "{described}");
     let found = findings(&record);
-    assert!(found.iter().any(|f| f.starts_with("set c1-set-") && f.ends_with(" 3")), "{found:#?}");
+    assert!(
+        found.iter().any(|f| f.starts_with("set c1-set-") && f.ends_with(" 3")),
+        "{found:#?}"
+    );
     assert!(found.contains(&"verify true".to_owned()), "{found:#?}");
 }
 

@@ -152,7 +152,10 @@ impl Backups {
             let master = shard.master.clone().expect("checked above");
             let target = Target {
                 name: cluster.node_target(&master),
-                connection: cluster.node_config(&master).connection_info().map_err(BackupError::Usage)?,
+                connection: cluster
+                    .node_config(&master)
+                    .connection_info()
+                    .map_err(BackupError::Usage)?,
             };
             match self.create(&target, Kind::Rdb, compress, progress) {
                 Ok(record) => {
@@ -199,7 +202,13 @@ impl Backups {
             .collect();
         let safe: String = cluster
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let base = format!("{safe}-set-{stamp}");
         for n in 1..1000 {
@@ -233,7 +242,12 @@ impl Backups {
         } else {
             Err(BackupError::Verify {
                 id: id.to_owned(),
-                why: format!("{} of {} member(s) failed: {}", failed.len(), set.members.len(), failed.join("; ")),
+                why: format!(
+                    "{} of {} member(s) failed: {}",
+                    failed.len(),
+                    set.members.len(),
+                    failed.join("; ")
+                ),
             })
         }
     }

@@ -181,7 +181,10 @@ pub fn resolve_target(config: &Config, name: &str) -> Result<Target, BackupError
                  (redops backup create --target {name} --type rdb), or name one node as `{name}/host:port`"
             )));
         };
-        let connection = cluster.node_config(&addr).connection_info().map_err(BackupError::Usage)?;
+        let connection = cluster
+            .node_config(&addr)
+            .connection_info()
+            .map_err(BackupError::Usage)?;
         return Ok(Target {
             name: name.to_owned(),
             connection,

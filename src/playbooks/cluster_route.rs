@@ -128,18 +128,23 @@ impl ClusterRoute {
                 None => Err(RouteError::NoRoute(format!(
                     "`{addr}` is not a node of cluster `{}` (nodes: {})",
                     view.cluster,
-                    view.nodes.iter().map(|n| n.addr.as_str()).collect::<Vec<_>>().join(", ")
+                    view.nodes
+                        .iter()
+                        .map(|n| n.addr.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))),
             };
         }
         if let Some(key) = first_key(args) {
             let slot = key_slot(key.as_bytes());
-            let shard = view
-                .shard_of_slot(slot)
-                .ok_or_else(|| RouteError::NoRoute(format!("no shard of cluster `{}` serves slot {slot}", view.cluster)))?;
-            return shard.master.clone().ok_or_else(|| {
-                RouteError::NoRoute(format!("shard {} (slot {slot}) has no master", shard.name))
-            });
+            let shard = view.shard_of_slot(slot).ok_or_else(|| {
+                RouteError::NoRoute(format!("no shard of cluster `{}` serves slot {slot}", view.cluster))
+            })?;
+            return shard
+                .master
+                .clone()
+                .ok_or_else(|| RouteError::NoRoute(format!("shard {} (slot {slot}) has no master", shard.name)));
         }
         if let Some(node) = &self.default_node {
             return Ok(node.clone());

@@ -148,10 +148,7 @@ mod tests {
         assert_eq!(key(&["object", "encoding", "d"]).as_deref(), Some("d"));
         assert_eq!(key(&["EVAL", "return 1", "1", "e"]).as_deref(), Some("e"));
         assert_eq!(key(&["BITOP", "AND", "f", "g"]).as_deref(), Some("f"));
-        assert_eq!(
-            key(&["XREAD", "COUNT", "2", "STREAMS", "h", "0"]).as_deref(),
-            Some("h")
-        );
+        assert_eq!(key(&["XREAD", "COUNT", "2", "STREAMS", "h", "0"]).as_deref(), Some("h"));
         assert_eq!(key(&["LMPOP", "2", "i", "j", "LEFT"]).as_deref(), Some("i"));
     }
 

@@ -186,10 +186,7 @@ thread_local! {
 pub(crate) fn install(ctx: RunContext) {
     CURRENT.with(|c| {
         let cluster = ctx.cluster.clone().map(|config| {
-            let node = ctx
-                .target
-                .strip_prefix(&format!("{}/", config.name))
-                .map(str::to_owned);
+            let node = ctx.target.strip_prefix(&format!("{}/", config.name)).map(str::to_owned);
             super::cluster_route::ClusterRoute::new(config, node)
         });
         *c.borrow_mut() = Some(RunState {

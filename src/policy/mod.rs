@@ -81,16 +81,36 @@ const DENIED_SUBCOMMANDS: &[(&str, &str, &str)] = &[
     ("SLOWLOG", "RESET", "erases the slow log an investigation reads"),
     ("LATENCY", "RESET", "erases the latency history an investigation reads"),
     ("CLUSTER", "FAILOVER", "makes a replica take over its shard's slots"),
-    ("CLUSTER", "RESET", "makes the node forget the cluster (a hard reset gives it a new id)"),
-    ("CLUSTER", "FORGET", "removes a node from this node's view of the cluster"),
+    (
+        "CLUSTER",
+        "RESET",
+        "makes the node forget the cluster (a hard reset gives it a new id)",
+    ),
+    (
+        "CLUSTER",
+        "FORGET",
+        "removes a node from this node's view of the cluster",
+    ),
     ("CLUSTER", "ADDSLOTS", "changes which node serves a slot"),
     ("CLUSTER", "ADDSLOTSRANGE", "changes which node serves a slot"),
-    ("CLUSTER", "DELSLOTS", "leaves slots unserved: their keys become unreachable"),
-    ("CLUSTER", "DELSLOTSRANGE", "leaves slots unserved: their keys become unreachable"),
+    (
+        "CLUSTER",
+        "DELSLOTS",
+        "leaves slots unserved: their keys become unreachable",
+    ),
+    (
+        "CLUSTER",
+        "DELSLOTSRANGE",
+        "leaves slots unserved: their keys become unreachable",
+    ),
     ("CLUSTER", "SETSLOT", "moves slots between nodes"),
     ("CLUSTER", "MEET", "joins a node to the cluster"),
     ("CLUSTER", "FLUSHSLOTS", "unassigns every slot of the node"),
-    ("CLUSTER", "REPLICATE", "makes the node a replica of another master, dropping its data"),
+    (
+        "CLUSTER",
+        "REPLICATE",
+        "makes the node a replica of another master, dropping its data",
+    ),
 ];
 
 /// Probes may only read, and only commands that answer with a number or a
@@ -336,7 +356,9 @@ impl CommandPolicy {
             // remediation has no business with.
             ("CLUSTER", sub)
                 if !commands::is_read_only("CLUSTER", sub)
-                    && !DENIED_SUBCOMMANDS.iter().any(|(c, s, _)| *c == "CLUSTER" && Some(*s) == sub)
+                    && !DENIED_SUBCOMMANDS
+                        .iter()
+                        .any(|(c, s, _)| *c == "CLUSTER" && Some(*s) == sub)
                     && !self.allows("CLUSTER", None, None) =>
             {
                 let form = sub.map_or("CLUSTER".to_owned(), |s| format!("CLUSTER {s}"));

@@ -324,7 +324,17 @@ fn cluster_topology_changes_are_denied_and_its_reads_allowed() {
         let hint = p.check(&["CLUSTER", sub]).unwrap_err().allow_hint.unwrap();
         assert!(hint.contains(&format!("\"{form}\"")), "{hint}");
     }
-    for sub in ["INFO", "NODES", "SHARDS", "SLOTS", "KEYSLOT", "MYID", "LINKS", "COUNTKEYSINSLOT", "GETKEYSINSLOT"] {
+    for sub in [
+        "INFO",
+        "NODES",
+        "SHARDS",
+        "SLOTS",
+        "KEYSLOT",
+        "MYID",
+        "LINKS",
+        "COUNTKEYSINSLOT",
+        "GETKEYSINSLOT",
+    ] {
         let allowed = p.check(&["CLUSTER", sub, "k"]).unwrap();
         assert!(allowed.read_only, "CLUSTER {sub} should be a read");
     }

@@ -150,7 +150,8 @@ fn create_set(call: Call, options: &Map) -> RhaiResult {
         .into());
     }
     let compress = options.get("compress").map_or(Ok(true), |v| {
-        v.as_bool().map_err(|_| "backup.create: compress must be true or false".to_owned())
+        v.as_bool()
+            .map_err(|_| "backup.create: compress must be true or false".to_owned())
     })?;
     let detail = format!("backup.create type=rdb set of cluster={}", cluster.name);
     if call.dry_run {

@@ -16,7 +16,9 @@ type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<ClusterApi>("Cluster");
     engine.register_fn("nodes", |_: &mut ClusterApi| {
-        fresh(true, |v| v.nodes.iter().map(|n| node_map(v, n)).collect::<Array>().into())
+        fresh(true, |v| {
+            v.nodes.iter().map(|n| node_map(v, n)).collect::<Array>().into()
+        })
     });
     engine.register_fn("masters", |_: &mut ClusterApi| {
         fresh(true, |v| {
@@ -53,8 +55,13 @@ fn fresh(refresh: bool, f: impl FnOnce(&ClusterView) -> Dynamic) -> RhaiResult {
         let Some(route) = run.cluster.as_mut() else {
             return Err(format!("cluster: target `{target}` is not a cluster").into());
         };
-        let view = if refresh { route.refresh(timeout) } else { route.view(timeout) };
-        view.map(f).map_err(|e| format!("cluster: {}", crate::secrets::redact(&e)).into())
+        let view = if refresh {
+            route.refresh(timeout)
+        } else {
+            route.view(timeout)
+        };
+        view.map(f)
+            .map_err(|e| format!("cluster: {}", crate::secrets::redact(&e)).into())
     })?
 }
 
@@ -73,7 +80,10 @@ fn node_map(view: &ClusterView, n: &NodeView) -> Dynamic {
     m.insert("role".into(), n.role.as_str().into());
     m.insert(
         "shard".into(),
-        view.shard_of_node(&n.addr).map(|s| s.name.clone()).unwrap_or_default().into(),
+        view.shard_of_node(&n.addr)
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+            .into(),
     );
     // A replica serves its shard's slots through its master.
     let slots = match view.shard_of_node(&n.addr) {
@@ -82,7 +92,10 @@ fn node_map(view: &ClusterView, n: &NodeView) -> Dynamic {
     };
     m.insert("slots".into(), slots.into());
     m.insert("up".into(), n.is_up().into());
-    m.insert("flags".into(), n.flags.iter().cloned().map(Dynamic::from).collect::<Array>().into());
+    m.insert(
+        "flags".into(),
+        n.flags.iter().cloned().map(Dynamic::from).collect::<Array>().into(),
+    );
     m.into()
 }
 

@@ -378,7 +378,11 @@ fn send(run: &mut RunState, args: &[String], on: Option<&str>) -> (Result<::redi
     (send_to_target(run, args, timeout), None)
 }
 
-fn send_to_target(run: &mut RunState, args: &[String], timeout: std::time::Duration) -> Result<::redis::Value, Failure> {
+fn send_to_target(
+    run: &mut RunState,
+    args: &[String],
+    timeout: std::time::Duration,
+) -> Result<::redis::Value, Failure> {
     if run.conn.is_none() {
         let Some(info) = &run.ctx.connection else {
             return Err(Failure::NoConnection);
