@@ -191,6 +191,18 @@ fn the_host_api_sees_the_cluster_and_routes_each_key_to_its_master() {
     let keyless = found.iter().find(|f| f.starts_with("keyless: ")).unwrap();
     assert!(keyless.contains("redis.cmd_on"), "{keyless}");
     assert!(found.iter().any(|f| f.starts_with("dbsize ")), "{found:?}");
+
+    // A node's target (a node's alert): keyless commands go to that node,
+    // keyed ones still to their slot's master.
+    let replica = lab.replica_of(1, 0).unwrap().addr();
+    let node_probe = "log.info(`myid ${redis.cmd([\"CLUSTER\", \"MYID\"])}`); redis.cmd([\"SET\", \"k0\", \"again\"]);";
+    std::fs::write(dir.path().join("playbooks/node_probe.rhai"), node_probe).unwrap();
+    let (code, record, described) = playbook_run(dir.path(), "node_probe", &format!("c1/{replica}"));
+    assert_eq!(code, Some(0), "{described}");
+    let replica_id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut conn(&replica)).unwrap();
+    assert_eq!(findings(&record), vec![format!("myid {replica_id}")], "{described}");
+    let k0 = format!("SET k0 again (on {}) -> ok", master_of(&lab, "k0"));
+    assert!(audit(&record).contains(&k0), "{described}");
 }
 
 const DENIALS: &str = r#"
