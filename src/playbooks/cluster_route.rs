@@ -6,11 +6,13 @@
 //! again) or `ASK` redirect.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
 
 use super::command_key::first_key;
+use super::context::ScriptedWorld;
 use crate::cluster::{ClusterInfo, ClusterView, key_slot, view};
 use crate::config::ClusterConfig;
 
@@ -27,6 +29,9 @@ pub enum RouteError {
 
 pub struct ClusterRoute {
     config: ClusterConfig,
+    /// `redops test`: every command, the topology's included, is answered
+    /// by the script; routing and the audit's nodes stay the real ones.
+    scripted: Option<Arc<dyn ScriptedWorld>>,
     /// The node the run's target names (`<cluster>/<host:port>`): where a
     /// command without a key goes when the playbook names no node.
     default_node: Option<String>,
@@ -35,9 +40,14 @@ pub struct ClusterRoute {
 }
 
 impl ClusterRoute {
-    pub fn new(config: ClusterConfig, default_node: Option<String>) -> Self {
+    pub fn new(
+        config: ClusterConfig,
+        default_node: Option<String>,
+        scripted: Option<Arc<dyn ScriptedWorld>>,
+    ) -> Self {
         ClusterRoute {
             config,
+            scripted,
             default_node,
             view: None,
             conns: HashMap::new(),
@@ -76,6 +86,9 @@ impl ClusterRoute {
                 candidates.push(addr);
             }
         }
+        if candidates.is_empty() && self.scripted.is_some() {
+            candidates.push("script".into());
+        }
         let mut errors = Vec::new();
         for addr in candidates {
             match self.ask(&addr, timeout) {
@@ -97,7 +110,7 @@ impl ClusterRoute {
         let cluster = |sub: &str| vec!["CLUSTER".to_owned(), sub.to_owned()];
         let text = |v: Value| match v {
             Value::BulkString(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
-            Value::VerbatimString { text, .. } => Ok(text),
+            Value::VerbatimString { text, .. } | Value::SimpleString(text) => Ok(text),
             other => Err(format!("unexpected reply {other:?}")),
         };
         let info = text(self.query(addr, &cluster("INFO"), timeout).map_err(describe)?)?;
@@ -203,6 +216,9 @@ impl ClusterRoute {
     }
 
     fn query(&mut self, addr: &str, args: &[String], timeout: Duration) -> Result<Value, Redirect> {
+        if let Some(world) = &self.scripted {
+            return world.redis(args).map_err(|e| Redirect::Failed(RouteError::Command(e)));
+        }
         if !self.conns.contains_key(addr) {
             let info = self
                 .config

@@ -187,7 +187,7 @@ pub(crate) fn install(ctx: RunContext) {
     CURRENT.with(|c| {
         let cluster = ctx.cluster.clone().map(|config| {
             let node = ctx.target.strip_prefix(&format!("{}/", config.name)).map(str::to_owned);
-            super::cluster_route::ClusterRoute::new(config, node)
+            super::cluster_route::ClusterRoute::new(config, node, ctx.scripted.clone())
         });
         *c.borrow_mut() = Some(RunState {
             ctx,

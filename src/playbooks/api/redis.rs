@@ -361,10 +361,8 @@ enum Failure {
 /// node its key or `on` names, which is returned too), or to the scripted
 /// world of `redops test`.
 fn send(run: &mut RunState, args: &[String], on: Option<&str>) -> (Result<::redis::Value, Failure>, Option<String>) {
-    if let Some(world) = run.ctx.scripted.clone() {
-        return (world.redis(args).map_err(Failure::Command), None);
-    }
     let timeout = run.ctx.command_timeout.min(run.remaining());
+    // A cluster's route asks the scripted world itself, when there is one.
     if let Some(route) = run.cluster.as_mut() {
         use crate::playbooks::cluster_route::RouteError;
         let (reply, node) = route.send(args, on, timeout);
@@ -374,6 +372,9 @@ fn send(run: &mut RunState, args: &[String], on: Option<&str>) -> (Result<::redi
             RouteError::Command(e) => Failure::Command(e),
         });
         return (reply, node);
+    }
+    if let Some(world) = run.ctx.scripted.clone() {
+        return (world.redis(args).map_err(Failure::Command), None);
     }
     (send_to_target(run, args, timeout), None)
 }
