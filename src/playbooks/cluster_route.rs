@@ -40,11 +40,7 @@ pub struct ClusterRoute {
 }
 
 impl ClusterRoute {
-    pub fn new(
-        config: ClusterConfig,
-        default_node: Option<String>,
-        scripted: Option<Arc<dyn ScriptedWorld>>,
-    ) -> Self {
+    pub fn new(config: ClusterConfig, default_node: Option<String>, scripted: Option<Arc<dyn ScriptedWorld>>) -> Self {
         ClusterRoute {
             config,
             scripted,

@@ -129,7 +129,11 @@ fn scripted_cluster(test: &PlaybookTest) -> Option<crate::config::ClusterConfig>
         c.words.len() == 2 && c.words[0].eq_ignore_ascii_case("CLUSTER") && c.words[1].eq_ignore_ascii_case("NODES")
     });
     answers_nodes.then(|| crate::config::ClusterConfig {
-        name: test.target.split_once('/').map_or(test.target.as_str(), |(c, _)| c).to_owned(),
+        name: test
+            .target
+            .split_once('/')
+            .map_or(test.target.as_str(), |(c, _)| c)
+            .to_owned(),
         seeds: Vec::new(),
         username: None,
         password: None,
