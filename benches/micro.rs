@@ -323,6 +323,7 @@ fn playbook_run(filter: &Option<String>) {
         target: "t".into(),
         target_labels: BTreeMap::new(),
         connection: None,
+        cluster: None,
         rule: Some("bench".into()),
         alert: Some(alert.clone()),
         params: BTreeMap::new(),

@@ -56,6 +56,8 @@ pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
     // Broken definitions are reported where they are written; a rule naming
     // one is not wrong too, and a second error would only mislead.
     refs.playbooks.extend(broken_playbooks.iter().map(String::as_str));
+    // A cluster is a target too: its playbooks route by key slot.
+    refs.targets.extend(config.clusters.iter().map(|c| c.name.as_str()));
     refs.targets.extend(broken.0.iter().map(String::as_str));
     refs.receivers.extend(broken.1.iter().map(String::as_str));
     let rules = load_rules(&config.engine.rules_dir, &refs, &expr, &mut diags);

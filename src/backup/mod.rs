@@ -15,6 +15,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod cluster_set;
 pub mod crc64;
 pub mod logical;
 pub mod rdb;
@@ -28,6 +29,7 @@ use redis::ConnectionInfo;
 
 pub use archive::{ArchiveError, Keys, Sealing};
 pub use catalog::{BackupRecord, Catalog};
+pub use cluster_set::{ClusterSet, SetMember};
 pub use logical::FormatError;
 pub use rdb::RdbError;
 pub use remote::RestoreStats;
@@ -170,11 +172,30 @@ pub fn resolve_target(config: &Config, name: &str) -> Result<Target, BackupError
         Some((g, a)) => (g, Some(a.to_owned())),
         None => (name, None),
     };
+    if let Some(cluster) = config.clusters.iter().find(|c| c.name == group_name) {
+        // One node of a cluster is a server like any other; the cluster
+        // itself is backed up as a set (`Backups::create_cluster_set`).
+        let Some(addr) = node else {
+            return Err(BackupError::Usage(format!(
+                "`{name}` is a cluster: back it up as a set of one RDB per master \
+                 (redops backup create --target {name} --type rdb), or name one node as `{name}/host:port`"
+            )));
+        };
+        let connection = cluster
+            .node_config(&addr)
+            .connection_info()
+            .map_err(BackupError::Usage)?;
+        return Ok(Target {
+            name: name.to_owned(),
+            connection,
+        });
+    }
     let Some(group) = config.sentinels.iter().find(|g| g.name == group_name) else {
         let mut known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
         known.extend(config.sentinels.iter().map(|g| g.name.as_str()));
+        known.extend(config.clusters.iter().map(|c| c.name.as_str()));
         return Err(BackupError::Usage(format!(
-            "no target or Sentinel group named `{name}` in {} (known: {})",
+            "no target, Sentinel group or cluster named `{name}` in {} (known: {})",
             config.path.display(),
             if known.is_empty() {
                 "none".to_owned()
@@ -226,6 +247,8 @@ pub struct Backups {
     dir: PathBuf,
     config: BackupConfig,
     catalog: Catalog,
+    /// Sets of per-master snapshots of a cluster.
+    sets: cluster_set::ClusterSets,
 }
 
 /// What a cleanup removed, or would remove.
@@ -268,6 +291,7 @@ impl Backups {
         Ok(Backups {
             dir: state_dir.join("backups"),
             config: config.clone(),
+            sets: cluster_set::ClusterSets::open(store.clone())?,
             catalog: Catalog::open(store)?,
         })
     }

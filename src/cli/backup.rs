@@ -36,7 +36,8 @@ pub enum BackupCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
-    /// A `[[target]]` or `[[sentinel]]` group (its current master) of the config.
+    /// A `[[target]]`, a `[[sentinel]]` group (its current master) or a
+    /// `[[cluster]]` (a set of one RDB per master) of the config.
     #[arg(long)]
     pub target: String,
     /// `rdb`: the server's snapshot, taken like `redis-cli --rdb`. `full`:
@@ -124,6 +125,9 @@ pub(crate) fn fail(command: &str, e: &BackupError) -> ExitCode {
 
 fn create(config: &Config, backups: &Backups, args: CreateArgs) -> ExitCode {
     let kind = Kind::parse(&args.kind).expect("clap allows only rdb and full");
+    if let Some(cluster) = config.clusters.iter().find(|c| c.name == args.target) {
+        return create_set(config, backups, cluster, kind, &args);
+    }
     let target = match crate::backup::resolve_target(config, &args.target) {
         Ok(t) => t,
         Err(e) => return fail("backup create", &e),
@@ -150,6 +154,64 @@ fn create(config: &Config, backups: &Backups, args: CreateArgs) -> ExitCode {
         }
         Err(e) => fail("backup create", &e),
     }
+}
+
+/// A cluster's backup: a set of one RDB per master.
+fn create_set(
+    config: &Config,
+    backups: &Backups,
+    cluster: &crate::config::ClusterConfig,
+    kind: Kind,
+    args: &CreateArgs,
+) -> ExitCode {
+    if kind != Kind::Rdb {
+        let e = BackupError::Usage(format!(
+            "`{}` is a cluster: its backup is a set of one RDB snapshot per master; use --type rdb",
+            cluster.name
+        ));
+        return fail("backup create", &e);
+    }
+    let view = match discover(config, cluster) {
+        Ok(v) => v,
+        Err(e) => return fail("backup create", &e),
+    };
+    let started = Instant::now();
+    let mut progress = progress();
+    match backups.create_cluster_set(cluster, &view, !args.no_compress, progress.as_mut()) {
+        Ok(set) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&set.to_json()).unwrap_or_default());
+            } else {
+                println!("backup set created: {}", set.id);
+                println!("  cluster   {}", set.cluster);
+                println!("  layout    {}", crate::backup::cluster_set::show_layout(&set.layout));
+                for m in &set.members {
+                    println!("  shard {:<16} {} ({})", m.shard, m.backup, m.master);
+                }
+                println!("  took      {:.1}s", started.elapsed().as_secs_f64());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("backup create", &e),
+    }
+}
+
+/// The cluster's topology now, asked of its nodes.
+pub(crate) fn discover(
+    config: &Config,
+    cluster: &crate::config::ClusterConfig,
+) -> Result<crate::cluster::ClusterView, BackupError> {
+    let timeout = config.engine.connect_timeout.max(Duration::from_millis(500));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BackupError::Io {
+            context: "cannot start the async runtime".into(),
+            source: e,
+        })?;
+    runtime
+        .block_on(crate::cluster::Discoverer::new(cluster.clone(), timeout).discover())
+        .map_err(BackupError::Usage)
 }
 
 fn list(backups: &Backups, args: ListArgs) -> ExitCode {
@@ -219,6 +281,11 @@ fn sealing(r: &BackupRecord) -> &'static str {
 
 fn verify(backups: &Backups, args: VerifyArgs) -> ExitCode {
     let mut progress = progress();
+    match backups.get_set(&args.backup_id) {
+        Ok(Some(set)) => return verify_set(backups, &set, args.json),
+        Ok(None) => {}
+        Err(e) => return fail("backup verify", &e),
+    }
     match backups.verify(&args.backup_id, progress.as_mut()) {
         Ok(v) => {
             if args.json {
@@ -227,6 +294,31 @@ fn verify(backups: &Backups, args: VerifyArgs) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
             } else {
                 println!("backup {} verified: {}", v.record.id, v.detail);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("backup verify", &e),
+    }
+}
+
+/// Each member of a cluster set, verified in turn.
+fn verify_set(backups: &Backups, set: &crate::backup::ClusterSet, json: bool) -> ExitCode {
+    let mut progress = progress();
+    match backups.verify_set(&set.id, progress.as_mut()) {
+        Ok(verified) => {
+            if json {
+                let mut row = set.to_json();
+                row["verified"] = verified
+                    .iter()
+                    .map(|v| serde_json::json!({"id": v.record.id, "detail": v.detail}))
+                    .collect::<Vec<_>>()
+                    .into();
+                println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
+            } else {
+                println!("backup set {} verified: {} member(s)", set.id, verified.len());
+                for (m, v) in set.members.iter().zip(&verified) {
+                    println!("  shard {:<16} {}: {}", m.shard, v.record.id, v.detail);
+                }
             }
             ExitCode::SUCCESS
         }

@@ -71,11 +71,15 @@ pub fn main(args: Args) -> ExitCode {
         }
     };
     let group = target.split_once('/').map_or(target.as_str(), |(g, _)| g);
-    if !config.targets.iter().any(|t| t.name == target) && !config.sentinels.iter().any(|g| g.name == group) {
+    if !config.targets.iter().any(|t| t.name == target)
+        && !config.sentinels.iter().any(|g| g.name == group)
+        && !config.clusters.iter().any(|c| c.name == group)
+    {
         let mut known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
         known.extend(config.sentinels.iter().map(|g| g.name.as_str()));
+        known.extend(config.clusters.iter().map(|c| c.name.as_str()));
         eprintln!(
-            "redops playbook run: no target or Sentinel group named `{target}` (configured: {})",
+            "redops playbook run: no target, Sentinel group or cluster named `{target}` (configured: {})",
             known.join(", ")
         );
         return ExitCode::from(EXIT_USAGE);

@@ -53,6 +53,11 @@ pub fn main(args: Args) -> ExitCode {
         .backup_id
         .as_deref()
         .expect("clap requires --backup-id without --list");
+    match backups.get_set(id) {
+        Ok(Some(set)) => return restore_set(&config, &backups, &set, args.target.as_deref()),
+        Ok(None) => {}
+        Err(e) => return fail("restore", &e),
+    }
     let record = match backups.get(id) {
         Ok(r) => r,
         Err(e) => return fail("restore", &e),
@@ -161,4 +166,34 @@ fn list(backups: &Backups, json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A cluster backup set: refused onto a cluster with another slot layout;
+/// on the same layout, the steps to put each member in place (RDBs do not
+/// restore over the network), and exit 2 as for a single RDB.
+fn restore_set(
+    config: &crate::config::Config,
+    backups: &Backups,
+    set: &crate::backup::ClusterSet,
+    target: Option<&str>,
+) -> ExitCode {
+    let name = target.unwrap_or(&set.cluster);
+    let Some(cluster) = config.clusters.iter().find(|c| c.name == name) else {
+        let e = BackupError::Usage(format!(
+            "backup set `{}` is of a cluster: restore it onto a [[cluster]] of the config, not `{name}`",
+            set.id
+        ));
+        return fail("restore", &e);
+    };
+    let live = match super::backup::discover(config, cluster) {
+        Ok(v) => v,
+        Err(e) => return fail("restore", &e),
+    };
+    match backups.restore_set(&set.id, &live) {
+        Ok(steps) => {
+            eprintln!("redops restore: {steps}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => fail("restore", &e),
+    }
 }

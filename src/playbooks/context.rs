@@ -27,6 +27,9 @@ pub struct RunContext {
     pub target: String,
     pub target_labels: BTreeMap<String, String>,
     pub connection: Option<redis::ConnectionInfo>,
+    /// Set when the target is a cluster (`<cluster>`) or one of its nodes
+    /// (`<cluster>/<host:port>`): commands are then routed by key slot.
+    pub cluster: Option<crate::config::ClusterConfig>,
     pub rule: Option<String>,
     pub alert: Option<Alert>,
     pub params: BTreeMap<String, toml::Value>,
@@ -166,6 +169,8 @@ pub struct RunRecord {
 pub(crate) struct RunState {
     pub ctx: RunContext,
     pub conn: Option<redis::Connection>,
+    /// The run's way into its cluster, when its target is one.
+    pub cluster: Option<super::cluster_route::ClusterRoute>,
     /// Between a MULTI the server accepted and its EXEC or DISCARD: a read
     /// sent now would be queued, not answered.
     pub in_multi: bool,
@@ -180,9 +185,14 @@ thread_local! {
 
 pub(crate) fn install(ctx: RunContext) {
     CURRENT.with(|c| {
+        let cluster = ctx.cluster.clone().map(|config| {
+            let node = ctx.target.strip_prefix(&format!("{}/", config.name)).map(str::to_owned);
+            super::cluster_route::ClusterRoute::new(config, node, ctx.scripted.clone())
+        });
         *c.borrow_mut() = Some(RunState {
             ctx,
             conn: None,
+            cluster,
             in_multi: false,
             audit: Vec::new(),
             audit_dropped: 0,

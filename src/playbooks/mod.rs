@@ -2,6 +2,8 @@
 //! command policy ([`crate::policy`]).
 
 pub mod api;
+pub mod cluster_route;
+pub mod command_key;
 pub mod context;
 pub mod engine;
 pub mod runner;

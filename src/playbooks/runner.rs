@@ -22,6 +22,8 @@ use crate::policy::CommandPolicy;
 pub struct TargetRuntime {
     pub labels: BTreeMap<String, String>,
     pub connection: Option<redis::ConnectionInfo>,
+    /// The cluster a `<cluster>` or `<cluster>/<host:port>` target is of.
+    pub cluster: Option<crate::config::ClusterConfig>,
 }
 
 /// What the runner is asked to run. Rule and schedule invocations carry
@@ -97,6 +99,7 @@ impl From<Invocation> for RunRequest {
 
 pub struct Runner {
     groups: Vec<crate::config::SentinelGroupConfig>,
+    clusters: Vec<crate::config::ClusterConfig>,
     engine: Arc<PlaybookEngine>,
     /// Swapped whole on reload; a run keeps the `Arc<Playbook>` it started with.
     playbooks: Arc<std::sync::RwLock<PlaybookSet>>,
@@ -136,12 +139,14 @@ impl Runner {
                     TargetRuntime {
                         labels: t.labels.clone(),
                         connection,
+                        cluster: None,
                     },
                 )
             })
             .collect();
         Runner {
             groups: config.sentinels.clone(),
+            clusters: config.clusters.clone(),
             engine,
             playbooks: Arc::new(std::sync::RwLock::new(playbooks)),
             targets,
@@ -402,6 +407,7 @@ impl Runner {
             target: inv.target.clone(),
             target_labels: target.labels,
             connection: target.connection,
+            cluster: target.cluster,
             rule: (!inv.rule.is_empty()).then_some(inv.rule.clone()),
             alert: inv.alert,
             params: inv.params,
@@ -473,10 +479,14 @@ impl Runner {
             Some((g, a)) => (g, Some(a.to_owned())),
             None => (name, None),
         };
+        if let Some(cluster) = self.clusters.iter().find(|c| c.name == group_name) {
+            return cluster_target(cluster, addr.as_deref());
+        }
         let Some(group) = self.groups.iter().find(|g| g.name == group_name) else {
             return TargetRuntime {
                 labels: BTreeMap::new(),
                 connection: None,
+                cluster: None,
             };
         };
         let addr = addr.or_else(|| crate::sentinel::discovery::master_addr_blocking(group, self.command_timeout));
@@ -486,7 +496,26 @@ impl Runner {
             labels.insert("addr".into(), a.clone());
             group.node_config(&a).connection_info().ok()
         });
-        TargetRuntime { labels, connection }
+        TargetRuntime {
+            labels,
+            connection,
+            cluster: None,
+        }
+    }
+}
+
+/// A cluster (`<cluster>`) or one of its nodes (`<cluster>/<host:port>`):
+/// the run finds the topology itself, when it first needs it.
+fn cluster_target(cluster: &crate::config::ClusterConfig, addr: Option<&str>) -> TargetRuntime {
+    let mut labels = cluster.labels.clone();
+    labels.insert("cluster".into(), cluster.name.clone());
+    if let Some(addr) = addr {
+        labels.insert("addr".into(), addr.to_owned());
+    }
+    TargetRuntime {
+        labels,
+        connection: None,
+        cluster: Some(cluster.clone()),
     }
 }
 

@@ -86,6 +86,24 @@ const READ_SUBCOMMANDS: &[(&str, &[&str])] = &[
     ("LATENCY", &["LATEST", "HISTORY", "DOCTOR", "HISTOGRAM"]),
     ("CLIENT", &["LIST", "INFO", "GETNAME", "ID"]),
     ("COMMAND", &["INFO", "COUNT", "DOCS", "LIST", "GETKEYS"]),
+    (
+        "CLUSTER",
+        &[
+            "INFO",
+            "NODES",
+            "SHARDS",
+            "SLOTS",
+            "KEYSLOT",
+            "MYID",
+            "MYSHARDID",
+            "LINKS",
+            "COUNTKEYSINSLOT",
+            "GETKEYSINSLOT",
+            "REPLICAS",
+            "SLAVES",
+            "COUNT-FAILURE-REPORTS",
+        ],
+    ),
 ];
 
 /// Whether `command` (a standard name, upper-cased) with its first

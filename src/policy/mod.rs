@@ -67,7 +67,6 @@ const DENIED_COMMANDS: &[(&str, &str)] = &[
     ("SUBSCRIBE", "never returns"),
     ("PSUBSCRIBE", "never returns"),
     ("SSUBSCRIBE", "never returns"),
-    ("CLUSTER", "changes the cluster topology"),
 ];
 
 /// Subcommands denied unless allowed.
@@ -81,6 +80,37 @@ const DENIED_SUBCOMMANDS: &[(&str, &str, &str)] = &[
     ("CONFIG", "RESETSTAT", "erases the counters rules and reports depend on"),
     ("SLOWLOG", "RESET", "erases the slow log an investigation reads"),
     ("LATENCY", "RESET", "erases the latency history an investigation reads"),
+    ("CLUSTER", "FAILOVER", "makes a replica take over its shard's slots"),
+    (
+        "CLUSTER",
+        "RESET",
+        "makes the node forget the cluster (a hard reset gives it a new id)",
+    ),
+    (
+        "CLUSTER",
+        "FORGET",
+        "removes a node from this node's view of the cluster",
+    ),
+    ("CLUSTER", "ADDSLOTS", "changes which node serves a slot"),
+    ("CLUSTER", "ADDSLOTSRANGE", "changes which node serves a slot"),
+    (
+        "CLUSTER",
+        "DELSLOTS",
+        "leaves slots unserved: their keys become unreachable",
+    ),
+    (
+        "CLUSTER",
+        "DELSLOTSRANGE",
+        "leaves slots unserved: their keys become unreachable",
+    ),
+    ("CLUSTER", "SETSLOT", "moves slots between nodes"),
+    ("CLUSTER", "MEET", "joins a node to the cluster"),
+    ("CLUSTER", "FLUSHSLOTS", "unassigns every slot of the node"),
+    (
+        "CLUSTER",
+        "REPLICATE",
+        "makes the node a replica of another master, dropping its data",
+    ),
 ];
 
 /// Probes may only read, and only commands that answer with a number or a
@@ -119,6 +149,7 @@ enum Mode {
 /// The denied forms the rules below the tables name, as `allow_commands`
 /// writes them; `CONFIG SET` may take a parameter pattern.
 const RULE_FORMS: &[(&str, Option<&str>)] = &[
+    ("CLUSTER", None),
     ("CLIENT", Some("KILL")),
     ("CONFIG", Some("SET")),
     ("RESTORE", Some("REPLACE")),
@@ -319,6 +350,26 @@ impl CommandPolicy {
                 }
             }
             ("CONFIG", Some("SET")) => self.config_set(&rest[1..]),
+            // Reads (INFO, NODES, SHARDS, ...) pass; a subcommand that is
+            // neither a read nor a denied form above (BUMPEPOCH, SAVECONFIG,
+            // SET-CONFIG-EPOCH, ...) changes cluster state in ways a
+            // remediation has no business with.
+            ("CLUSTER", sub)
+                if !commands::is_read_only("CLUSTER", sub)
+                    && !DENIED_SUBCOMMANDS
+                        .iter()
+                        .any(|(c, s, _)| *c == "CLUSTER" && Some(*s) == sub)
+                    && !self.allows("CLUSTER", None, None) =>
+            {
+                let form = sub.map_or("CLUSTER".to_owned(), |s| format!("CLUSTER {s}"));
+                Err(self.deny(
+                    &form,
+                    "changes the cluster's state; only its reads (INFO, NODES, SHARDS, SLOTS, KEYSLOT, ...) are \
+                     allowed"
+                        .into(),
+                    Some(allow_commands_hint("CLUSTER")),
+                ))
+            }
             ("RESTORE", _)
                 if rest.iter().skip(3).any(|a| a == "REPLACE") && !self.allows("RESTORE", Some("REPLACE"), None) =>
             {

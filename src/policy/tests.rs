@@ -302,3 +302,54 @@ fn probes_may_only_read() {
     let err = p.check_line("DEL celery").unwrap_err();
     assert!(err.allow_hint.is_none(), "the config cannot allow a probe: {err}");
 }
+
+#[test]
+fn cluster_topology_changes_are_denied_and_its_reads_allowed() {
+    let p = policy();
+    for sub in [
+        "FAILOVER",
+        "reset",
+        "FORGET",
+        "ADDSLOTS",
+        "ADDSLOTSRANGE",
+        "DELSLOTS",
+        "DELSLOTSRANGE",
+        "SETSLOT",
+        "MEET",
+        "FLUSHSLOTS",
+        "REPLICATE",
+    ] {
+        let form = denied_form(&p, &["cluster", sub, "x"]);
+        assert_eq!(form, format!("CLUSTER {}", sub.to_ascii_uppercase()));
+        let hint = p.check(&["CLUSTER", sub]).unwrap_err().allow_hint.unwrap();
+        assert!(hint.contains(&format!("\"{form}\"")), "{hint}");
+    }
+    for sub in [
+        "INFO",
+        "NODES",
+        "SHARDS",
+        "SLOTS",
+        "KEYSLOT",
+        "MYID",
+        "LINKS",
+        "COUNTKEYSINSLOT",
+        "GETKEYSINSLOT",
+    ] {
+        let allowed = p.check(&["CLUSTER", sub, "k"]).unwrap();
+        assert!(allowed.read_only, "CLUSTER {sub} should be a read");
+    }
+    // Neither a read nor named: denied as a change of cluster state.
+    assert_eq!(denied_form(&p, &["CLUSTER", "BUMPEPOCH"]), "CLUSTER BUMPEPOCH");
+    assert_eq!(denied_form(&p, &["CLUSTER"]), "CLUSTER");
+    // An entry allows the one form it names.
+    let failover = allowing(&["CLUSTER FAILOVER"]);
+    assert!(failover.check(&["CLUSTER", "FAILOVER"]).is_ok());
+    assert!(failover.check(&["CLUSTER", "RESET", "HARD"]).is_err());
+    assert!(failover.check(&["CLUSTER", "BUMPEPOCH"]).is_err());
+    let other = allowing(&["CLUSTER"]);
+    assert!(other.check(&["CLUSTER", "BUMPEPOCH"]).is_ok());
+    assert!(other.check(&["CLUSTER", "FORGET", "abc"]).is_err());
+    assert_eq!(allow_entry_problem("CLUSTER MEET", &BTreeMap::new()), None);
+    assert_eq!(allow_entry_problem("CLUSTER", &BTreeMap::new()), None);
+    assert!(allow_entry_problem("CLUSTER NODES", &BTreeMap::new()).is_some());
+}

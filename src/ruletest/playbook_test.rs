@@ -120,6 +120,31 @@ impl ScriptedWorld for Script {
     }
 }
 
+/// A test whose `redis` table answers `CLUSTER NODES` runs against a
+/// cluster named as its target (`c1`, or a node `c1/host:port`): `cluster.*`
+/// reads the canned topology and commands are routed by slot, the audit
+/// naming the node each went to.
+fn scripted_cluster(test: &PlaybookTest) -> Option<crate::config::ClusterConfig> {
+    let answers_nodes = test.replies.iter().any(|c| {
+        c.words.len() == 2 && c.words[0].eq_ignore_ascii_case("CLUSTER") && c.words[1].eq_ignore_ascii_case("NODES")
+    });
+    answers_nodes.then(|| crate::config::ClusterConfig {
+        name: test
+            .target
+            .split_once('/')
+            .map_or(test.target.as_str(), |(c, _)| c)
+            .to_owned(),
+        seeds: Vec::new(),
+        username: None,
+        password: None,
+        tls: false,
+        tls_ca: None,
+        keyspace_events: None,
+        labels: BTreeMap::new(),
+        probes: BTreeMap::new(),
+    })
+}
+
 /// Runs the test; the failures, as lines of text (empty when it passes).
 pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
     let notifier = match offline_notifier() {
@@ -141,6 +166,7 @@ pub fn run(test: &PlaybookTest, engine: &PlaybookEngine) -> Vec<String> {
         target: test.target.clone(),
         target_labels: test.target_labels.clone(),
         connection: None,
+        cluster: scripted_cluster(test),
         rule: test.alert.as_ref().map(|a| a.rule.clone()),
         alert: test.alert.clone(),
         params: test.params.clone(),

@@ -42,6 +42,8 @@ struct Call {
     settings: BackupSettings,
     target: String,
     connection: Option<redis::ConnectionInfo>,
+    /// Set when the target is a whole cluster (not one of its nodes).
+    cluster: Option<crate::config::ClusterConfig>,
     dry_run: bool,
 }
 
@@ -56,6 +58,7 @@ fn call() -> Result<Call, Box<EvalAltResult>> {
             settings,
             target: run.ctx.target.clone(),
             connection: run.ctx.connection.clone(),
+            cluster: run.ctx.cluster.clone().filter(|c| c.name == run.ctx.target),
             dry_run: run.ctx.dry_run,
         })
     })?
@@ -90,6 +93,9 @@ fn string_option(options: &Map, keys: &[&str]) -> Option<String> {
 
 fn create(options: Map) -> RhaiResult {
     let call = call()?;
+    if call.cluster.is_some() {
+        return create_set(call, &options);
+    }
     let kind_text = string_option(&options, &["type", "kind"]).unwrap_or_else(|| "full".into());
     let Some(kind) = Kind::parse(&kind_text) else {
         return Err(format!("backup.create: type must be \"full\" or \"rdb\", not {kind_text:?}").into());
@@ -132,17 +138,88 @@ fn create(options: Map) -> RhaiResult {
     }
 }
 
+/// On a cluster target: a set of one RDB per master.
+fn create_set(call: Call, options: &Map) -> RhaiResult {
+    let cluster = call.cluster.clone().expect("only called for a cluster");
+    let kind_text = string_option(options, &["type", "kind"]).unwrap_or_else(|| "rdb".into());
+    if Kind::parse(&kind_text) != Some(Kind::Rdb) {
+        return Err(format!(
+            "backup.create: `{}` is a cluster: its backup is a set of one RDB per master, type \"rdb\", not {kind_text:?}",
+            cluster.name
+        )
+        .into());
+    }
+    let compress = options.get("compress").map_or(Ok(true), |v| {
+        v.as_bool()
+            .map_err(|_| "backup.create: compress must be true or false".to_owned())
+    })?;
+    let detail = format!("backup.create type=rdb set of cluster={}", cluster.name);
+    if call.dry_run {
+        record(detail, true, "not performed (dry run)".into());
+        let mut m = Map::new();
+        m.insert("id".into(), "DRY-RUN".into());
+        m.insert("kind".into(), "set".into());
+        m.insert("dry_run".into(), true.into());
+        return Ok(m.into());
+    }
+    let view = context::with_run(|run| {
+        let timeout = run.ctx.command_timeout.min(run.remaining());
+        let route = run.cluster.as_mut().expect("a cluster target has a route");
+        route.refresh(timeout).cloned()
+    })?
+    .map_err(|e| fail(detail.clone(), e))?;
+    let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
+    context::fence("backup", &detail)?;
+    match untimed(|| backups.create_cluster_set(&cluster, &view, compress, &mut Silent)) {
+        Ok(set) => {
+            record(detail, false, format!("ok: {} ({} members)", set.id, set.members.len()));
+            let mut m = Map::new();
+            m.insert("id".into(), set.id.clone().into());
+            m.insert("kind".into(), "set".into());
+            m.insert("cluster".into(), set.cluster.clone().into());
+            m.insert(
+                "layout".into(),
+                crate::backup::cluster_set::show_layout(&set.layout).into(),
+            );
+            let members: Array = set
+                .members
+                .iter()
+                .map(|mb| {
+                    let mut x = Map::new();
+                    x.insert("shard".into(), mb.shard.clone().into());
+                    x.insert("master".into(), mb.master.clone().into());
+                    x.insert("id".into(), mb.backup.clone().into());
+                    Dynamic::from_map(x)
+                })
+                .collect();
+            m.insert("members".into(), members.into());
+            Ok(m.into())
+        }
+        Err(e) => Err(fail(detail, e)),
+    }
+}
+
 fn verify(id: &str) -> RhaiResult {
     let call = call()?;
     let detail = format!("backup.verify {id}");
     let backups = call.settings.open().map_err(|e| fail(detail.clone(), e))?;
     let mut m = Map::new();
     m.insert("id".into(), id.into());
-    match untimed(|| backups.verify(id, &mut Silent)) {
-        Ok(v) => {
+    let is_set = backups.get_set(id).map_err(|e| fail(detail.clone(), e))?.is_some();
+    let outcome = untimed(|| {
+        if is_set {
+            backups
+                .verify_set(id, &mut Silent)
+                .map(|v| v.iter().map(|v| v.detail.clone()).collect::<Vec<_>>().join("; "))
+        } else {
+            backups.verify(id, &mut Silent).map(|v| v.detail)
+        }
+    });
+    match outcome {
+        Ok(verified) => {
             record(detail, false, "ok".into());
             m.insert("ok".into(), true.into());
-            m.insert("detail".into(), v.detail.into());
+            m.insert("detail".into(), verified.into());
             Ok(m.into())
         }
         Err(crate::backup::BackupError::Verify { why, .. }) => {

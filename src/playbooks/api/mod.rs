@@ -2,6 +2,7 @@
 //! the playbook engine. See docs/playbook-api.md.
 
 pub mod backup;
+pub mod cluster;
 pub mod escalate;
 pub mod exec;
 pub mod history;
@@ -21,6 +22,7 @@ pub fn register(engine: &mut Engine) {
     notify::register(engine);
     time::register(engine);
     backup::register(engine);
+    cluster::register(engine);
     http::register(engine);
     exec::register(engine);
     escalate::register(engine);
@@ -33,6 +35,7 @@ pub fn push_objects(scope: &mut Scope) {
     scope.push_constant("log", log::LogApi);
     scope.push_constant("time", time::TimeApi);
     scope.push_constant("backup", backup::BackupApi);
+    scope.push_constant("cluster", cluster::ClusterApi);
     scope.push_constant("http", http::HttpApi);
     scope.push_constant("history", history::HistoryApi);
 }

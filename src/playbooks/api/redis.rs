@@ -22,6 +22,10 @@ pub fn register(engine: &mut Engine) {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         execute(&args)
     });
+    engine.register_fn("cmd_on", |_: &mut RedisApi, node: &str, args: Array| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        execute_on(node, &args)
+    });
     engine.register_fn("info", |_: &mut RedisApi| info(""));
     engine.register_fn("info", |_: &mut RedisApi, section: &str| info(section));
     engine.register_fn("config_get", |_: &mut RedisApi, name: &str| config_get(name));
@@ -236,15 +240,30 @@ fn scalar(v: &str) -> Dynamic {
 }
 
 pub fn execute(args: &[String]) -> RhaiResult {
-    context::with_run(|run| run_command(run, args))?
+    context::with_run(|run| run_command(run, args, None))?
 }
 
-fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
-    let line = audit_line(args);
+/// `redis.cmd_on(addr, [...])`: a command sent to one node of the run's
+/// cluster, whatever its key.
+fn execute_on(node: &str, args: &[String]) -> RhaiResult {
+    context::with_run(|run| {
+        if run.cluster.is_none() {
+            return Err(format!(
+                "redis.cmd_on: target `{}` is not a cluster; use redis.cmd([...])",
+                run.ctx.target
+            )
+            .into());
+        }
+        run_command(run, args, Some(node))
+    })?
+}
+
+fn run_command(run: &mut RunState, args: &[String], on: Option<&str>) -> RhaiResult {
+    let mut line = audit_line(args);
     // The policy decides here, where the command is sent, so no helper,
     // dry run or transaction goes around it.
     let allowed = run.ctx.policy.check(args).and_then(|allowed| match allowed.maxmemory {
-        Some(bytes) => maxmemory_within_bounds(run, bytes).map(|()| allowed),
+        Some(bytes) => maxmemory_within_bounds(run, bytes, on).map(|()| allowed),
         None => Ok(allowed),
     });
     let allowed = match allowed {
@@ -265,7 +284,11 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
     {
         return Err(format!("redis {}: {fenced}", args[0].to_ascii_uppercase()).into());
     }
-    let reply = send(run, args);
+    let (reply, node) = send(run, args, on);
+    if let Some(node) = node {
+        // On a cluster the audit says which node each call ran on.
+        line = format!("{line} (on {node})");
+    }
     match (allowed.command.as_str(), &reply) {
         ("MULTI", Ok(_)) => run.in_multi = true,
         // Even an EXEC that fails (EXECABORT) ends the transaction.
@@ -286,6 +309,10 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
         Err(Failure::NoConnection) => {
             Err(format!("redis: target `{}` has no connection in this run", run.ctx.target).into())
         }
+        Err(Failure::NoRoute(error)) => {
+            run.record("redis", line, false, format!("failed: {error}"));
+            Err(format!("redis {}: {error}", args[0].to_ascii_uppercase()).into())
+        }
         Err(Failure::Command(error)) => {
             run.record("redis", line, false, format!("failed: {error}"));
             Err(format!("redis {}: {error}", args[0].to_ascii_uppercase()).into())
@@ -295,7 +322,7 @@ fn run_command(run: &mut RunState, args: &[String]) -> RhaiResult {
 
 /// `CONFIG SET maxmemory` is allowed within bounds of the memory the server
 /// uses now, so it is read now, just before the command goes.
-fn maxmemory_within_bounds(run: &mut RunState, bytes: u64) -> Result<(), policy::PolicyDenied> {
+fn maxmemory_within_bounds(run: &mut RunState, bytes: u64, on: Option<&str>) -> Result<(), policy::PolicyDenied> {
     let policy = run.ctx.policy.clone();
     let unreadable = |why: String| policy.maxmemory_unchecked(&why);
     if run.in_multi {
@@ -303,11 +330,11 @@ fn maxmemory_within_bounds(run: &mut RunState, bytes: u64) -> Result<(), policy:
             "inside MULTI the memory in use cannot be read; set maxmemory outside the transaction".into(),
         ));
     }
-    let info = match send(run, &["INFO".to_owned(), "memory".to_owned()]) {
+    let info = match send(run, &["INFO".to_owned(), "memory".to_owned()], on).0 {
         Ok(::redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
         Ok(::redis::Value::VerbatimString { text, .. }) => text,
         Ok(other) => return Err(unreadable(format!("INFO memory answered {other:?}"))),
-        Err(Failure::Connect(e) | Failure::Command(e)) => {
+        Err(Failure::Connect(e) | Failure::Command(e) | Failure::NoRoute(e)) => {
             return Err(unreadable(format!("INFO memory failed: {e}")));
         }
         Err(Failure::NoConnection) => return Err(unreadable("the run has no connection".into())),
@@ -326,15 +353,37 @@ enum Failure {
     Connect(String),
     /// The server's error or the connection's (redacted), or a scripted one.
     Command(String),
+    /// On a cluster: no node to send it to.
+    NoRoute(String),
 }
 
-/// Sends a command the policy allowed: to the target, or to the scripted
+/// Sends a command the policy allowed: to the target (on a cluster, to the
+/// node its key or `on` names, which is returned too), or to the scripted
 /// world of `redops test`.
-fn send(run: &mut RunState, args: &[String]) -> Result<::redis::Value, Failure> {
-    if let Some(world) = run.ctx.scripted.clone() {
-        return world.redis(args).map_err(Failure::Command);
-    }
+fn send(run: &mut RunState, args: &[String], on: Option<&str>) -> (Result<::redis::Value, Failure>, Option<String>) {
     let timeout = run.ctx.command_timeout.min(run.remaining());
+    // A cluster's route asks the scripted world itself, when there is one.
+    if let Some(route) = run.cluster.as_mut() {
+        use crate::playbooks::cluster_route::RouteError;
+        let (reply, node) = route.send(args, on, timeout);
+        let reply = reply.map_err(|e| match e {
+            RouteError::NoRoute(e) => Failure::NoRoute(e),
+            RouteError::Connect(e) => Failure::Connect(e),
+            RouteError::Command(e) => Failure::Command(e),
+        });
+        return (reply, node);
+    }
+    if let Some(world) = run.ctx.scripted.clone() {
+        return (world.redis(args).map_err(Failure::Command), None);
+    }
+    (send_to_target(run, args, timeout), None)
+}
+
+fn send_to_target(
+    run: &mut RunState,
+    args: &[String],
+    timeout: std::time::Duration,
+) -> Result<::redis::Value, Failure> {
     if run.conn.is_none() {
         let Some(info) = &run.ctx.connection else {
             return Err(Failure::NoConnection);
