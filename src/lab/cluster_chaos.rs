@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use super::chaos::ChaosOutcome;
 use super::cluster_state::{NodeLine, cluster_nodes, masters, shard_name, wait_cluster_ok};
 use super::process::{LabError, signal};
-use super::topology::{LabState, connect};
+use super::topology::{LabState, connect, synced_master, wait_for};
 
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
+/// Past Redis's manual failover timeout (5 s).
+const MANUAL_FAILOVER_WAIT: Duration = Duration::from_secs(6);
 
 /// The shard of slot 0 per the first node that answers: its master and a
 /// replica that is not down.
@@ -44,10 +46,10 @@ fn first_shard(state: &LabState) -> Result<(NodeLine, Option<NodeLine>), LabErro
 
 /// Waits until every node in `addrs` that answers names a master other than
 /// `old` for `slots`, and returns it.
-fn wait_new_master(addrs: &[String], old: &NodeLine) -> Result<String, LabError> {
+fn wait_new_master(addrs: &[String], old: &NodeLine, timeout: Duration) -> Result<String, LabError> {
     let shard = shard_name(&old.slots);
     let mut new_master = String::new();
-    super::topology::wait_for(FAILOVER_WAIT, || {
+    wait_for(timeout, || {
         let mut named = Vec::new();
         for addr in addrs {
             let Ok(nodes) = cluster_nodes(addr) else { continue };
@@ -67,10 +69,21 @@ fn wait_new_master(addrs: &[String], old: &NodeLine) -> Result<String, LabError>
     })
     .map_err(|e| LabError::NoClusterFailover {
         shard: shard.clone(),
-        timeout: FAILOVER_WAIT,
+        timeout,
         detail: e.to_string(),
     })?;
     Ok(new_master)
+}
+
+/// A manual failover waits for the replica to catch up with its master; one
+/// that has not synced yet (a master demoted a moment ago) never does, and
+/// an automatic one is slower to elect it.
+fn wait_synced(replica: &NodeLine, master: &NodeLine) -> Result<(), LabError> {
+    wait_for(FAILOVER_WAIT, || match synced_master(&replica.addr) {
+        Ok(Some(m)) if m == master.addr => Ok(()),
+        Ok(_) => Err(format!("{} has not synced with {}", replica.addr, master.addr)),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// `CLUSTER FAILOVER` on the replica of slot 0's shard: a manual failover
@@ -83,20 +96,38 @@ pub fn shard_failover(state: &LabState) -> Result<ChaosOutcome, LabError> {
         timeout: Duration::ZERO,
         detail: format!("master {} has no replica up to promote", master.addr),
     })?;
+    wait_synced(&replica, &master)?;
     let started = Instant::now();
     let mut conn = connect(&replica.addr).map_err(LabError::redis(format!(
         "Failed to connect to the replica {}",
         replica.addr
     )))?;
-    redis::cmd("CLUSTER")
-        .arg("FAILOVER")
-        .query::<()>(&mut conn)
-        .map_err(LabError::redis(format!(
-            "Failed to run CLUSTER FAILOVER on {}",
-            replica.addr
-        )))?;
-    tracing::info!(shard = %shard, replica = %replica.addr, "Asked the replica to take over its shard");
-    let new_master = wait_new_master(&state.data_addrs(), &master)?;
+    // A master votes for a replica of the same shard once per two
+    // node timeouts: a failover right after another loses its election,
+    // and the replica gives up after 5 s. Asking again wins the next one.
+    let mut first = true;
+    let new_master = loop {
+        let asked = redis::cmd("CLUSTER").arg("FAILOVER").query::<()>(&mut conn);
+        match asked {
+            Err(e) if first => {
+                return Err(LabError::redis(format!(
+                    "Failed to run CLUSTER FAILOVER on {}",
+                    replica.addr
+                ))(e));
+            }
+            // The last attempt may have won after all: the replica is a
+            // master now, and the wait below sees it.
+            Err(e) => tracing::info!(error = %e, "CLUSTER FAILOVER refused on a retry"),
+            Ok(()) => {}
+        }
+        first = false;
+        tracing::info!(shard = %shard, replica = %replica.addr, "Asked the replica to take over its shard");
+        match wait_new_master(&state.data_addrs(), &master, MANUAL_FAILOVER_WAIT) {
+            Ok(new_master) => break new_master,
+            Err(e) if started.elapsed() >= FAILOVER_WAIT => return Err(e),
+            Err(e) => tracing::info!(error = %e, "The manual failover did not happen, asking again"),
+        }
+    };
     wait_cluster_ok(&state.data_addrs(), FAILOVER_WAIT)?;
     Ok(ChaosOutcome::ShardFailover {
         shard,
@@ -110,8 +141,12 @@ pub fn shard_failover(state: &LabState) -> Result<ChaosOutcome, LabError> {
 /// after `cluster-node-timeout`. The node stays down: `redops lab up`
 /// restarts it, and it rejoins as a replica.
 pub fn node_down(state: &LabState) -> Result<ChaosOutcome, LabError> {
-    let (master, _) = first_shard(state)?;
+    let (master, replica) = first_shard(state)?;
     let shard = shard_name(&master.slots);
+    // Without a synced replica the kill is an outage, not a failover.
+    if let Some(replica) = &replica {
+        wait_synced(replica, &master)?;
+    }
     let node = state
         .data_nodes()
         .find(|n| n.addr() == master.addr)
@@ -128,7 +163,7 @@ pub fn node_down(state: &LabState) -> Result<ChaosOutcome, LabError> {
         thread::sleep(Duration::from_millis(20));
     }
     let others: Vec<String> = state.data_addrs().into_iter().filter(|a| *a != master.addr).collect();
-    let new_master = wait_new_master(&others, &master)?;
+    let new_master = wait_new_master(&others, &master, FAILOVER_WAIT)?;
     wait_cluster_ok(&others, FAILOVER_WAIT)?;
     Ok(ChaosOutcome::NodeDown {
         killed: master.addr,
