@@ -89,13 +89,19 @@ fn wait_synced(replica: &NodeLine, master: &NodeLine) -> Result<(), LabError> {
 /// `CLUSTER FAILOVER` on the replica of slot 0's shard: a manual failover
 /// that loses no write, the old master becomes its replica.
 pub fn shard_failover(state: &LabState) -> Result<ChaosOutcome, LabError> {
-    let (master, replica) = first_shard(state)?;
-    let shard = shard_name(&master.slots);
-    let replica = replica.ok_or_else(|| LabError::NoClusterFailover {
-        shard: shard.clone(),
-        timeout: Duration::ZERO,
-        detail: format!("master {} has no replica up to promote", master.addr),
+    // A node that was down a moment ago may still be flagged so: wait for a
+    // replica every node sees up rather than fail at once.
+    let mut found = None;
+    wait_for(FAILOVER_WAIT, || match first_shard(state) {
+        Ok((master, Some(replica))) => {
+            found = Some((master, replica));
+            Ok(())
+        }
+        Ok((master, None)) => Err(format!("master {} has no replica up to promote", master.addr)),
+        Err(e) => Err(e.to_string()),
     })?;
+    let (master, replica) = found.expect("set when wait_for succeeds");
+    let shard = shard_name(&master.slots);
     wait_synced(&replica, &master)?;
     let started = Instant::now();
     let mut conn = connect(&replica.addr).map_err(LabError::redis(format!(

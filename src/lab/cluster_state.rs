@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::process::LabError;
-use super::topology::{CONFIG_FILE, connect, info_field, wait_for};
+use super::topology::{CONFIG_FILE, connect, info_field, synced_master, wait_for};
 
 /// The `[[cluster]]` name in the lab's config: node targets are `lab/<addr>`.
 pub const CLUSTER_NAME: &str = "lab";
@@ -20,6 +20,8 @@ pub const CLUSTER_NAME: &str = "lab";
 pub struct NodeLine {
     pub id: String,
     pub addr: String,
+    /// The line of the node that answered.
+    pub myself: bool,
     pub master: bool,
     pub master_id: Option<String>,
     /// Flagged `fail` or `fail?`.
@@ -46,6 +48,7 @@ pub fn parse_node_lines(text: &str) -> Vec<NodeLine> {
             Some(NodeLine {
                 id: f[0].to_owned(),
                 addr: f[1].split(['@', ',']).next().unwrap_or("").to_owned(),
+                myself: flags.contains(&"myself"),
                 master: flags.contains(&"master"),
                 master_id: (f[3] != "-").then(|| f[3].to_owned()),
                 down: flags.iter().any(|fl| *fl == "fail" || *fl == "fail?"),
@@ -104,17 +107,32 @@ pub fn cluster_state(addrs: &[String]) -> Option<(bool, Vec<String>)> {
 }
 
 /// Waits until every node of `addrs` that answers reports `cluster_state:ok`,
-/// and each one sees every slot served by a master that is not down.
+/// sees every slot served by a master that is not down, and is itself a
+/// master with slots or a replica that has synced: a node restarted from
+/// its nodes.conf starts as a master without slots until it learns it was
+/// replaced, and cannot take over before it has synced.
 pub fn wait_cluster_ok(addrs: &[String], timeout: Duration) -> Result<(), LabError> {
     wait_for(timeout, || {
-        let mut answered = 0;
-        for addr in addrs {
-            let Ok(ok) = state_ok(addr) else { continue };
-            answered += 1;
+        let answering: Vec<(&String, bool)> = addrs
+            .iter()
+            .filter_map(|addr| state_ok(addr).ok().map(|ok| (addr, ok)))
+            .collect();
+        if answering.is_empty() {
+            return Err("no node answers".to_string());
+        }
+        for &(addr, ok) in &answering {
             if !ok {
                 return Err(format!("{addr} reports cluster_state:fail"));
             }
             let nodes = cluster_nodes(addr)?;
+            // A node flagged fail while it answers is cleared by gossip in a
+            // moment; until then it is no candidate for a failover.
+            if let Some(flagged) = nodes
+                .iter()
+                .find(|n| n.down && answering.iter().any(|(a, _)| **a == n.addr))
+            {
+                return Err(format!("{addr} still flags {} down", flagged.addr));
+            }
             let served: u32 = masters(&nodes)
                 .iter()
                 .flat_map(|m| &m.slots)
@@ -123,9 +141,15 @@ pub fn wait_cluster_ok(addrs: &[String], timeout: Duration) -> Result<(), LabErr
             if served != 16384 {
                 return Err(format!("{addr} sees {served} of 16384 slots served"));
             }
-        }
-        if answered == 0 {
-            return Err("no node answers".to_string());
+            match nodes.iter().find(|n| n.myself) {
+                Some(me) if me.master && me.slots.is_empty() => {
+                    return Err(format!("{addr} is a master without slots"));
+                }
+                Some(me) if !me.master && !matches!(synced_master(addr), Ok(Some(_))) => {
+                    return Err(format!("replica {addr} has not synced"));
+                }
+                _ => {}
+            }
         }
         Ok(())
     })
