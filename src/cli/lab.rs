@@ -1,5 +1,6 @@
 //! `redops lab up|down|status|chaos`: a local master, replica and three
-//! Sentinels from the `redis-server` on the PATH, to try redops on.
+//! Sentinels, or with `up --cluster` a Redis Cluster of three masters and
+//! three replicas, from the `redis-server` on the PATH, to try redops on.
 //!
 //! Progress goes to stderr (the log), results to stdout.
 
@@ -11,7 +12,7 @@ use clap::Subcommand;
 use super::EXIT_FAILED;
 use crate::lab::chaos::{self, ChaosKind, ChaosOutcome};
 use crate::lab::process::LabError;
-use crate::lab::topology::{self, DEFAULT_LAB_DIR, LabState, LabStatus, UpChange};
+use crate::lab::topology::{self, DEFAULT_LAB_DIR, LabKind, LabState, LabStatus, UpChange};
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -25,7 +26,11 @@ pub struct LabArgs {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Start the lab, or restart what is down; write its rules, playbooks and redops.toml.
-    Up,
+    Up {
+        /// A Redis Cluster (3 masters, 3 replicas) instead of the Sentinel lab.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Stop every process of the lab.
     Down,
     /// Show each process and the master the Sentinels name; exit 1 if any is down.
@@ -44,7 +49,7 @@ pub enum LabCommand {
 pub fn lab(args: LabArgs) -> ExitCode {
     let dir = args.dir.as_path();
     let result = match args.command {
-        LabCommand::Up => up(dir),
+        LabCommand::Up { cluster } => up(dir, cluster.then_some(LabKind::Cluster)),
         LabCommand::Down => down(dir),
         LabCommand::Status { json } => status(dir, json),
         LabCommand::Chaos { kind } => cause(dir, kind),
@@ -55,8 +60,8 @@ pub fn lab(args: LabArgs) -> ExitCode {
     })
 }
 
-fn up(dir: &Path) -> Result<ExitCode, LabError> {
-    let lab = topology::up(dir)?;
+fn up(dir: &Path, want: Option<LabKind>) -> Result<ExitCode, LabError> {
+    let lab = topology::up(dir, want)?;
     match &lab.change {
         UpChange::AlreadyUp => println!("The lab in {} is already up", dir.display()),
         UpChange::Restarted(names) => println!("Restarted {} in {}", names.join(", "), dir.display()),
@@ -71,8 +76,17 @@ fn up(dir: &Path) -> Result<ExitCode, LabError> {
     } else {
         format!(" --lab-dir {}", dir.display())
     };
-    println!("Next:   redops run --lab{lab_dir}");
-    println!("        redops sentinel validate --lab{lab_dir}   (or status, alerts list, playbook run, ...)");
+    match lab.state.kind {
+        LabKind::Sentinel => {
+            println!("Next:   redops run --lab{lab_dir}");
+            println!("        redops sentinel validate --lab{lab_dir}   (or status, alerts list, playbook run, ...)");
+        }
+        LabKind::Cluster => {
+            println!("Next:   redops run --lab --cluster{lab_dir}");
+            println!("        redops cluster validate --lab{lab_dir}   (or cluster status, status, ...)");
+            println!("        {}   (or node-down)", lab_command(dir, "chaos shard-failover"));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -93,8 +107,11 @@ fn status(dir: &Path, json: bool) -> Result<ExitCode, LabError> {
         None if json => LabStatus {
             dir: dir.to_path_buf(),
             config: dir.join(topology::CONFIG_FILE),
+            kind: LabKind::default(),
             up: false,
             master: None,
+            cluster_state_ok: None,
+            masters: Vec::new(),
             nodes: Vec::new(),
         },
         None => {
@@ -137,16 +154,22 @@ fn cause(dir: &Path, kind: ChaosKind) -> Result<ExitCode, LabError> {
     };
     let outcome = chaos::chaos(&mut state, kind)?;
     println!("{outcome}");
-    if let ChaosOutcome::Outage { .. } = outcome {
+    if let ChaosOutcome::Outage { .. } | ChaosOutcome::NodeDown { .. } = outcome {
         println!("Bring them back with `{}`", lab_command(dir, "up"));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_nodes(status: &LabStatus) {
-    match &status.master {
-        Some(master) => println!("Master (per Sentinel): {master}"),
-        None => println!("Master (per Sentinel): unknown, no Sentinel answers"),
+    match (status.kind, &status.master, status.cluster_state_ok) {
+        (LabKind::Sentinel, Some(master), _) => println!("Master (per Sentinel): {master}"),
+        (LabKind::Sentinel, None, _) => println!("Master (per Sentinel): unknown, no Sentinel answers"),
+        (LabKind::Cluster, _, Some(ok)) => println!(
+            "Cluster state: {}, masters: {}",
+            if ok { "ok" } else { "fail" },
+            status.masters.join(", ")
+        ),
+        (LabKind::Cluster, _, None) => println!("Cluster state: unknown, no node answers"),
     }
     for node in &status.nodes {
         let role = node.role.as_deref().unwrap_or("DOWN");

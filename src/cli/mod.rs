@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod analyze;
 pub mod backup;
 pub mod check;
+pub mod cluster;
 pub mod completions;
 pub mod config_arg;
 pub mod lab;
@@ -50,10 +51,12 @@ pub enum Command {
     Run(run::RunArgs),
     /// Validate the config, every rule and every playbook.
     Check(check::CheckArgs),
-    /// A local master, replica and three Sentinels to try redops on.
+    /// A local master, replica and three Sentinels (or, with --cluster, a Redis Cluster) to try redops on.
     Lab(lab::LabArgs),
     /// The Sentinel groups as their Sentinels see them.
     Sentinel(sentinel::SentinelArgs),
+    /// The Redis Clusters: shards, masters, replicas, slots; `validate` names what is wrong.
+    Cluster(cluster::ClusterArgs),
     /// Run rule and playbook unit tests in virtual time, without Redis.
     Test(test::Args),
     /// Run one playbook by hand.
@@ -106,6 +109,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Lab(args) => lab::lab(args),
         Command::Sentinel(args) => sentinel::sentinel(args),
+        Command::Cluster(args) => cluster::cluster(args),
         Command::Test(args) => test::main(args),
         Command::Playbook(args) => playbook::main(args),
         Command::Runs(args) => runs::main(args),

@@ -14,13 +14,21 @@ pub struct RunArgs {
     /// Record playbook side effects instead of performing them.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --lab: bring up (or use) the Redis Cluster lab, `redops lab up --cluster`.
+    #[arg(long, requires = "lab")]
+    pub cluster: bool,
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
     // `--lab` here brings the lab up if it is not, and runs on it with the
     // shipped rules and playbooks.
-    let config_path = match args.config.resolve_starting_lab() {
-        Ok(resolved) => resolved.path,
+    let resolved = if args.cluster {
+        start_cluster_lab(&args.config)
+    } else {
+        args.config.resolve_starting_lab().map(|r| r.path)
+    };
+    let config_path = match resolved {
+        Ok(path) => path,
         Err(code) => return code,
     };
     let loaded = match crate::loader::load(&config_path) {
@@ -58,4 +66,15 @@ pub fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// `run --lab --cluster`: `redops lab up --cluster`, then the lab's config.
+fn start_cluster_lab(config: &ConfigArg) -> Result<std::path::PathBuf, ExitCode> {
+    eprintln!("redops: bringing the cluster lab up in {}", config.lab_dir.display());
+    crate::lab::topology::up(&config.lab_dir, Some(crate::lab::topology::LabKind::Cluster))
+        .map(|lab| lab.config)
+        .map_err(|e| {
+            eprintln!("redops: cannot bring the cluster lab up: {e}");
+            ExitCode::from(EXIT_FAILED)
+        })
 }

@@ -1,7 +1,8 @@
 //! `redops status`: the guide's `health_check --component redis`. Per
 //! target: role, memory %, hit ratio, fragmentation, clients, ops/s, the
 //! age of the last backup and the firing alerts, each judged by the guide's
-//! thresholds. Exit 1 if anything is critical.
+//! thresholds; per Redis Cluster: its state, shards and problems. Exit 1
+//! if anything is critical.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -77,6 +78,13 @@ pub fn main(args: Args) -> ExitCode {
         }
         out
     });
+    let clusters: Vec<super::cluster::ClusterReport> = runtime.block_on(async {
+        let mut out = Vec::new();
+        for c in &config.clusters {
+            out.push(super::cluster::report(c.clone(), timeout, false).await);
+        }
+        out
+    });
     let store = crate::store::Store::open(&config.engine.state_dir).ok();
     let firing = store
         .clone()
@@ -128,13 +136,27 @@ pub fn main(args: Args) -> ExitCode {
             "firing_alerts": alerts.iter().map(|a| json!({ "rule": a.rule, "severity": a.severity, "summary": a.summary })).collect::<Vec<_>>(),
         }));
     }
+    let mut cluster_report = Vec::new();
+    for c in &clusters {
+        let status = cluster_verdict(c);
+        overall = overall.max(status);
+        let mut entry = c.to_json();
+        entry["status"] = json!(status);
+        entry["firing_alerts"] = firing
+            .iter()
+            .filter(|a| a.target == c.name || a.target.starts_with(&format!("{}/", c.name)))
+            .map(|a| json!({ "target": a.target, "rule": a.rule, "severity": a.severity, "summary": a.summary }))
+            .collect();
+        cluster_report.push(entry);
+    }
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "status": overall, "targets": report })).unwrap_or_default()
+            serde_json::to_string_pretty(&json!({ "status": overall, "targets": report, "clusters": cluster_report }))
+                .unwrap_or_default()
         );
     } else {
-        print_report(&report, overall.as_str());
+        print_report(&report, &cluster_report, overall.as_str());
     }
     if overall == Status::Critical {
         ExitCode::from(EXIT_FAILED)
@@ -155,7 +177,69 @@ fn paint(status: &str, text: &str) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-fn print_report(report: &[serde_json::Value], overall: &str) {
+/// A cluster that refuses queries (state fail, slots without a master, no
+/// node answering) is critical; any other problem `validate` names, a warning.
+fn cluster_verdict(report: &super::cluster::ClusterReport) -> Status {
+    match &report.view {
+        Err(_) => Status::Critical,
+        Ok(view) if !view.info.state_ok || view.uncovered_slots() > 0 => Status::Critical,
+        Ok(_) if !report.problems.is_empty() => Status::Warning,
+        Ok(_) => Status::Ok,
+    }
+}
+
+fn print_clusters(clusters: &[serde_json::Value]) {
+    for c in clusters {
+        let status = c["status"].as_str().unwrap_or("?");
+        let view = &c["view"];
+        println!(
+            "{} cluster {}  state={}",
+            paint(status, &format!("[{}]", status.to_uppercase())),
+            c["cluster"].as_str().unwrap_or("?"),
+            match view["info"]["state_ok"].as_bool() {
+                Some(true) => "ok",
+                Some(false) => "fail",
+                None => "unknown",
+            }
+        );
+        if let Some(e) = c["error"].as_str() {
+            println!("    unreachable: {e}");
+            continue;
+        }
+        for shard in view["shards"].as_array().into_iter().flatten() {
+            let replicas: Vec<&str> = shard["replicas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .collect();
+            println!(
+                "    shard {:<14} master {:<21} replicas {}",
+                shard["name"].as_str().unwrap_or("?"),
+                shard["master"].as_str().unwrap_or("none"),
+                if replicas.is_empty() {
+                    "none".to_string()
+                } else {
+                    replicas.join(", ")
+                }
+            );
+        }
+        for p in c["problems"].as_array().into_iter().flatten() {
+            println!("    PROBLEM {}", p.as_str().unwrap_or(""));
+        }
+        for a in c["firing_alerts"].as_array().into_iter().flatten() {
+            println!(
+                "    FIRING {} {} on {}: {}",
+                a["severity"].as_str().unwrap_or(""),
+                a["rule"].as_str().unwrap_or(""),
+                a["target"].as_str().unwrap_or(""),
+                a["summary"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
+fn print_report(report: &[serde_json::Value], clusters: &[serde_json::Value], overall: &str) {
     for t in report {
         let status = t["status"].as_str().unwrap_or("?");
         println!(
@@ -202,5 +286,6 @@ fn print_report(report: &[serde_json::Value], overall: &str) {
             );
         }
     }
+    print_clusters(clusters);
     println!("overall: {}", paint(overall, overall));
 }

@@ -178,6 +178,135 @@ impl ClusterView {
     }
 }
 
+/// Fewer masters than this cannot lose one and keep a majority to agree on
+/// a failover.
+pub const MIN_MASTERS: usize = 3;
+
+impl ClusterView {
+    /// What `redops cluster validate` reports, one sentence each, naming
+    /// the shard or node: an empty list is a healthy cluster.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.info.state_ok {
+            problems.push(format!(
+                "cluster_state is fail (as {} sees it): the cluster refuses queries",
+                self.source
+            ));
+        }
+        // A failed master still lists its slots; nobody serves them either.
+        let masterless: u64 = self
+            .shards
+            .iter()
+            .filter(|s| s.master.is_none())
+            .flat_map(|s| &s.slots)
+            .map(|(a, b)| u64::from(b - a) + 1)
+            .sum();
+        let uncovered = self.uncovered_slots() + masterless;
+        if uncovered > 0 {
+            problems.push(format!(
+                "{uncovered} slot(s) uncovered: no master serves them, their keys cannot be read or written"
+            ));
+        }
+        if self.info.slots_fail > 0 {
+            problems.push(format!("{} slot(s) served by a failed master", self.info.slots_fail));
+        }
+        if self.info.slots_pfail > 0 {
+            problems.push(format!(
+                "{} slot(s) served by a master suspected down (pfail)",
+                self.info.slots_pfail
+            ));
+        }
+        let masters = self.shards.iter().filter(|s| !s.slots.is_empty()).count();
+        if masters < MIN_MASTERS {
+            problems.push(format!(
+                "only {masters} master(s) serve slots: run at least {MIN_MASTERS} so that one can fail and a majority still agrees on the failover"
+            ));
+        }
+        for shard in &self.shards {
+            problems.extend(self.shard_problems(shard));
+        }
+        for node in &self.nodes {
+            let what = match (node.role, &node.addr) {
+                (role, addr) if addr.is_empty() => format!("{} {} (no address)", role.as_str(), node.id),
+                (role, addr) => format!("{} {addr}", role.as_str()),
+            };
+            if node.fail() {
+                problems.push(format!("node {what} is down (fail)"));
+            } else if node.pfail() {
+                problems.push(format!("node {what} is suspected down (pfail)"));
+            }
+        }
+        problems
+    }
+
+    fn shard_problems(&self, shard: &ShardView) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Some(master) = &shard.master else {
+            problems.push(format!("shard {}: no master is up", shard.name));
+            return problems;
+        };
+        if shard.replicas.is_empty() {
+            problems.push(format!(
+                "shard {}: master {master} is without a replica: losing it loses the shard's slots",
+                shard.name
+            ));
+            return problems;
+        }
+        let down: Vec<&str> = shard
+            .replicas
+            .iter()
+            .filter(|r| self.node(r).is_some_and(|n| !n.is_up()))
+            .map(String::as_str)
+            .collect();
+        if down.len() == shard.replicas.len() {
+            problems.push(format!(
+                "shard {}: every replica is down ({}), master {master} is without a replica",
+                shard.name,
+                down.join(", ")
+            ));
+        }
+        problems
+    }
+
+    /// Where `other`, the same cluster as another node answered, disagrees
+    /// with this view on the shards' masters or on the cluster's state.
+    pub fn disagreements(&self, other: &ClusterView) -> Vec<String> {
+        let mut out = Vec::new();
+        let masters = |v: &ClusterView| -> BTreeMap<String, Option<String>> {
+            v.shards
+                .iter()
+                .filter(|s| !s.slots.is_empty())
+                .map(|s| (s.name.clone(), s.master.clone()))
+                .collect()
+        };
+        let (ours, theirs) = (masters(self), masters(other));
+        for (shard, master) in &theirs {
+            if let Some(our) = ours.get(shard)
+                && our != master
+            {
+                out.push(format!(
+                    "node {} says shard {shard}'s master is {}, node {} says {}",
+                    other.source,
+                    master.as_deref().unwrap_or("none"),
+                    self.source,
+                    our.as_deref().unwrap_or("none")
+                ));
+            }
+        }
+        if self.info.state_ok != other.info.state_ok {
+            let state = |ok: bool| if ok { "ok" } else { "fail" };
+            out.push(format!(
+                "node {} reports cluster_state:{}, node {} reports {}",
+                other.source,
+                state(other.info.state_ok),
+                self.source,
+                state(self.info.state_ok)
+            ));
+        }
+        out
+    }
+}
+
 /// Parses `CLUSTER NODES`.
 pub fn parse_nodes(text: &str) -> Vec<NodeView> {
     text.lines().filter_map(parse_node_line).collect()
@@ -428,6 +557,97 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,host-1 myself,mas
             ..Default::default()
         };
         assert_eq!(view.uncovered_slots(), 16383 - 10923 + 1);
+    }
+
+    fn healthy_view() -> ClusterView {
+        let text = NODES.replace("slave,fail?", "slave");
+        let nodes = parse_nodes(&text);
+        ClusterView {
+            source: "127.0.0.1:30001".into(),
+            info: ClusterInfo {
+                state_ok: true,
+                ..Default::default()
+            },
+            shards: shards_from_nodes(&nodes),
+            nodes,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_cluster_has_no_problem() {
+        assert_eq!(healthy_view().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn problems_name_the_shard_and_node() {
+        let view = ClusterView {
+            nodes: parse_nodes(NODES),
+            ..healthy_view()
+        };
+        let problems = view.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("shard 10923-16383") && p.contains("every replica is down")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("127.0.0.1:30006") && p.contains("pfail")),
+            "{problems:?}"
+        );
+
+        let text = NODES.replace(" 10923-16383", "");
+        let nodes = parse_nodes(&text);
+        let view = ClusterView {
+            info: ClusterInfo::default(),
+            shards: shards_from_nodes(&nodes),
+            nodes,
+            ..healthy_view()
+        };
+        let problems = view.problems().join("\n");
+        assert!(problems.contains("cluster_state is fail"), "{problems}");
+        assert!(problems.contains("5461 slot(s) uncovered"), "{problems}");
+        assert!(problems.contains("only 2 master(s)"), "{problems}");
+    }
+
+    #[test]
+    fn a_master_without_replica_is_a_problem() {
+        let text: String = NODES
+            .lines()
+            .filter(|l| !l.starts_with("07c37dfe"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replace("slave,fail?", "slave");
+        let nodes = parse_nodes(&text);
+        let view = ClusterView {
+            shards: shards_from_nodes(&nodes),
+            nodes,
+            ..healthy_view()
+        };
+        assert_eq!(
+            view.problems(),
+            vec!["shard 0-5460: master 127.0.0.1:30001 is without a replica: losing it loses the shard's slots"]
+        );
+    }
+
+    #[test]
+    fn views_that_disagree_on_a_master_say_so() {
+        let ours = healthy_view();
+        let mut theirs = healthy_view();
+        theirs.source = "127.0.0.1:30002".into();
+        assert!(ours.disagreements(&theirs).is_empty());
+        theirs.shards[0].master = Some("127.0.0.1:30004".into());
+        theirs.info.state_ok = false;
+        let found = ours.disagreements(&theirs);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("shard 0-5460's master is 127.0.0.1:30004"),
+            "{found:?}"
+        );
+        assert!(found[1].contains("cluster_state:fail"), "{found:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `redops lab chaos`: the incidents the shipped rules detect, caused on a
 //! running lab. Each works on the current master, as the Sentinels name it,
-//! so they still work after a failover.
+//! so they still work after a failover; `shard-failover` and `node-down`
+//! are a cluster lab's ([`super::cluster_chaos`]).
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -8,8 +9,9 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::cluster_chaos;
 use super::process::{LabError, signal};
-use super::topology::{LabState, MAXMEMORY, ask_master, connect, info_field, synced_master, wait_for};
+use super::topology::{LabKind, LabState, MAXMEMORY, ask_master, connect, info_field, synced_master, wait_for};
 
 /// `memory` stops here: past the shipped `memory_critical` threshold (85 %).
 const FILL_PCT: u64 = 90;
@@ -33,6 +35,31 @@ pub enum ChaosKind {
     Failover,
     /// Kill the master and the replica; `redops lab up` brings them back.
     Outage,
+    /// Cluster lab: CLUSTER FAILOVER on a replica; it takes over its shard.
+    ShardFailover,
+    /// Cluster lab: kill a master; the cluster promotes its replica; `redops lab up` restarts it.
+    NodeDown,
+}
+
+impl ChaosKind {
+    fn name(self) -> &'static str {
+        match self {
+            ChaosKind::Memory => "memory",
+            ChaosKind::Evictions => "evictions",
+            ChaosKind::Failover => "failover",
+            ChaosKind::Outage => "outage",
+            ChaosKind::ShardFailover => "shard-failover",
+            ChaosKind::NodeDown => "node-down",
+        }
+    }
+
+    /// The lab this incident needs.
+    fn lab(self) -> LabKind {
+        match self {
+            ChaosKind::ShardFailover | ChaosKind::NodeDown => LabKind::Cluster,
+            _ => LabKind::Sentinel,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +87,18 @@ pub enum ChaosOutcome {
     Outage {
         killed: Vec<String>,
     },
+    ShardFailover {
+        shard: String,
+        old_master: String,
+        new_master: String,
+        took: Duration,
+    },
+    NodeDown {
+        killed: String,
+        shard: String,
+        new_master: String,
+        took: Duration,
+    },
 }
 
 /// Causes `kind` on the lab, which must be up. `failover` saves the old
@@ -69,7 +108,16 @@ pub fn chaos(state: &mut LabState, kind: ChaosKind) -> Result<ChaosOutcome, LabE
     if !down.is_empty() {
         return Err(LabError::NotUp { down: down.join(", ") });
     }
+    if kind.lab() != state.kind {
+        return Err(LabError::ChaosNotForLab {
+            chaos: kind.name().to_string(),
+            needs: kind.lab().as_str().to_string(),
+            lab: state.kind.as_str().to_string(),
+        });
+    }
     match kind {
+        ChaosKind::ShardFailover => cluster_chaos::shard_failover(state),
+        ChaosKind::NodeDown => cluster_chaos::node_down(state),
         ChaosKind::Memory => fill_memory(state),
         ChaosKind::Evictions => evict(state),
         ChaosKind::Failover => fail_over(state),
@@ -314,6 +362,26 @@ impl fmt::Display for ChaosOutcome {
                     write!(f, "Restarted {old_master}: it has not synced with {new_master} yet")
                 }
             }
+            ChaosOutcome::ShardFailover {
+                shard,
+                old_master,
+                new_master,
+                took,
+            } => write!(
+                f,
+                "Shard {shard} failed over in {:.1}s: the master is now {new_master}, {old_master} is its replica",
+                took.as_secs_f64()
+            ),
+            ChaosOutcome::NodeDown {
+                killed,
+                shard,
+                new_master,
+                took,
+            } => write!(
+                f,
+                "Killed the master {killed} of shard {shard}\nThe cluster promoted {new_master} in {:.1}s",
+                took.as_secs_f64()
+            ),
             ChaosOutcome::Outage { killed } => {
                 write!(
                     f,

@@ -3,14 +3,21 @@
 //! `CLUSTER REPLICATE` (no `redis-cli --cluster`).
 //!
 //! [`ClusterLab::start`] owns its processes: dropping it kills them, as
-//! tests want.
+//! tests want. `redops lab up --cluster` starts one with
+//! [`ClusterLab::start_detachable`] and [`ClusterLab::detach`]es it into a
+//! [`LabState`] (see [`super::cluster_state`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::process::{LabError, RedisProcess, RedisSpec, free_port};
-use super::topology::{connect, info_field, wait_for};
+use super::topology::{LabKind, LabNode, LabState, NodeKind, connect, info_field, wait_for};
+
+/// The lab's shape: three masters, so that one can fail and a majority
+/// still agrees on the failover, each with one replica to promote.
+pub const LAB_MASTERS: usize = 3;
+pub const LAB_REPLICAS_PER_MASTER: usize = 1;
 
 pub const SLOTS: u16 = 16384;
 /// Long enough that a busy test machine does not fail over by itself, short
@@ -45,6 +52,48 @@ impl ClusterLab {
         customize: impl Fn(RedisSpec) -> RedisSpec,
     ) -> Result<ClusterLab, LabError> {
         Self::launch(dir, masters, replicas, customize)
+    }
+
+    /// The lab's cluster ([`LAB_MASTERS`] masters with
+    /// [`LAB_REPLICAS_PER_MASTER`] replica each), every node in its own
+    /// process group so that it outlives the command that started it.
+    pub fn start_detachable(dir: &Path) -> Result<ClusterLab, LabError> {
+        Self::launch(dir, LAB_MASTERS, LAB_REPLICAS_PER_MASTER, |spec| {
+            spec.in_own_process_group(true)
+        })
+    }
+
+    /// Lets every node outlive this value and records them in
+    /// `<dir>/lab.json` as `master-N` and `replica-N` (of `master-N`): the
+    /// roles at start.
+    pub fn detach(self) -> Result<LabState, LabError> {
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (i, process) in self.nodes.iter().enumerate() {
+            let name = match self.replica_of[i] {
+                None => format!("master-{}", i + 1),
+                Some(master) => {
+                    let n = self.replica_of[..i].iter().filter(|m| **m == Some(master)).count();
+                    match n {
+                        0 => format!("replica-{}", master + 1),
+                        n => format!("replica-{}-{}", master + 1, n + 1),
+                    }
+                }
+            };
+            nodes.push(LabNode {
+                name,
+                kind: NodeKind::Redis,
+                port: process.port(),
+                pid: process.pid().ok_or(LabError::NotRunning { port: process.port() })?,
+                dir: process.dir().to_path_buf(),
+            });
+        }
+        let state = LabState::new(&self.dir, LabKind::Cluster, nodes);
+        // Saved before letting go, so a failed write still kills the processes.
+        state.save()?;
+        for process in self.nodes {
+            process.detach();
+        }
+        Ok(state)
     }
 
     fn launch(

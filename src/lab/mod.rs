@@ -2,6 +2,8 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod cluster_chaos;
+pub mod cluster_state;
 pub mod embedded;
 pub mod process;
 pub mod topology;

@@ -93,6 +93,23 @@ pub enum LabError {
 
     #[error("Sentinel did not fail over from {master} within {timeout:?}")]
     NoFailover { master: String, timeout: Duration },
+
+    #[error("A {running} lab runs in {}: stop it with `redops lab down` before starting a {wanted} lab there, or use another --dir", dir.display())]
+    OtherLab {
+        dir: PathBuf,
+        running: String,
+        wanted: String,
+    },
+
+    #[error("`chaos {chaos}` needs a {needs} lab; this is a {lab} lab")]
+    ChaosNotForLab { chaos: String, needs: String, lab: String },
+
+    #[error("The cluster did not fail over shard {shard} within {timeout:?}: {detail}")]
+    NoClusterFailover {
+        shard: String,
+        timeout: Duration,
+        detail: String,
+    },
 }
 
 impl LabError {

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::cluster::ClusterLab;
+use super::cluster_state;
 use super::embedded;
 use super::process::{LabError, RedisProcess, RedisSpec, STOP_GRACE, signal};
 
@@ -33,6 +35,26 @@ const SENTINELS: usize = 3;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
+
+/// Which lab a directory holds: the Sentinel lab, or a Redis Cluster lab
+/// ([`super::cluster_state`]). lab.json files written before clusters are
+/// Sentinel labs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabKind {
+    #[default]
+    Sentinel,
+    Cluster,
+}
+
+impl LabKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabKind::Sentinel => "sentinel",
+            LabKind::Cluster => "cluster",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -197,11 +219,7 @@ impl Topology {
                 dir: process.dir().to_path_buf(),
             });
         }
-        let state = LabState {
-            dir: self.dir.clone(),
-            master_name: MASTER_NAME.to_string(),
-            nodes,
-        };
+        let state = LabState::new(&self.dir, LabKind::Sentinel, nodes);
         // Saved before letting go, so a failed write still kills the processes.
         state.save()?;
         let Topology {
@@ -223,6 +241,8 @@ impl Topology {
 pub struct LabState {
     #[serde(skip)]
     dir: PathBuf,
+    #[serde(default)]
+    pub kind: LabKind,
     pub master_name: String,
     /// Data nodes first, then Sentinels. Names are the roles at start; the
     /// current role is in [`LabState::status`].
@@ -283,10 +303,17 @@ impl LabNode {
 pub struct LabStatus {
     pub dir: PathBuf,
     pub config: PathBuf,
+    pub kind: LabKind,
     /// Every node answers.
     pub up: bool,
-    /// The master per the Sentinels; `None` if none answers.
+    /// The master per the Sentinels; `None` if none answers (and in a cluster lab).
     pub master: Option<String>,
+    /// A cluster lab's `cluster_state` per the first node that answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_state_ok: Option<bool>,
+    /// A cluster lab's masters, in slot order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<String>,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -302,6 +329,18 @@ pub struct NodeStatus {
 }
 
 impl LabState {
+    pub(crate) fn new(dir: &Path, kind: LabKind, nodes: Vec<LabNode>) -> LabState {
+        LabState {
+            dir: dir.to_path_buf(),
+            kind,
+            master_name: match kind {
+                LabKind::Sentinel => MASTER_NAME.to_string(),
+                LabKind::Cluster => String::new(),
+            },
+            nodes,
+        }
+    }
+
     /// `Ok(None)` when `dir` holds no lab.
     pub fn load(dir: &Path) -> Result<Option<LabState>, LabError> {
         let path = dir.join(STATE_FILE);
@@ -339,6 +378,10 @@ impl LabState {
 
     pub fn data_nodes(&self) -> impl Iterator<Item = &LabNode> {
         self.nodes.iter().filter(|n| n.kind == NodeKind::Redis)
+    }
+
+    pub fn data_addrs(&self) -> Vec<String> {
+        self.data_nodes().map(LabNode::addr).collect()
     }
 
     pub fn sentinel_addrs(&self) -> Vec<String> {
@@ -379,11 +422,21 @@ impl LabState {
                 }
             })
             .collect();
+        let (master, cluster_state_ok, masters) = match self.kind {
+            LabKind::Sentinel => (self.master_addr().ok(), None, Vec::new()),
+            LabKind::Cluster => match cluster_state::cluster_state(&self.data_addrs()) {
+                Some((ok, masters)) => (None, Some(ok), masters),
+                None => (None, None, Vec::new()),
+            },
+        };
         LabStatus {
             dir: self.dir.clone(),
             config: self.config_path(),
+            kind: self.kind,
             up: nodes.iter().all(|n| n.up),
-            master: self.master_addr().ok(),
+            master,
+            cluster_state_ok,
+            masters,
             nodes,
         }
     }
@@ -398,8 +451,11 @@ impl LabState {
             tracing::info!(node = %name, "Restarted");
         }
         if !down.is_empty() {
-            let data_nodes: Vec<String> = self.data_nodes().map(LabNode::addr).collect();
-            wait_settled(&self.sentinel_addrs(), &data_nodes)?;
+            match self.kind {
+                LabKind::Sentinel => wait_settled(&self.sentinel_addrs(), &self.data_addrs())?,
+                // A node restarted from its nodes.conf rejoins by itself.
+                LabKind::Cluster => cluster_state::wait_cluster_ok(&self.data_addrs(), SETTLE_TIMEOUT * 2)?,
+            }
         }
         Ok(down)
     }
@@ -452,7 +508,10 @@ impl LabState {
     }
 
     pub fn write_config(&self) -> Result<PathBuf, LabError> {
-        write_config(&self.dir, &self.sentinel_addrs())
+        match self.kind {
+            LabKind::Sentinel => write_config(&self.dir, &self.sentinel_addrs()),
+            LabKind::Cluster => cluster_state::write_config(&self.dir, &self.data_addrs()),
+        }
     }
 }
 
@@ -477,9 +536,29 @@ pub struct LabUp {
 /// intact), or starts a fresh one when there is none or a restart fails.
 /// Then writes the shipped rules and playbooks and `redops.toml`, so an
 /// upgraded binary updates them.
-pub fn up(dir: &Path) -> Result<LabUp, LabError> {
+///
+/// `want` is the kind of lab asked for; `None` takes the lab the directory
+/// holds, a Sentinel lab when it holds none. A lab of the other kind is
+/// an error rather than stopped: it may hold someone's experiment.
+pub fn up(dir: &Path, want: Option<LabKind>) -> Result<LabUp, LabError> {
     fs::create_dir_all(dir).map_err(LabError::io(format!("Failed to create {}", dir.display())))?;
-    let (state, change) = match LabState::load(dir)? {
+    let existing = LabState::load(dir)?;
+    let kind = match (&existing, want) {
+        (Some(state), Some(want)) if state.kind != want => {
+            return Err(LabError::OtherLab {
+                dir: dir.to_path_buf(),
+                running: state.kind.as_str().to_string(),
+                wanted: want.as_str().to_string(),
+            });
+        }
+        (Some(state), _) => state.kind,
+        (None, want) => want.unwrap_or_default(),
+    };
+    let start_fresh = |dir: &Path| match kind {
+        LabKind::Sentinel => Topology::start_detachable(dir)?.detach(),
+        LabKind::Cluster => ClusterLab::start_detachable(dir)?.detach(),
+    };
+    let (state, change) = match existing {
         Some(state) if state.is_up() => (state, UpChange::AlreadyUp),
         Some(mut state) => match state.restart_down() {
             // Down a moment ago, answering now: nothing was restarted.
@@ -489,10 +568,10 @@ pub fn up(dir: &Path) -> Result<LabUp, LabError> {
             Err(e) => {
                 tracing::warn!(error = %e, "Failed to restart the lab, starting a fresh one");
                 state.stop()?;
-                (Topology::start_detachable(dir)?.detach()?, UpChange::Started)
+                (start_fresh(dir)?, UpChange::Started)
             }
         },
-        None => (Topology::start_detachable(dir)?.detach()?, UpChange::Started),
+        None => (start_fresh(dir)?, UpChange::Started),
     };
     embedded::write_to(dir)?;
     let config = state.write_config()?;
@@ -502,7 +581,7 @@ pub fn up(dir: &Path) -> Result<LabUp, LabError> {
 /// For `redops run --lab`: brings the lab up if needed and returns the path
 /// of its `redops.toml`.
 pub fn ensure_up(dir: &Path) -> Result<PathBuf, LabError> {
-    Ok(up(dir)?.config)
+    Ok(up(dir, None)?.config)
 }
 
 /// The `redops.toml` of the lab in `dir` while any of its processes runs,
@@ -783,6 +862,7 @@ mod tests {
         assert!(LabState::load(dir.path()).unwrap().is_none());
         let state = LabState {
             dir: dir.path().to_path_buf(),
+            kind: LabKind::Sentinel,
             master_name: MASTER_NAME.to_string(),
             nodes: vec![LabNode {
                 name: "sentinel-1".to_string(),
@@ -825,6 +905,7 @@ mod tests {
         // after a reboot must not make a stale lab.json look running.
         let state = LabState {
             dir: dir.path().to_path_buf(),
+            kind: LabKind::Sentinel,
             master_name: MASTER_NAME.to_string(),
             nodes: vec![node(reaped), node(std::process::id())],
         };
