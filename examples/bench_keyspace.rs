@@ -300,11 +300,18 @@ impl Counter {
     fn wait_subscribed(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.read_log().contains("Keyspace subscription active") {
-            assert!(Instant::now() < deadline, "redops did not subscribe:\n{}", self.read_log());
+            assert!(
+                Instant::now() < deadline,
+                "redops did not subscribe:\n{}",
+                self.read_log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
         let log = self.read_log();
-        let active = log.lines().find(|l| l.contains("Keyspace subscription active")).unwrap_or("");
+        let active = log
+            .lines()
+            .find(|l| l.contains("Keyspace subscription active"))
+            .unwrap_or("");
         println!("redops ({}): {}", self.reader, active.trim());
     }
 
@@ -323,7 +330,10 @@ impl Counter {
             {
                 let at = g.at.duration_since(t0).as_secs_f64();
                 let count = g.body["summary"].as_str().unwrap_or("").to_string();
-                println!("  {}: tier {name} (count >= {threshold}) fired at +{at:.3} s, count {count}", self.reader);
+                println!(
+                    "  {}: tier {name} (count >= {threshold}) fired at +{at:.3} s, count {count}",
+                    self.reader
+                );
                 best = Some((name.clone(), *threshold, at, count));
             } else {
                 println!("  {}: tier {name} (count >= {threshold}) did NOT fire", self.reader);
@@ -507,7 +517,10 @@ fn main() {
             seen.max_omem
         );
         for (reader, counted) in &counted_by {
-            println!("RESULT ratio {reader}/python counted: {:.2}", counted / count_or_one(Some(count)));
+            println!(
+                "RESULT ratio {reader}/python counted: {:.2}",
+                counted / count_or_one(Some(count))
+            );
         }
     }
     let mut c = conn(&addr);

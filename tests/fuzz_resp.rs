@@ -76,11 +76,19 @@ fn encode(v: &Resp, out: &mut Vec<u8>) {
         Resp::BlobError(s) => blob(out, '!', s.as_bytes()),
         Resp::Verbatim(s) => blob(out, '=', format!("txt:{s}").as_bytes()),
         Resp::Array(items) | Resp::Set(items) => {
-            line(out, if matches!(v, Resp::Array(_)) { '*' } else { '~' }, &items.len().to_string());
+            line(
+                out,
+                if matches!(v, Resp::Array(_)) { '*' } else { '~' },
+                &items.len().to_string(),
+            );
             items.iter().for_each(|i| encode(i, out));
         }
         Resp::Map(pairs) | Resp::Attribute(pairs, _) => {
-            line(out, if matches!(v, Resp::Map(_)) { '%' } else { '|' }, &pairs.len().to_string());
+            line(
+                out,
+                if matches!(v, Resp::Map(_)) { '%' } else { '|' },
+                &pairs.len().to_string(),
+            );
             for (k, v) in pairs {
                 encode(k, out);
                 encode(v, out);
@@ -116,8 +124,18 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn kind() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["message", "pmessage", "psubscribe", "subscribe", "punsubscribe", "smessage", "pong", "Message", ""])
-        .prop_map(str::to_owned)
+    prop::sample::select(vec![
+        "message",
+        "pmessage",
+        "psubscribe",
+        "subscribe",
+        "punsubscribe",
+        "smessage",
+        "pong",
+        "Message",
+        "",
+    ])
+    .prop_map(str::to_owned)
 }
 
 fn scalar() -> impl Strategy<Value = Resp> {
@@ -145,7 +163,10 @@ fn value() -> impl Strategy<Value = Resp> {
             prop::collection::vec(inner.clone(), 0..4).prop_map(Resp::Array),
             prop::collection::vec(inner.clone(), 0..4).prop_map(Resp::Set),
             prop::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(Resp::Map),
-            (prop::collection::vec((inner.clone(), inner.clone()), 0..2), inner.clone())
+            (
+                prop::collection::vec((inner.clone(), inner.clone()), 0..2),
+                inner.clone()
+            )
                 .prop_map(|(a, d)| Resp::Attribute(a, Box::new(d))),
             (kind(), any::<bool>(), prop::collection::vec(inner, 0..4)).prop_map(|(k, b, d)| Resp::Push(k, b, d)),
         ]
@@ -160,7 +181,11 @@ fn pubsub() -> impl Strategy<Value = Resp> {
         if shape == 0 {
             Resp::Push(kind, bulk, parts)
         } else {
-            let head = if bulk { Resp::Bulk(kind.into_bytes()) } else { Resp::Simple(kind) };
+            let head = if bulk {
+                Resp::Bulk(kind.into_bytes())
+            } else {
+                Resp::Simple(kind)
+            };
             Resp::Array(std::iter::once(head).chain(parts).collect())
         }
     })

@@ -30,7 +30,10 @@ summary = "{{ count }}"
 fn count_with(redis: &TestRedis, target: &str, engine: &str) -> (String, String, String) {
     let hook = WebhookReceiver::start();
     let extra = format!("keyspace_events = \"E$\"\n{target}");
-    let config = format!("{engine}\n\n{}", target_and_hook("cache", &redis.url(0), &extra, &hook.url()));
+    let config = format!(
+        "{engine}\n\n{}",
+        target_and_hook("cache", &redis.url(0), &extra, &hook.url())
+    );
     let dir = engine_dir("1s", &config, &[("exact", RULE)], &[]);
     let mut redops = Redops::start(dir.path(), &[]);
     redops.wait_log("Keyspace subscription active", Duration::from_secs(10));
@@ -48,7 +51,9 @@ fn count_with(redis: &TestRedis, target: &str, engine: &str) -> (String, String,
         }
         let _: () = pipe.query(&mut conn).unwrap();
     }
-    let got = hook.wait_for(Duration::from_secs(10), |r| !alerts(r, "exact_count", "firing").is_empty());
+    let got = hook.wait_for(Duration::from_secs(10), |r| {
+        !alerts(r, "exact_count", "firing").is_empty()
+    });
     let page = alerts(&got, "exact_count", "firing");
     assert!(!page.is_empty(), "no page; output:\n{}", redops.output());
     let count = page[0].body["summary"].as_str().unwrap().to_owned();
@@ -60,7 +65,10 @@ fn count_with(redis: &TestRedis, target: &str, engine: &str) -> (String, String,
 fn the_resp_reader_counts_exactly_what_redis_published() {
     let redis = TestRedis::start(&[]);
     let (count, output, _) = count_with(&redis, "", "");
-    assert!(output.contains("reader=\"resp\"") || output.contains("reader=resp"), "{output}");
+    assert!(
+        output.contains("reader=\"resp\"") || output.contains("reader=resp"),
+        "{output}"
+    );
     assert_eq!(count, MATCHING.to_string());
 }
 
@@ -77,7 +85,10 @@ fn the_resp_reader_authenticates_as_an_acl_user() {
     let redis = TestRedis::start(&[]);
     redis.cli(&["ACL", "SETUSER", "watcher", "on", ">s3cret-pw", "~*", "&*", "+@all"]);
     let (count, output, subscribers) = count_with(&redis, "username = \"watcher\"\npassword = \"s3cret-pw\"", "");
-    assert!(output.contains("reader=\"resp\"") || output.contains("reader=resp"), "{output}");
+    assert!(
+        output.contains("reader=\"resp\"") || output.contains("reader=resp"),
+        "{output}"
+    );
     assert!(subscribers.contains("user=watcher"), "{subscribers}");
     assert!(!output.contains("s3cret-pw"), "the password was logged:\n{output}");
     assert_eq!(count, MATCHING.to_string());

@@ -226,7 +226,10 @@ mod tests {
         let plain = handshake(&info("redis://127.0.0.1:1/2"), &patterns);
         assert_eq!(plain, b"*2\r\n$10\r\nPSUBSCRIBE\r\n$18\r\n__keyevent@*__:set\r\n");
         let auth = handshake(&info("redis://bob:pw@127.0.0.1:1"), &patterns);
-        assert!(auth.starts_with(b"*3\r\n$4\r\nAUTH\r\n$3\r\nbob\r\n$2\r\npw\r\n"), "{auth:?}");
+        assert!(
+            auth.starts_with(b"*3\r\n$4\r\nAUTH\r\n$3\r\nbob\r\n$2\r\npw\r\n"),
+            "{auth:?}"
+        );
         let hello = handshake(&info("redis://:pw@127.0.0.1:1?protocol=resp3"), &patterns);
         assert!(
             hello.starts_with(b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$2\r\npw\r\n"),

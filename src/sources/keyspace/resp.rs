@@ -344,7 +344,10 @@ mod tests {
     #[test]
     fn hostile_input_is_an_error_not_a_panic_or_a_guess() {
         assert!(matches!(parse_frame(b"?x\r\n"), Err(RespError::UnknownType { .. })));
-        assert!(matches!(parse_frame(b"$3\r\nabcd\r\n"), Err(RespError::MissingCrlf { .. })));
+        assert!(matches!(
+            parse_frame(b"$3\r\nabcd\r\n"),
+            Err(RespError::MissingCrlf { .. })
+        ));
         assert!(matches!(parse_frame(b"*x\r\n"), Err(RespError::BadLength { .. })));
         assert!(matches!(parse_frame(b"%-1\r\n"), Err(RespError::BadLength { .. })));
         let deep = b"*1\r\n".repeat(100_000);
