@@ -70,6 +70,8 @@ pub struct EngineConfig {
     /// idle reader does not wake for it.
     #[serde(with = "duration")]
     pub keyspace_tick: Duration,
+    /// Which keyspace reader subscribes (see [`KeyspaceReader`]).
+    pub keyspace_reader: KeyspaceReader,
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
     #[serde(with = "duration")]
@@ -86,6 +88,20 @@ impl EngineConfig {
             _ => d.command_timeout,
         }
     }
+}
+
+/// How keyspace notifications are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum KeyspaceReader {
+    /// redops's own RESP reader on a plain TCP connection: frames parsed in
+    /// place and counted as they are read (~3× less CPU an event).
+    /// `rediss://` and Unix socket targets use redis-rs all the same.
+    #[default]
+    #[serde(rename = "resp")]
+    Resp,
+    /// redis-rs's RESP3 pushes through a bounded queue (Redis >= 6).
+    #[serde(rename = "redis-rs")]
+    RedisRs,
 }
 
 /// The span of the first `key =` in the file, for settings checked after
@@ -113,6 +129,7 @@ impl Default for EngineConfig {
             state_dir: "state".into(),
             sample_interval: Duration::from_secs(5),
             keyspace_tick: Duration::from_millis(10),
+            keyspace_reader: KeyspaceReader::default(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
         }

@@ -6,6 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::{Input, MatchKind, PatternSet, meta, util::syntax};
+
 use crate::glob::Glob;
 
 /// A keyspace rule as the keyspace source needs it: its name (the name of
@@ -45,8 +48,9 @@ impl KeyspaceSelector {
 
 /// Many keyspace selectors compiled for the reader's hot path: an event
 /// name is one hash lookup, and a key is scanned once whatever the number
-/// of rules (their globs, deduplicated, form one `RegexSet`). Trying 100
-/// globs one by one cost 2.5 µs an event; see BENCHMARKS.md.
+/// of rules (their globs, deduplicated, form one regex set). Trying 100
+/// globs one by one cost 2.5 µs an event; see BENCHMARKS.md. Matching
+/// allocates nothing: the set of matched globs is a reused scratch.
 #[derive(Debug)]
 pub struct SelectorSet {
     dbs: Vec<Option<u32>>,
@@ -88,10 +92,14 @@ impl SelectorSet {
     }
 
     /// Calls `hit` with the index of every selector that matches, once each.
-    pub fn for_each_match(&self, db: u32, event: &str, key: &[u8], mut hit: impl FnMut(usize)) {
-        let matcher = self.by_event.get(event.as_bytes()).unwrap_or(&self.any_event);
+    pub fn for_each_match(&mut self, db: u32, event: &str, key: &[u8], mut hit: impl FnMut(usize)) {
+        let matcher = match self.by_event.get_mut(event.as_bytes()) {
+            Some(matcher) => matcher,
+            None => &mut self.any_event,
+        };
+        let dbs = &self.dbs;
         matcher.for_each_match(key, |i| {
-            if self.dbs[i].is_none_or(|d| d == db) {
+            if dbs[i].is_none_or(|d| d == db) {
                 hit(i);
             }
         });
@@ -112,7 +120,9 @@ struct KeyMatcher {
 enum GlobSet {
     #[default]
     Empty,
-    Regex(regex::bytes::RegexSet),
+    /// The globs as one regex set (as `regex::bytes::RegexSet` builds it)
+    /// and the set of those that matched, reused from key to key.
+    Regex(meta::Regex, PatternSet),
     /// When the set is too large to compile: each glob in turn, still right.
     EachOf(Vec<Glob>),
 }
@@ -133,9 +143,12 @@ impl KeyMatcher {
         let globs = if distinct.is_empty() {
             GlobSet::Empty
         } else {
-            let regexes = distinct.iter().map(|(g, _)| glob_regex(g));
-            match regex::bytes::RegexSetBuilder::new(regexes).build() {
-                Ok(set) => GlobSet::Regex(set),
+            let regexes: Vec<String> = distinct.iter().map(|(g, _)| glob_regex(g)).collect();
+            match regex_set(&regexes) {
+                Ok(set) => {
+                    let matched = PatternSet::new(set.pattern_len());
+                    GlobSet::Regex(set, matched)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Keyspace globs too large to compile together; matching them one by one");
                     GlobSet::EachOf(distinct.iter().map(|(g, _)| (*g).clone()).collect())
@@ -149,12 +162,14 @@ impl KeyMatcher {
         }
     }
 
-    fn for_each_match(&self, key: &[u8], mut hit: impl FnMut(usize)) {
+    fn for_each_match(&mut self, key: &[u8], mut hit: impl FnMut(usize)) {
         self.always.iter().for_each(|&i| hit(i));
-        match &self.globs {
+        match &mut self.globs {
             GlobSet::Empty => {}
-            GlobSet::Regex(set) => {
-                for g in set.matches(key).iter() {
+            GlobSet::Regex(set, matched) => {
+                matched.clear();
+                set.which_overlapping_matches(&Input::new(key), matched);
+                for g in matched.iter() {
                     self.users[g].iter().for_each(|&i| hit(i));
                 }
             }
@@ -167,6 +182,24 @@ impl KeyMatcher {
             }
         }
     }
+}
+
+/// The globs' regexes as one set, configured as `regex::bytes::RegexSet`
+/// configures its own (every match reported, bytes not UTF-8, same size
+/// limits), but searched with a caller's `PatternSet`, which `RegexSet`
+/// allocates on each search.
+fn regex_set(regexes: &[String]) -> Result<meta::Regex, Box<meta::BuildError>> {
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(10 * (1 << 20)))
+        .hybrid_cache_capacity(2 * (1 << 20))
+        .match_kind(MatchKind::All)
+        .utf8_empty(false)
+        .which_captures(WhichCaptures::None);
+    meta::Builder::new()
+        .configure(config)
+        .syntax(syntax::Config::new().utf8(false))
+        .build_many(regexes)
+        .map_err(Box::new)
 }
 
 /// The regex (over bytes, anchored) that accepts exactly the keys `glob`
@@ -294,7 +327,7 @@ mod tests {
         }
     }
 
-    fn matched(set: &SelectorSet, db: u32, event: &str, key: &[u8]) -> Vec<usize> {
+    fn matched(set: &mut SelectorSet, db: u32, event: &str, key: &[u8]) -> Vec<usize> {
         let mut hits = Vec::new();
         set.for_each_match(db, event, key, |i| hits.push(i));
         hits.sort_unstable();
@@ -338,10 +371,10 @@ mod tests {
                     selector(&["set"], std::str::from_utf8(&pattern).unwrap(), None)
                 })
                 .collect();
-            let set = SelectorSet::new(&selectors);
+            let mut set = SelectorSet::new(&selectors);
             for key in &keys {
                 assert_eq!(
-                    matched(&set, 0, "set", key),
+                    matched(&mut set, 0, "set", key),
                     reference(&selectors, 0, "set", key),
                     "key {:?} against {:?}",
                     String::from_utf8_lossy(key),
@@ -371,13 +404,13 @@ mod tests {
         ];
         for (glob, yes, no) in cases {
             let selectors = [selector(&[], glob, None)];
-            let set = SelectorSet::new(&selectors);
+            let mut set = SelectorSet::new(&selectors);
             for key in *yes {
-                assert_eq!(matched(&set, 0, "set", key), [0], "{glob} should match {key:?}");
+                assert_eq!(matched(&mut set, 0, "set", key), [0], "{glob} should match {key:?}");
             }
             for key in *no {
                 assert!(
-                    matched(&set, 0, "set", key).is_empty(),
+                    matched(&mut set, 0, "set", key).is_empty(),
                     "{glob} should not match {key:?}"
                 );
             }
@@ -393,7 +426,7 @@ mod tests {
             selector(&[], "cache:[0-9]*", None),
             selector(&["expired"], "*", Some(2)),
         ];
-        let set = SelectorSet::new(&selectors);
+        let mut set = SelectorSet::new(&selectors);
         let cases: &[(u32, &str, &[u8])] = &[
             (1, "set", b"cache:1"),
             (0, "set", b"cache:1"),
@@ -405,11 +438,11 @@ mod tests {
         ];
         for (db, event, key) in cases {
             assert_eq!(
-                matched(&set, *db, event, key),
+                matched(&mut set, *db, event, key),
                 reference(&selectors, *db, event, key),
                 "{db} {event} {key:?}"
             );
         }
-        assert_eq!(matched(&set, 1, "set", b"cache:1"), [0, 1, 2, 3]);
+        assert_eq!(matched(&mut set, 1, "set", b"cache:1"), [0, 1, 2, 3]);
     }
 }

@@ -1,48 +1,45 @@
 //! The keyspace source: pattern-subscribes to a target's keyevent channels
 //! and counts, per keyspace rule, the events that match it.
 //!
-//! This is the hot path, split in two so that neither waits on the other:
-//! - the *reader* is redis-rs's connection task. Each keyevent reaches it as
-//!   a RESP3 push, which it hands to a bounded queue and never waits: when
-//!   the queue is full the event is dropped and counted in
-//!   `events_lost_total`. Nothing queues unboundedly in between, so a reader
-//!   that falls behind is bounded by Redis's `client-output-buffer-limit
-//!   pubsub` and, when Redis drops it, the disconnect is counted in
-//!   `keyspace_disconnects_total` and the subscription is made again.
-//! - the *counter* (this task) matches each event against every rule in one
-//!   pass ([`SelectorSet`]) and bumps their counters. Rules see cumulative
-//!   counts, soon after they change (at most once a `keyspace_tick`) and at
-//!   least once a second, never per event.
+//! This is the hot path. Two readers feed the same counter
+//! ([`KeyspaceCounter`], every rule matched in one pass by a
+//! [`SelectorSet`]); `[engine] keyspace_reader` picks one:
+//! - `resp` (the default, [`reader`]): a plain TCP connection of its own,
+//!   parsed in place from one read buffer ([`resp`]) and counted as it is
+//!   read, with no queue and no allocation per event.
+//! - `redis-rs` ([`push`]): redis-rs's RESP3 pushes through a bounded queue;
+//!   also what `rediss://` and Unix socket targets use whatever the setting.
+//!
+//! Either way a reader that falls behind is bounded by Redis's
+//! `client-output-buffer-limit pubsub`: when Redis drops it, the disconnect
+//! is counted in `keyspace_disconnects_total` and the subscription is made
+//! again. Rules see cumulative counts, soon after they change (at most once
+//! a `keyspace_tick`) and at least once a second, never per event.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use redis::aio::{AsyncPushSender, SendError};
-use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, TargetConfig};
+use crate::config::{Config, KeyspaceReader, TargetConfig};
 use crate::event::keyspace::{KeyspaceRule, KeyspaceSelector, SelectorSet};
 use crate::event::{Event, KeyspaceCounts};
 use crate::redis::connect;
+
+mod push;
+mod reader;
+pub mod resp;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Counts go out at least this often, changed or not: windows must slide
 /// down (and alerts clear) while nothing happens.
 const KEEPALIVE: Duration = Duration::from_secs(1);
-/// Events between the reader and the counter. At 200k events/s this is
-/// ~160 ms of slack for a counter that loses its core; each queued event
-/// holds its channel name and key (~100 bytes).
-const QUEUE: usize = 32_768;
-/// Events counted between two looks at the clock, so that counts go out on
-/// time during a storm.
-const BATCH: usize = 256;
 
 #[derive(Clone)]
 pub struct KeyspaceSpec {
@@ -53,6 +50,9 @@ pub struct KeyspaceSpec {
     pub selectors: Vec<(String, KeyspaceSelector)>,
     pub tick: Duration,
     pub connect_timeout: Duration,
+    /// Which reader subscribes; `Resp` falls back to redis-rs for targets
+    /// it cannot reach over plain TCP.
+    pub reader: KeyspaceReader,
     /// Shared with the target's sampler, which reports them as metrics.
     pub stats: Arc<KeyspaceStats>,
 }
@@ -75,6 +75,7 @@ impl KeyspaceSpec {
             selectors,
             tick: config.engine.keyspace_tick,
             connect_timeout: config.engine.connect_timeout,
+            reader: config.engine.keyspace_reader,
             stats: Arc::default(),
         })
     }
@@ -243,6 +244,14 @@ fn merged_flags(current: &str, wanted: &str) -> Option<String> {
     Some(have.union(&want).collect())
 }
 
+/// Sets the flags the config asks for, if it asks; a failure is logged, not
+/// fatal: the server may publish them already.
+async fn ensure_flags_if_asked(spec: &KeyspaceSpec) {
+    if let Some(flags) = &spec.flags {
+        ensure_flags(spec, flags).await;
+    }
+}
+
 async fn ensure_flags(spec: &KeyspaceSpec, flags: &str) {
     let result: redis::RedisResult<Option<String>> = async {
         let mut conn = connect::connect_async(&spec.connection, spec.connect_timeout, spec.connect_timeout).await?;
@@ -276,50 +285,6 @@ async fn ensure_flags(spec: &KeyspaceSpec, flags: &str) {
     }
 }
 
-/// A keyevent as the reader hands it to the counter.
-struct KeyEvent {
-    channel: Vec<u8>,
-    key: Vec<u8>,
-}
-
-impl KeyEvent {
-    /// A `pmessage` push is `[pattern, channel, payload]`.
-    fn from_pmessage(data: Vec<Value>) -> Option<Self> {
-        let mut data = data.into_iter().skip(1);
-        match (data.next(), data.next()) {
-            (Some(Value::BulkString(channel)), Some(Value::BulkString(key))) => Some(KeyEvent { channel, key }),
-            _ => None,
-        }
-    }
-}
-
-/// The reader's half. It runs inside redis-rs's connection task, so it
-/// must never wait: it moves each event into the bounded queue or, when
-/// the counter is that far behind, drops and counts it.
-struct PushReader {
-    queue: mpsc::Sender<KeyEvent>,
-    stats: Arc<KeyspaceStats>,
-    /// Told when the connection ends, whoever ended it.
-    lost_connection: Arc<Notify>,
-}
-
-impl AsyncPushSender for PushReader {
-    fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        match info.kind {
-            PushKind::PMessage => {
-                if let Some(event) = KeyEvent::from_pmessage(info.data)
-                    && let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(event)
-                {
-                    self.stats.record_lost();
-                }
-            }
-            PushKind::Disconnection => self.lost_connection.notify_one(),
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
 /// Subscribes until `shutdown`, reconnecting with backoff. Counts survive
 /// reconnects, so the evaluator's windows stay consistent.
 pub fn spawn_keyspace_source(
@@ -339,12 +304,18 @@ enum Ended {
     Lost,
 }
 
+/// A live subscription, by reader.
+enum Subscription {
+    Resp(reader::RespSubscription),
+    Push(push::PushSubscription),
+}
+
 struct KeyspaceSource {
     spec: KeyspaceSpec,
     counter: KeyspaceCounter,
     events: mpsc::Sender<Event>,
-    queue_tx: mpsc::Sender<KeyEvent>,
-    queue: mpsc::Receiver<KeyEvent>,
+    /// The redis-rs reader's queue, made on its first subscription.
+    push_queue: Option<push::Queue>,
     last_emit: Instant,
     /// Events lost as of the last log line about them.
     lost_logged: u64,
@@ -352,13 +323,11 @@ struct KeyspaceSource {
 
 impl KeyspaceSource {
     fn new(spec: KeyspaceSpec, events: mpsc::Sender<Event>) -> Self {
-        let (queue_tx, queue) = mpsc::channel(QUEUE);
         KeyspaceSource {
             counter: KeyspaceCounter::new(spec.selectors.clone()),
             spec,
             events,
-            queue_tx,
-            queue,
+            push_queue: None,
             last_emit: Instant::now(),
             lost_logged: 0,
         }
@@ -368,16 +337,19 @@ impl KeyspaceSource {
         let mut backoff = FIRST_BACKOFF;
         let mut connected_once = false;
         let mut failures = 0u32;
+        let reader = self.reader_name();
         loop {
-            let lost = Arc::new(Notify::new());
-            match self.subscribe(lost.clone()).await {
-                Ok(connection) => {
+            match self.subscribe().await {
+                Ok(mut subscription) => {
                     backoff = FIRST_BACKOFF;
                     failures = 0;
-                    tracing::info!(target = %self.spec.target, reconnect = connected_once, "Keyspace subscription active");
+                    tracing::info!(target = %self.spec.target, reconnect = connected_once, reader, "Keyspace subscription active");
                     connected_once = true;
-                    let ended = self.count_until_lost(&lost, &shutdown).await;
-                    drop(connection);
+                    let ended = match &mut subscription {
+                        Subscription::Resp(s) => self.count_frames_until_lost(s, &shutdown).await,
+                        Subscription::Push(s) => self.count_pushes_until_lost(s, &shutdown).await,
+                    };
+                    drop(subscription);
                     match ended {
                         Ended::Stopped => return,
                         Ended::Lost => {
@@ -386,14 +358,13 @@ impl KeyspaceSource {
                         }
                     }
                 }
-                Err(e) => {
+                Err(error) => {
                     failures += 1;
-                    let error = crate::secrets::redact(&e.to_string());
                     let backoff_ms = backoff.as_millis() as u64;
                     if failures == 1 {
-                        tracing::warn!(target = %self.spec.target, error = %error, backoff_ms, "Keyspace subscription failed (it needs Redis >= 6 for RESP3); retrying");
+                        tracing::warn!(target = %self.spec.target, error = %error, backoff_ms, reader, "Keyspace subscription failed; retrying");
                     } else {
-                        tracing::debug!(target = %self.spec.target, error = %error, backoff_ms, "Keyspace subscription failed");
+                        tracing::debug!(target = %self.spec.target, error = %error, backoff_ms, reader, "Keyspace subscription failed");
                     }
                 }
             }
@@ -405,64 +376,29 @@ impl KeyspaceSource {
         }
     }
 
-    /// A RESP3 connection whose pushes go to a fresh [`PushReader`],
-    /// subscribed to the counter's patterns, with the flags ensured first
-    /// (again on each reconnect: a restarted server forgot them).
-    async fn subscribe(&self, lost: Arc<Notify>) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        if let Some(flags) = &self.spec.flags {
-            ensure_flags(&self.spec, flags).await;
+    /// `resp`, or `redis-rs` when asked or when the target is not plain TCP.
+    fn reader_name(&self) -> &'static str {
+        match (self.spec.reader, reader::plain_tcp(&self.spec.connection)) {
+            (KeyspaceReader::Resp, Some(_)) => "resp",
+            _ => "redis-rs",
         }
-        let info = &self.spec.connection;
-        let resp3 = info.clone().set_redis_settings(
-            info.redis_settings()
-                .clone()
-                .set_protocol(redis::ProtocolVersion::RESP3),
-        );
-        let reader = PushReader {
-            queue: self.queue_tx.clone(),
-            stats: self.spec.stats.clone(),
-            lost_connection: lost,
-        };
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.spec.connect_timeout))
-            .set_response_timeout(Some(self.spec.connect_timeout))
-            .set_push_sender(reader);
-        let mut connection = redis::Client::open(resp3)?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        connection.psubscribe(self.counter.patterns()).await?;
-        Ok(connection)
     }
 
-    /// Counts queued events in batches, emitting between batches when due,
-    /// until the connection is lost or the engine stops.
-    async fn count_until_lost(&mut self, lost: &Notify, shutdown: &CancellationToken) -> Ended {
-        // Grows to `BATCH` on first use: an idle subscription allocates nothing.
-        let mut batch = Vec::new();
-        loop {
-            let due = self.next_emit();
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return Ended::Stopped,
-                // Before the queue: during a storm counts still go out on time.
-                _ = tokio::time::sleep_until(due) => {
-                    if !self.emit() {
-                        return Ended::Stopped;
-                    }
-                }
-                _ = lost.notified() => {
-                    // What the reader queued before the end was received: count it.
-                    while let Ok(event) = self.queue.try_recv() {
-                        self.counter.observe(&event.channel, &event.key);
-                    }
-                    return Ended::Lost;
-                }
-                _ = self.queue.recv_many(&mut batch, BATCH) => {
-                    for event in batch.drain(..) {
-                        self.counter.observe(&event.channel, &event.key);
-                    }
-                }
-            }
+    /// A subscription by the configured reader, its error redacted.
+    async fn subscribe(&mut self) -> Result<Subscription, String> {
+        let redact = |e: &dyn std::fmt::Display| crate::secrets::redact(&e.to_string());
+        let addr = reader::plain_tcp(&self.spec.connection).map(|(host, port)| (host.to_owned(), port));
+        match (self.spec.reader, addr) {
+            (KeyspaceReader::Resp, Some((host, port))) => self
+                .subscribe_resp((&host, port))
+                .await
+                .map(Subscription::Resp)
+                .map_err(|e| redact(&e)),
+            _ => self
+                .subscribe_push()
+                .await
+                .map(Subscription::Push)
+                .map_err(|e| format!("{} (the redis-rs reader needs Redis >= 6 for RESP3)", redact(&e))),
         }
     }
 
@@ -561,71 +497,6 @@ mod tests {
         assert!(!c.changed(), "no rule counts these");
         c.observe(b"__keyevent@1__:evicted", b"cache:a");
         assert!(c.changed());
-    }
-
-    fn pmessage(key: &str) -> PushInfo {
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        PushInfo {
-            kind: PushKind::PMessage,
-            data: vec![bulk("__keyevent@*__:set"), bulk("__keyevent@0__:set"), bulk(key)],
-        }
-    }
-
-    #[test]
-    fn a_full_queue_drops_and_counts_instead_of_waiting() {
-        let (queue, mut rx) = mpsc::channel(2);
-        let stats = Arc::new(KeyspaceStats::default());
-        let reader = PushReader {
-            queue,
-            stats: stats.clone(),
-            lost_connection: Arc::new(Notify::new()),
-        };
-        for key in ["a", "b", "c", "d", "e"] {
-            reader.send(pmessage(key)).unwrap();
-        }
-        let metrics = stats.metrics();
-        assert_eq!(
-            &metrics[..2],
-            [("events_lost_total", 3.0), ("keyspace_disconnects_total", 0.0)]
-        );
-        assert_eq!(metrics[2].0, "seconds_since_events_lost");
-        assert!(metrics[2].1 < 5.0, "{metrics:?}");
-        assert_eq!(metrics.len(), 3, "no disconnect yet: {metrics:?}");
-        let first = rx.try_recv().unwrap();
-        assert_eq!(
-            (&first.channel[..], &first.key[..]),
-            (&b"__keyevent@0__:set"[..], &b"a"[..])
-        );
-        // Room again: nothing more is lost.
-        reader.send(pmessage("f")).unwrap();
-        assert_eq!(stats.metrics()[0], ("events_lost_total", 3.0));
-    }
-
-    #[tokio::test]
-    async fn the_reader_tells_the_counter_when_the_connection_ends() {
-        let (queue, _rx) = mpsc::channel(2);
-        let lost = Arc::new(Notify::new());
-        let reader = PushReader {
-            queue,
-            stats: Arc::default(),
-            lost_connection: lost.clone(),
-        };
-        reader
-            .send(PushInfo {
-                kind: PushKind::PSubscribe,
-                data: vec![],
-            })
-            .unwrap();
-        reader
-            .send(PushInfo {
-                kind: PushKind::Disconnection,
-                data: vec![],
-            })
-            .unwrap();
-        // The permit waits for the counter even if it was busy counting.
-        tokio::time::timeout(Duration::from_secs(1), lost.notified())
-            .await
-            .expect("no disconnect notice");
     }
 
     #[test]

@@ -1,0 +1,246 @@
+//! The RESP keyspace reader (the default, `[engine] keyspace_reader =
+//! "resp"`): its own plain TCP connection, authenticated and
+//! pattern-subscribed by hand, whose bytes land in one reusable buffer and
+//! are parsed in place ([`super::resp`]). Each `pmessage` is counted as it is
+//! read: its channel and key are slices of that buffer, matched by the
+//! [`KeyspaceCounter`](super::KeyspaceCounter) without a copy, a `Value`, a
+//! queue or an allocation. One `read` brings hundreds of events, and the
+//! clock is looked at once per `read`, so counts still go out on time
+//! during a storm.
+//!
+//! It has no queue to drop from: if it falls behind, the events wait in the
+//! socket and then in Redis's output buffer, and past
+//! `client-output-buffer-limit pubsub` Redis closes the connection, which is
+//! counted in `keyspace_disconnects_total` like any other disconnect.
+//!
+//! It speaks plain TCP only. `rediss://` (TLS) and Unix socket targets keep
+//! the redis-rs reader ([`super::push`]); [`plain_tcp`] says which.
+
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::resp::{Frame, ReadBuffer, RespError};
+use super::{Ended, KeyspaceCounter, KeyspaceSource, ensure_flags_if_asked};
+
+/// Room for ~700 keyevents a `read`; it grows only for a larger frame.
+const BUFFER: usize = 64 * 1024;
+/// Larger than Redis's largest key (512 MB) plus its framing.
+const MAX_FRAME: usize = 513 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReaderError {
+    #[error("connecting: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the server refused: {0}")]
+    Refused(String),
+    #[error("the server closed the connection during the handshake")]
+    Closed,
+    #[error("unreadable reply: {0}")]
+    Protocol(#[from] RespError),
+}
+
+/// `(host, port)` when the target is reached over plain TCP, the only
+/// transport this reader speaks.
+pub(super) fn plain_tcp(info: &ConnectionInfo) -> Option<(&str, u16)> {
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) => Some((host, *port)),
+        _ => None,
+    }
+}
+
+/// What woke the reading loop.
+enum Wake {
+    Stop,
+    Emit,
+    Read(std::io::Result<usize>),
+}
+
+/// A live subscription: the socket and its read buffer.
+pub(super) struct RespSubscription {
+    stream: TcpStream,
+    buffer: ReadBuffer,
+}
+
+/// Appends a command as a RESP array of bulk strings.
+fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The handshake, sent in one write: `HELLO 3` when the target asks for
+/// RESP3 (with its credentials), else `AUTH` when it has a password, then
+/// `PSUBSCRIBE`. No `SELECT`: keyevent channels are server-wide and carry
+/// their database in their name. A refusal is an error reply, which
+/// [`subscribe`] reports; the `OK` or `HELLO` map is skipped.
+fn handshake(info: &ConnectionInfo, patterns: &[String]) -> Vec<u8> {
+    let settings = info.redis_settings();
+    let mut out = Vec::new();
+    let mut credentials: Vec<&[u8]> = Vec::new();
+    if let Some(password) = settings.password() {
+        credentials.push(settings.username().unwrap_or("default").as_bytes());
+        credentials.push(password.as_bytes());
+    }
+    if settings.protocol() != ProtocolVersion::RESP2 {
+        let mut hello: Vec<&[u8]> = vec![b"HELLO", b"3"];
+        if !credentials.is_empty() {
+            hello.push(b"AUTH");
+            hello.extend(&credentials);
+        }
+        encode(&mut out, &hello);
+    } else if !credentials.is_empty() {
+        let mut auth: Vec<&[u8]> = vec![b"AUTH"];
+        auth.extend(&credentials);
+        encode(&mut out, &auth);
+    }
+    let mut psubscribe: Vec<&[u8]> = vec![b"PSUBSCRIBE"];
+    psubscribe.extend(patterns.iter().map(|p| p.as_bytes()));
+    encode(&mut out, &psubscribe);
+    out
+}
+
+/// Connects to `host:port`, authenticates and subscribes to the counter's
+/// patterns, counting any message that arrives before the last
+/// confirmation. Done once Redis confirmed every pattern, so events
+/// published after it returns are counted.
+async fn subscribe(
+    (host, port): (&str, u16),
+    info: &ConnectionInfo,
+    counter: &mut KeyspaceCounter,
+) -> Result<RespSubscription, ReaderError> {
+    let mut stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let request = handshake(info, counter.patterns());
+    stream.write_all(&request).await?;
+    let mut buffer = ReadBuffer::new(BUFFER, MAX_FRAME);
+    let mut unconfirmed = counter.patterns().len();
+    while unconfirmed > 0 {
+        let n = stream.read(buffer.spare()?).await?;
+        if n == 0 {
+            return Err(ReaderError::Closed);
+        }
+        buffer.filled(n);
+        while let Some(frame) = buffer.next_frame()? {
+            match frame {
+                // Server messages, never secrets; redacted all the same.
+                Frame::Error(message) => {
+                    let message = String::from_utf8_lossy(message);
+                    return Err(ReaderError::Refused(crate::secrets::redact(&message)));
+                }
+                Frame::Subscribed => unconfirmed = unconfirmed.saturating_sub(1),
+                Frame::Message { channel, payload } => counter.observe(channel, payload),
+                Frame::Other => {}
+            }
+        }
+    }
+    Ok(RespSubscription { stream, buffer })
+}
+
+impl KeyspaceSource {
+    /// Subscribes over plain TCP, with the flags ensured first (again on
+    /// each reconnect: a restarted server forgot them).
+    pub(super) async fn subscribe_resp(&mut self, addr: (&str, u16)) -> Result<RespSubscription, ReaderError> {
+        ensure_flags_if_asked(&self.spec).await;
+        let timeout = self.spec.connect_timeout;
+        let connection = self.spec.connection.clone();
+        tokio::time::timeout(timeout, subscribe(addr, &connection, &mut self.counter))
+            .await
+            .map_err(|_| ReaderError::Timeout(timeout))?
+    }
+
+    /// Reads and counts until the connection is lost or the engine stops,
+    /// emitting counts when due.
+    pub(super) async fn count_frames_until_lost(
+        &mut self,
+        subscription: &mut RespSubscription,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        let RespSubscription { stream, buffer } = subscription;
+        loop {
+            let due = self.next_emit();
+            let spare = match buffer.spare() {
+                Ok(spare) => spare,
+                Err(e) => return self.unreadable(&e),
+            };
+            let wake = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Wake::Stop,
+                // Before the socket: during a storm counts still go out on time.
+                _ = tokio::time::sleep_until(due) => Wake::Emit,
+                read = stream.read(spare) => Wake::Read(read),
+            };
+            match wake {
+                Wake::Stop => return Ended::Stopped,
+                Wake::Emit => {
+                    if !self.emit() {
+                        return Ended::Stopped;
+                    }
+                    continue;
+                }
+                Wake::Read(Ok(0) | Err(_)) => return Ended::Lost,
+                Wake::Read(Ok(n)) => buffer.filled(n),
+            }
+            loop {
+                match buffer.next_frame() {
+                    Ok(Some(Frame::Message { channel, payload })) => self.counter.observe(channel, payload),
+                    Ok(Some(Frame::Error(message))) => tracing::warn!(
+                        target = %self.spec.target,
+                        error = %crate::secrets::redact(&String::from_utf8_lossy(message)),
+                        "Keyspace subscription got an error from the server"
+                    ),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => return self.unreadable(&e),
+                }
+            }
+        }
+    }
+
+    /// A stream we cannot read is a lost subscription: start again.
+    fn unreadable(&self, e: &RespError) -> Ended {
+        tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription sent an unreadable frame; reconnecting");
+        Ended::Lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(url: &str) -> ConnectionInfo {
+        redis::IntoConnectionInfo::into_connection_info(url).unwrap()
+    }
+
+    #[test]
+    fn the_handshake_authenticates_only_when_asked() {
+        let patterns = ["__keyevent@*__:set".to_owned()];
+        let plain = handshake(&info("redis://127.0.0.1:1/2"), &patterns);
+        assert_eq!(plain, b"*2\r\n$10\r\nPSUBSCRIBE\r\n$18\r\n__keyevent@*__:set\r\n");
+        let auth = handshake(&info("redis://bob:pw@127.0.0.1:1"), &patterns);
+        assert!(
+            auth.starts_with(b"*3\r\n$4\r\nAUTH\r\n$3\r\nbob\r\n$2\r\npw\r\n"),
+            "{auth:?}"
+        );
+        let hello = handshake(&info("redis://:pw@127.0.0.1:1?protocol=resp3"), &patterns);
+        assert!(
+            hello.starts_with(b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$2\r\npw\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&hello)
+        );
+    }
+
+    #[test]
+    fn only_plain_tcp_targets_use_this_reader() {
+        assert_eq!(plain_tcp(&info("redis://127.0.0.1:7000")), Some(("127.0.0.1", 7000)));
+        assert_eq!(plain_tcp(&info("rediss://127.0.0.1:7000")), None);
+    }
+}
