@@ -210,14 +210,20 @@ fn render_rule(
     notes.extend(note);
     fields.push(("severity", severity.into()));
     let mut dropped = Vec::new();
+    let (mut summary, mut description, mut runbook) = (None, None, None);
     for (key, text) in &rule.annotations {
         let t = annotation::translate(text);
         notes.extend(t.notes.into_iter().map(|n| format!("{key}: {n}")));
         match key.as_str() {
-            "summary" => fields.push(("summary", t.text.into())),
-            "description" => fields.push(("description", t.text.into())),
-            "runbook_url" | "runbook" => fields.push(("runbook", text.as_str().into())),
+            "summary" => summary = Some(t.text),
+            "description" => description = Some(t.text),
+            "runbook_url" | "runbook" => runbook = Some(text.clone()),
             _ => dropped.push(key.as_str()),
+        }
+    }
+    for (key, value) in [("summary", summary), ("description", description), ("runbook", runbook)] {
+        if let Some(value) = value {
+            fields.push((key, value.into()));
         }
     }
     if !dropped.is_empty() {
@@ -272,7 +278,11 @@ fn render_rule(
 fn inline_table(t: &toml::Table) -> String {
     let parts: Vec<String> = t
         .iter()
-        .map(|(k, v)| format!("{} = {v}", toml::Value::String(k.clone())))
+        .map(|(k, v)| {
+            let bare = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let key = if bare { k.clone() } else { toml::Value::String(k.clone()).to_string() };
+            format!("{key} = {v}")
+        })
         .collect();
     format!("{{ {} }}", parts.join(", "))
 }
