@@ -14,7 +14,10 @@ use std::process::Output;
 
 use harness::{run_redops, write_file};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/prometheus/redis-alerts.yml");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/prometheus/redis-alerts.yml"
+);
 
 const TEN_ALERTS: [&str; 10] = [
     "RedisDown",
@@ -58,7 +61,10 @@ fn the_redis_alert_set_imports_and_passes_check() {
     assert!(stderr.contains("10 of 10 rule(s) translated"), "{}", describe(&out));
     let rules = std::fs::read_to_string(dir.path().join("rules/imported.toml")).expect("imported.toml");
     for name in TEN_ALERTS {
-        assert!(rules.contains(&format!("\n[[rule]]\nname = \"{name}\"\n")), "{name} missing:\n{rules}");
+        assert!(
+            rules.contains(&format!("\n[[rule]]\nname = \"{name}\"\n")),
+            "{name} missing:\n{rules}"
+        );
     }
     assert!(!rules.contains("NOT TRANSLATED"), "{rules}");
 
@@ -92,7 +98,12 @@ const FIRING: [(&str, &str, &str, &str); 10] = [
         "replicas = \"2x3\", replicas_up = \"1x3\", replicas_link_down = \"0x3\"",
         "0s",
     ),
-    ("RedisReplicationBroken", "cache", "connected_replicas = \"2 1x3\"", "10s"),
+    (
+        "RedisReplicationBroken",
+        "cache",
+        "connected_replicas = \"2 1x3\"",
+        "10s",
+    ),
     // Flapping every sample: pending from the second change (20 s), firing 2 m later.
     (
         "RedisClusterFlapping",
@@ -100,7 +111,12 @@ const FIRING: [(&str, &str, &str, &str); 10] = [
         "connected_replicas = \"1 2 1 2 1 2 1 2 1 2 1 2 1 2 1 2 1 2 1 2\"",
         "2m20s",
     ),
-    ("RedisMissingBackup", "cache", "seconds_since_last_save = \"90000x3\"", "0s"),
+    (
+        "RedisMissingBackup",
+        "cache",
+        "seconds_since_last_save = \"90000x3\"",
+        "0s",
+    ),
     (
         "RedisOutOfConfiguredMaxmemory",
         "cache",
@@ -113,7 +129,12 @@ const FIRING: [(&str, &str, &str, &str); 10] = [
         "connected_clients = \"95x15\", maxclients = 100",
         "2m",
     ),
-    ("RedisRejectedConnections", "cache", "rejected_connections_per_sec = \"0 2 0x3\"", "10s"),
+    (
+        "RedisRejectedConnections",
+        "cache",
+        "rejected_connections_per_sec = \"0 2 0x3\"",
+        "10s",
+    ),
 ];
 
 #[test]
@@ -144,7 +165,12 @@ fn a_generated_rule_test_fires_each_imported_rule() {
     write_file(dir.path(), "imported.test.toml", &test);
     let file = dir.path().join("imported.test.toml");
     let run = run_redops(&["test", path_str(&file)], &[]);
-    assert_eq!(run.status.code(), Some(0), "{}\n--- test file ---\n{test}", describe(&run));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}\n--- test file ---\n{test}",
+        describe(&run)
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     for (rule, ..) in FIRING {
         assert!(stdout.contains(&format!("{rule} fires")), "{rule} not run:\n{stdout}");
@@ -177,7 +203,10 @@ fn an_untranslatable_rule_is_commented_with_its_reason_and_exits_1() {
         stdout.contains("# NOT TRANSLATED: predict_linear() has no redops equivalent\n"),
         "{stdout}"
     );
-    assert!(stdout.contains("# [[rule]]\n# name = \"RedisMemoryFullSoon\"\n"), "{stdout}");
+    assert!(
+        stdout.contains("# [[rule]]\n# name = \"RedisMemoryFullSoon\"\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("\n[[rule]]\nname = \"RedisDown\"\n"), "{stdout}");
 }
 
@@ -194,7 +223,9 @@ fn a_yaml_error_is_located_and_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let prefix = format!("redops: {}:", input.display());
-    let located = stderr.strip_prefix(&prefix).unwrap_or_else(|| panic!("{}", describe(&out)));
+    let located = stderr
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{}", describe(&out)));
     let mut parts = located.splitn(3, ':');
     let line: u32 = parts.next().and_then(|l| l.parse().ok()).expect("a line number");
     let col: u32 = parts.next().and_then(|c| c.parse().ok()).expect("a column number");

@@ -266,7 +266,13 @@ mod tests {
             Some(Transition::Pending)
         );
         assert_eq!(
-            lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + Duration::from_secs(119), wall),
+            lc.step(
+                cond(Some(true), Some(false)),
+                FOR,
+                Duration::ZERO,
+                t0 + Duration::from_secs(119),
+                wall
+            ),
             None
         );
         let fired = lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + FOR, wall);
@@ -280,15 +286,36 @@ mod tests {
         let mut lc = Lifecycle::default();
         lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0, wall);
         assert_eq!(
-            lc.step(cond(Some(false), Some(false)), FOR, Duration::ZERO, t0 + Duration::from_secs(60), wall),
+            lc.step(
+                cond(Some(false), Some(false)),
+                FOR,
+                Duration::ZERO,
+                t0 + Duration::from_secs(60),
+                wall
+            ),
             Some(Transition::Cancelled)
         );
-        lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + Duration::from_secs(70), wall);
+        lc.step(
+            cond(Some(true), Some(false)),
+            FOR,
+            Duration::ZERO,
+            t0 + Duration::from_secs(70),
+            wall,
+        );
         // 120 s after the first crossing is not enough: the window restarted at 70 s.
-        assert_eq!(lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + FOR, wall), None);
+        assert_eq!(
+            lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + FOR, wall),
+            None
+        );
         assert!(
-            lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + Duration::from_secs(190), wall)
-                .is_some()
+            lc.step(
+                cond(Some(true), Some(false)),
+                FOR,
+                Duration::ZERO,
+                t0 + Duration::from_secs(190),
+                wall
+            )
+            .is_some()
         );
     }
 
@@ -299,7 +326,10 @@ mod tests {
         let mut lc = Lifecycle::default();
         lc.step(cond(Some(true), None), Duration::ZERO, Duration::ZERO, t0, wall);
         assert!(lc.is_firing());
-        assert_eq!(lc.step(cond(None, None), Duration::ZERO, Duration::ZERO, t0, wall), None);
+        assert_eq!(
+            lc.step(cond(None, None), Duration::ZERO, Duration::ZERO, t0, wall),
+            None
+        );
         assert!(lc.is_firing());
     }
 
@@ -353,14 +383,38 @@ mod tests {
         let mut lc = Lifecycle::default();
         lc.step(cond(Some(true), Some(false)), Duration::ZERO, KEEP, t0, wall);
         // `when` false but `clear` not yet true: the keep clock does not start.
-        lc.step(cond(Some(false), Some(false)), Duration::ZERO, KEEP, t0 + Duration::from_secs(10), wall);
-        lc.step(cond(Some(false), Some(true)), Duration::ZERO, KEEP, t0 + Duration::from_secs(20), wall);
+        lc.step(
+            cond(Some(false), Some(false)),
+            Duration::ZERO,
+            KEEP,
+            t0 + Duration::from_secs(10),
+            wall,
+        );
+        lc.step(
+            cond(Some(false), Some(true)),
+            Duration::ZERO,
+            KEEP,
+            t0 + Duration::from_secs(20),
+            wall,
+        );
         assert_eq!(
-            lc.step(cond(Some(false), Some(true)), Duration::ZERO, KEEP, t0 + Duration::from_secs(49), wall),
+            lc.step(
+                cond(Some(false), Some(true)),
+                Duration::ZERO,
+                KEEP,
+                t0 + Duration::from_secs(49),
+                wall
+            ),
             None
         );
         assert!(matches!(
-            lc.step(cond(Some(false), Some(true)), Duration::ZERO, KEEP, t0 + Duration::from_secs(50), wall),
+            lc.step(
+                cond(Some(false), Some(true)),
+                Duration::ZERO,
+                KEEP,
+                t0 + Duration::from_secs(50),
+                wall
+            ),
             Some(Transition::Resolved { .. })
         ));
     }

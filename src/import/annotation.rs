@@ -33,7 +33,9 @@ pub fn translate(text: &str) -> Template {
             Some((name, lossy)) => {
                 out.push_str(&format!("{{{{ {name} }}}}"));
                 if lossy {
-                    notes.push(format!("`{{{{ {action} }}}}` is written `{{{{ {name} }}}}`: its formatting is dropped"));
+                    notes.push(format!(
+                        "`{{{{ {action} }}}}` is written `{{{{ {name} }}}}`: its formatting is dropped"
+                    ));
                 }
             }
             None => notes.push(format!("`{{{{ {action} }}}}` has no redops equivalent and is left out")),
@@ -84,7 +86,10 @@ mod tests {
     #[test]
     fn values_and_labels_translate() {
         let t = translate("Redis down (instance {{ $labels.instance }}) in {{ $labels.env }}: {{ $value }}");
-        assert_eq!(t.text, "Redis down (instance {{ target }}) in {{ labels.env }}: {{ value }}");
+        assert_eq!(
+            t.text,
+            "Redis down (instance {{ target }}) in {{ labels.env }}: {{ value }}"
+        );
         assert!(t.notes.is_empty(), "{:?}", t.notes);
         let t = translate("{{.Labels.instance}} at {{ .Value }}");
         assert_eq!(t.text, "{{ target }} at {{ value }}");

@@ -116,11 +116,7 @@ pub fn import_str(file: &str, text: &str) -> Result<Imported, ImportError> {
     for group in &parsed.groups {
         for spanned in &group.rules {
             let rule = &spanned.value;
-            let at = format!(
-                "{file}:{}:{}",
-                spanned.referenced.line(),
-                spanned.referenced.column()
-            );
+            let at = format!("{file}:{}:{}", spanned.referenced.line(), spanned.referenced.column());
             let Some(alert) = &rule.alert else {
                 let name = rule.record.clone().unwrap_or_else(|| "(unnamed)".into());
                 let reason = "a recording rule: redops has none; an alert reading its series needs its expression \
@@ -280,7 +276,11 @@ fn inline_table(t: &toml::Table) -> String {
         .iter()
         .map(|(k, v)| {
             let bare = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            let key = if bare { k.clone() } else { toml::Value::String(k.clone()).to_string() };
+            let key = if bare {
+                k.clone()
+            } else {
+                toml::Value::String(k.clone()).to_string()
+            };
             format!("{key} = {v}")
         })
         .collect();
@@ -301,7 +301,10 @@ fn severity_of(label: Option<&str>) -> (&'static str, Option<String>) {
             "warning",
             Some(format!("severity \"{other}\" is not one of redops's; written warning")),
         ),
-        None => ("warning", Some("no severity label; written warning, redops's default".into())),
+        None => (
+            "warning",
+            Some("no severity label; written warning, redops's default".into()),
+        ),
     }
 }
 

@@ -10,7 +10,9 @@
 //! `masters_seen`). Everything else is refused with the reason.
 
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{self, AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, VectorSelector};
+use promql_parser::parser::{
+    self, AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, VectorSelector,
+};
 
 use super::metric_map::{self, Mapped};
 
@@ -147,7 +149,11 @@ impl Translator {
             }
             Expr::Unary(u) => {
                 let inner = self.num(&u.expr, "a minus sign")?;
-                Ok(Part::atom(format!("-{}", inner.within(ATOM, false)), Kind::Num, inner.scope))
+                Ok(Part::atom(
+                    format!("-{}", inner.within(ATOM, false)),
+                    Kind::Num,
+                    inner.scope,
+                ))
             }
             Expr::VectorSelector(vs) => self.selector(vs),
             Expr::Binary(b) => self.binary(b),
@@ -193,7 +199,12 @@ impl Translator {
         };
         let mut role = None;
         let mut db = None;
-        for m in vs.matchers.matchers.iter().chain(vs.matchers.or_matchers.iter().flatten()) {
+        for m in vs
+            .matchers
+            .matchers
+            .iter()
+            .chain(vs.matchers.or_matchers.iter().flatten())
+        {
             match (m.name.as_str(), &m.op) {
                 ("__name__", _) => {}
                 ("job", _) => self.note(format!(
@@ -212,7 +223,9 @@ impl Translator {
         }
         if name == metric_map::INSTANCE_INFO {
             let Some((op, value)) = role else {
-                return refuse(format!("`{vs}`: of redis_instance_info only the `role` label translates"));
+                return refuse(format!(
+                    "`{vs}`: of redis_instance_info only the `role` label translates"
+                ));
             };
             // The exporter says `slave`, as Redis does; redops says `replica`.
             let value = if value == "slave" { "replica".to_owned() } else { value };
@@ -254,7 +267,9 @@ impl Translator {
         let op = b.op.to_string();
         if let Some(m) = &b.modifier {
             if m.return_bool {
-                return refuse(format!("`{op} bool` has no redops equivalent: conditions are true or false"));
+                return refuse(format!(
+                    "`{op} bool` has no redops equivalent: conditions are true or false"
+                ));
             }
             match &m.matching {
                 None => {}
@@ -381,7 +396,9 @@ impl Translator {
                     Ok(Part::atom(look, Kind::Num, Scope::Node))
                 }
                 "irate" => {
-                    self.note(format!("irate({name}[{window}]) is `{rate}`, the rate over the last sample interval"));
+                    self.note(format!(
+                        "irate({name}[{window}]) is `{rate}`, the rate over the last sample interval"
+                    ));
                     Ok(Part::atom(rate, Kind::Num, Scope::Node))
                 }
                 "increase" | "delta" => {
@@ -432,7 +449,8 @@ impl Translator {
 
     fn aggregate(&mut self, a: &AggregateExpr) -> Result<Part, Untranslatable> {
         let op = a.op.to_string();
-        let per_target = matches!(&a.modifier, Some(LabelModifier::Include(l)) if l.labels.iter().any(|l| l == "instance"));
+        let per_target =
+            matches!(&a.modifier, Some(LabelModifier::Include(l)) if l.labels.iter().any(|l| l == "instance"));
         if per_target && matches!(op.as_str(), "sum" | "min" | "max" | "avg") {
             // One series per instance: the aggregate is the value itself.
             return self.num(&a.expr, &op);
@@ -444,7 +462,9 @@ impl Translator {
             ));
         }
         let Expr::VectorSelector(vs) = strip(&a.expr) else {
-            return refuse(format!("{op}(...) over an expression across instances has no redops equivalent"));
+            return refuse(format!(
+                "{op}(...) over an expression across instances has no redops equivalent"
+            ));
         };
         let name = vs.name.as_deref().unwrap_or_default();
         let role = vs.matchers.find_matchers("role");

@@ -365,7 +365,9 @@ fn compile(
                     spec.source.as_str()
                 ),
             )
-            .with_hint("sentinel alerts resolve on `resolve_events` or after `resolve_after`; schedules raise no alert"),
+            .with_hint(
+                "sentinel alerts resolve on `resolve_events` or after `resolve_after`; schedules raise no alert",
+            ),
         );
     }
 

@@ -43,9 +43,22 @@ labels = { service = "django", team = "cache" }
 
 "#
     );
-    assert!(out.toml.contains("# RedisRejectedConnections (alerts.yml:7:9, group \"redis\")\n"), "{}", out.toml);
-    assert!(out.toml.contains("# note: severity \"page\" is written critical\n"), "{}", out.toml);
-    assert!(out.toml.contains("# note: annotation(s) dashboard not imported"), "{}", out.toml);
+    assert!(
+        out.toml
+            .contains("# RedisRejectedConnections (alerts.yml:7:9, group \"redis\")\n"),
+        "{}",
+        out.toml
+    );
+    assert!(
+        out.toml.contains("# note: severity \"page\" is written critical\n"),
+        "{}",
+        out.toml
+    );
+    assert!(
+        out.toml.contains("# note: annotation(s) dashboard not imported"),
+        "{}",
+        out.toml
+    );
 }
 
 #[test]
@@ -69,7 +82,10 @@ fn an_untranslatable_rule_is_commented_out_with_its_reason() {
             },
         ]
     );
-    assert!(out.toml.contains("# NOT TRANSLATED: predict_linear() has no redops equivalent\n"));
+    assert!(
+        out.toml
+            .contains("# NOT TRANSLATED: predict_linear() has no redops equivalent\n")
+    );
     // Every line of the rule is a comment: the file loads with nothing in it.
     let parsed: toml::Table = out.toml.parse().unwrap();
     assert!(parsed.is_empty(), "{parsed:?}");
@@ -86,8 +102,11 @@ fn repeated_alert_names_are_made_unique() {
 
 #[test]
 fn yaml_errors_name_file_line_and_column() {
-    let err = import_str(FILE, "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: redis_up == 0\n    fro: 5m\n")
-        .unwrap_err();
+    let err = import_str(
+        FILE,
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: redis_up == 0\n    fro: 5m\n",
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("alerts.yml:6:"), "{text}");
     assert!(text.contains("fro"), "{text}");

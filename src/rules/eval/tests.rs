@@ -361,7 +361,10 @@ severity = "critical"
         assert!(feed(&mut ev, sample("master_link_up", 1.0)).is_empty());
     }
     advance(Duration::from_secs(5)).await;
-    assert!(feed(&mut ev, sample("master_link_up", 0.0)).is_empty(), "still firing, no re-fire");
+    assert!(
+        feed(&mut ev, sample("master_link_up", 0.0)).is_empty(),
+        "still firing, no re-fire"
+    );
     // Up for a full minute: resolved at the first sample a minute after it cleared.
     let mut resolved_after = None;
     for i in 1..=20 {

@@ -157,12 +157,21 @@ fn for_shorter_than_the_sample_interval_warns_on_sample_rules_only() {
 
 #[test]
 fn keep_firing_for_shorter_than_the_sample_interval_warns() {
-    let w = warnings(&rule("sample", "when = \"master_link_up == 0\"\nkeep_firing_for = \"2s\""));
+    let w = warnings(&rule(
+        "sample",
+        "when = \"master_link_up == 0\"\nkeep_firing_for = \"2s\"",
+    ));
     assert_eq!(
         w,
         ["rules/r.toml:5:19: rule `r`: `keep_firing_for = \"2s\"` is shorter than [engine] sample_interval (5s)"]
     );
-    assert!(warnings(&rule("sample", "when = \"master_link_up == 0\"\nkeep_firing_for = \"1m\"")).is_empty());
+    assert!(
+        warnings(&rule(
+            "sample",
+            "when = \"master_link_up == 0\"\nkeep_firing_for = \"1m\""
+        ))
+        .is_empty()
+    );
 }
 
 #[test]
