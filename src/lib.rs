@@ -67,9 +67,10 @@
 //! 12. HTTP: [`api`]
 //!    - health, `/metrics`, alerts, silences, runs, backups, Sentinel groups
 //!      and the dashboard at `/`, reading what the engine shares with it.
-//! 13. Loading: [`loader`]
+//! 13. Loading: [`loader`], [`import`]
 //!    - loads config, rules and playbooks and checks their references to
-//!      each other, every problem reported at once.
+//!      each other, every problem reported at once; [`import`]: other
+//!      tools' alerting rules (Prometheus) translated into rule files.
 //! 14. Running: [`engine`], [`ruletest`]
 //!    - [`engine`]: wires every part into the running daemon;
 //!      [`ruletest`]: `redops test`, rule and playbook tests in virtual time
@@ -93,6 +94,7 @@ pub mod files;
 pub mod glob;
 pub mod ha;
 pub mod history;
+pub mod import;
 pub mod invocation;
 pub mod lab;
 pub mod loader;

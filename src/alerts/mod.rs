@@ -124,12 +124,29 @@ pub enum Transition {
 #[derive(Debug, Clone, Default)]
 pub struct Lifecycle {
     pub phase: Phase,
+    /// While firing, since when the condition has been clear: the alert
+    /// resolves once that is `keep_firing_for` ago.
+    pub cleared_since: Option<Instant>,
 }
 
 impl Lifecycle {
     /// Advances the state machine. Missing data never changes the phase:
     /// a target that stops answering is the health rules' business.
-    pub fn step(&mut self, cond: Condition, for_: Duration, now: Instant, wall: SystemTime) -> Option<Transition> {
+    ///
+    /// A firing alert resolves only once its condition has stayed clear for
+    /// `keep_firing_for` (Prometheus's field of that name): a condition that
+    /// dips for a sample or two does not resolve and re-fire it.
+    pub fn step(
+        &mut self,
+        cond: Condition,
+        for_: Duration,
+        keep_firing_for: Duration,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<Transition> {
+        if !self.is_firing() {
+            self.cleared_since = None;
+        }
         match self.phase {
             Phase::Inactive => match cond.when {
                 Some(true) if for_.is_zero() => {
@@ -162,15 +179,25 @@ impl Lifecycle {
             Phase::Firing { started_at, .. } => {
                 // With a `clear`, only it ends the alert (hysteresis); without
                 // one, the alert ends when `when` stops holding.
-                let cleared = if cond.has_clear {
-                    cond.clear == Some(true)
+                let (cleared, holds) = if cond.has_clear {
+                    (cond.clear == Some(true), cond.clear == Some(false))
                 } else {
-                    cond.when == Some(false)
+                    (cond.when == Some(false), cond.when == Some(true))
                 };
                 if cleared {
+                    let since = *self.cleared_since.get_or_insert(now);
+                    if now.duration_since(since) < keep_firing_for {
+                        return None;
+                    }
                     self.phase = Phase::Inactive;
+                    self.cleared_since = None;
                     Some(Transition::Resolved { started_at })
                 } else {
+                    // The condition is back: the next clearing counts from zero.
+                    // Missing data neither re-arms nor advances it.
+                    if holds {
+                        self.cleared_since = None;
+                    }
                     None
                 }
             }
@@ -235,14 +262,20 @@ mod tests {
         let wall = SystemTime::UNIX_EPOCH;
         let mut lc = Lifecycle::default();
         assert_eq!(
-            lc.step(cond(Some(true), Some(false)), FOR, t0, wall),
+            lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0, wall),
             Some(Transition::Pending)
         );
         assert_eq!(
-            lc.step(cond(Some(true), Some(false)), FOR, t0 + Duration::from_secs(119), wall),
+            lc.step(
+                cond(Some(true), Some(false)),
+                FOR,
+                Duration::ZERO,
+                t0 + Duration::from_secs(119),
+                wall
+            ),
             None
         );
-        let fired = lc.step(cond(Some(true), Some(false)), FOR, t0 + FOR, wall);
+        let fired = lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + FOR, wall);
         assert!(matches!(fired, Some(Transition::Fired { .. })));
     }
 
@@ -251,17 +284,38 @@ mod tests {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
         let mut lc = Lifecycle::default();
-        lc.step(cond(Some(true), Some(false)), FOR, t0, wall);
+        lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0, wall);
         assert_eq!(
-            lc.step(cond(Some(false), Some(false)), FOR, t0 + Duration::from_secs(60), wall),
+            lc.step(
+                cond(Some(false), Some(false)),
+                FOR,
+                Duration::ZERO,
+                t0 + Duration::from_secs(60),
+                wall
+            ),
             Some(Transition::Cancelled)
         );
-        lc.step(cond(Some(true), Some(false)), FOR, t0 + Duration::from_secs(70), wall);
+        lc.step(
+            cond(Some(true), Some(false)),
+            FOR,
+            Duration::ZERO,
+            t0 + Duration::from_secs(70),
+            wall,
+        );
         // 120 s after the first crossing is not enough: the window restarted at 70 s.
-        assert_eq!(lc.step(cond(Some(true), Some(false)), FOR, t0 + FOR, wall), None);
+        assert_eq!(
+            lc.step(cond(Some(true), Some(false)), FOR, Duration::ZERO, t0 + FOR, wall),
+            None
+        );
         assert!(
-            lc.step(cond(Some(true), Some(false)), FOR, t0 + Duration::from_secs(190), wall)
-                .is_some()
+            lc.step(
+                cond(Some(true), Some(false)),
+                FOR,
+                Duration::ZERO,
+                t0 + Duration::from_secs(190),
+                wall
+            )
+            .is_some()
         );
     }
 
@@ -270,10 +324,99 @@ mod tests {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
         let mut lc = Lifecycle::default();
-        lc.step(cond(Some(true), None), Duration::ZERO, t0, wall);
+        lc.step(cond(Some(true), None), Duration::ZERO, Duration::ZERO, t0, wall);
         assert!(lc.is_firing());
-        assert_eq!(lc.step(cond(None, None), Duration::ZERO, t0, wall), None);
+        assert_eq!(
+            lc.step(cond(None, None), Duration::ZERO, Duration::ZERO, t0, wall),
+            None
+        );
         assert!(lc.is_firing());
+    }
+
+    #[test]
+    fn keep_firing_for_holds_a_cleared_alert_and_rearms_when_the_condition_returns() {
+        const KEEP: Duration = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let wall = SystemTime::UNIX_EPOCH;
+        let when = |w: bool| Condition {
+            when: Some(w),
+            clear: None,
+            has_clear: false,
+        };
+        let mut lc = Lifecycle::default();
+        assert!(matches!(
+            lc.step(when(true), Duration::ZERO, KEEP, at(0), wall),
+            Some(Transition::Fired { .. })
+        ));
+        // Clear for 50 s, then back: still firing, and the clock restarts.
+        assert_eq!(lc.step(when(false), Duration::ZERO, KEEP, at(10), wall), None);
+        assert_eq!(lc.step(when(false), Duration::ZERO, KEEP, at(60), wall), None);
+        assert!(lc.is_firing());
+        assert_eq!(lc.step(when(true), Duration::ZERO, KEEP, at(65), wall), None);
+        assert_eq!(lc.step(when(false), Duration::ZERO, KEEP, at(70), wall), None);
+        // 115 s after the first clearing is not enough: it re-armed at 65 s.
+        assert_eq!(lc.step(when(false), Duration::ZERO, KEEP, at(125), wall), None);
+        // Missing data neither re-arms nor resolves.
+        let no_data = Condition {
+            when: None,
+            clear: None,
+            has_clear: false,
+        };
+        assert_eq!(lc.step(no_data, Duration::ZERO, KEEP, at(128), wall), None);
+        assert!(matches!(
+            lc.step(when(false), Duration::ZERO, KEEP, at(130), wall),
+            Some(Transition::Resolved { .. })
+        ));
+        assert!(!lc.is_firing());
+        // Firing again starts a fresh keep window.
+        lc.step(when(true), Duration::ZERO, KEEP, at(200), wall);
+        assert_eq!(lc.step(when(false), Duration::ZERO, KEEP, at(205), wall), None);
+        assert!(lc.is_firing());
+    }
+
+    #[test]
+    fn keep_firing_for_waits_on_clear_when_the_rule_has_one() {
+        const KEEP: Duration = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH;
+        let mut lc = Lifecycle::default();
+        lc.step(cond(Some(true), Some(false)), Duration::ZERO, KEEP, t0, wall);
+        // `when` false but `clear` not yet true: the keep clock does not start.
+        lc.step(
+            cond(Some(false), Some(false)),
+            Duration::ZERO,
+            KEEP,
+            t0 + Duration::from_secs(10),
+            wall,
+        );
+        lc.step(
+            cond(Some(false), Some(true)),
+            Duration::ZERO,
+            KEEP,
+            t0 + Duration::from_secs(20),
+            wall,
+        );
+        assert_eq!(
+            lc.step(
+                cond(Some(false), Some(true)),
+                Duration::ZERO,
+                KEEP,
+                t0 + Duration::from_secs(49),
+                wall
+            ),
+            None
+        );
+        assert!(matches!(
+            lc.step(
+                cond(Some(false), Some(true)),
+                Duration::ZERO,
+                KEEP,
+                t0 + Duration::from_secs(50),
+                wall
+            ),
+            Some(Transition::Resolved { .. })
+        ));
     }
 
     #[test]

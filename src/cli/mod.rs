@@ -9,6 +9,7 @@ pub mod check;
 pub mod cluster;
 pub mod completions;
 pub mod config_arg;
+pub mod import;
 pub mod lab;
 pub mod playbook;
 pub mod report;
@@ -77,6 +78,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Reports; `report capacity`: the guide's capacity planning matrices.
     Report(report::Args),
+    /// Translate other tools' alerting rules: `import prometheus FILE.yml`.
+    Import(import::Args),
     /// Shell completions, printed: bash, zsh, fish, elvish or powershell.
     Completions(completions::CompletionsArgs),
     /// The manual page redops(1), printed (or every page, with --dir).
@@ -120,6 +123,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Status(args) => status::main(args),
         Command::Analyze(args) => analyze::main(args),
         Command::Report(args) => report::main(args),
+        Command::Import(args) => import::main(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     }

@@ -428,7 +428,7 @@ impl Evaluator {
         };
         let key = (rule.name.clone(), target_name.to_owned());
         let state = self.states.entry(key).or_default();
-        let Some(transition) = state.lifecycle.step(cond, rule.for_, now, wall) else {
+        let Some(transition) = state.lifecycle.step(cond, rule.for_, rule.keep_firing_for, now, wall) else {
             return;
         };
         self.emit(rule, target_name, transition, scope, now, wall, actions);

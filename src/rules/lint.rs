@@ -140,6 +140,8 @@ struct RuleSpans {
     clear: Option<Spanned<String>>,
     #[serde(default, rename = "for")]
     for_: Option<Spanned<String>>,
+    #[serde(default)]
+    keep_firing_for: Option<Spanned<String>>,
 }
 
 fn rule_spans(file: &SourceFile) -> Vec<RuleSpans> {
@@ -242,6 +244,27 @@ fn lint_rule(
             .with_hint(format!(
                 "samples come every {interval}, so the alert fires on the second sample, {interval} after the \
                  first; write \"0s\" to fire on the first sample, or \"{interval}\" or more"
+            )),
+        );
+    }
+    if let (Some(keep), SourceKind::Sample) = (&spans.keep_firing_for, rule.source)
+        && !rule.keep_firing_for.is_zero()
+        && rule.keep_firing_for < sample_interval
+    {
+        let interval = humantime::format_duration(sample_interval);
+        diags.push(
+            Diagnostic::warning(
+                file,
+                keep.span(),
+                format!(
+                    "rule `{}`: `keep_firing_for = \"{}\"` is shorter than [engine] sample_interval ({interval})",
+                    rule.name,
+                    keep.get_ref()
+                ),
+            )
+            .with_hint(format!(
+                "samples come every {interval}, so the alert resolves on the second clear sample either way; \
+                 write \"{interval}\" or more to outlast a dip"
             )),
         );
     }

@@ -377,6 +377,22 @@ fn compile(
         }
     };
 
+    if spec.keep_firing_for.is_some() && matches!(spec.source, SourceKind::Sentinel | SourceKind::Schedule) {
+        diags.push(
+            Diagnostic::error(
+                file,
+                name_span.clone(),
+                format!(
+                    "rule `{name}`: `keep_firing_for` does not apply to {} rules",
+                    spec.source.as_str()
+                ),
+            )
+            .with_hint(
+                "sentinel alerts resolve on `resolve_events` or after `resolve_after`; schedules raise no alert",
+            ),
+        );
+    }
+
     if diags.error_count() > errors_before {
         return None;
     }
@@ -393,6 +409,7 @@ fn compile(
         clear,
         clear_text: spec.clear.as_ref().map(|c| c.get_ref().clone()),
         for_: spec.for_.unwrap_or_default(),
+        keep_firing_for: spec.keep_firing_for.unwrap_or_default(),
         severity: spec.severity,
         playbook: spec.playbook.map(|p| p.into_inner()),
         params: spec.params,

@@ -83,6 +83,9 @@ pub struct Rule {
     pub clear: Option<AST>,
     pub clear_text: Option<String>,
     pub for_: Duration,
+    /// How long a firing alert outlives its condition: it resolves once the
+    /// condition has stayed clear this long.
+    pub keep_firing_for: Duration,
     pub severity: Severity,
     pub playbook: Option<String>,
     pub params: BTreeMap<String, toml::Value>,
@@ -138,6 +141,8 @@ pub(super) struct RuleSpec {
     pub when: Option<toml::Spanned<String>>,
     #[serde(default, rename = "for", with = "crate::config::duration::option")]
     pub for_: Option<Duration>,
+    #[serde(default, with = "crate::config::duration::option")]
+    pub keep_firing_for: Option<Duration>,
     #[serde(default)]
     pub clear: Option<toml::Spanned<String>>,
     #[serde(default = "default_severity")]

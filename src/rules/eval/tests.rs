@@ -341,3 +341,42 @@ async fn a_reloaded_look_back_rule_gets_its_history() {
             .is_none()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn keep_firing_for_outlasts_a_short_dip_and_resolves_after_a_long_one() {
+    let mut ev = evaluator(
+        r#"
+[[rule]]
+name = "replication_broken"
+source = "sample"
+when = "master_link_up == 0"
+keep_firing_for = "1m"
+severity = "critical"
+"#,
+    );
+    assert_eq!(statuses(&feed(&mut ev, sample("master_link_up", 0.0))), ["firing"]);
+    // The link comes back for 30 s: not long enough to resolve.
+    for _ in 0..6 {
+        advance(Duration::from_secs(5)).await;
+        assert!(feed(&mut ev, sample("master_link_up", 1.0)).is_empty());
+    }
+    advance(Duration::from_secs(5)).await;
+    assert!(
+        feed(&mut ev, sample("master_link_up", 0.0)).is_empty(),
+        "still firing, no re-fire"
+    );
+    // Up for a full minute: resolved at the first sample a minute after it cleared.
+    let mut resolved_after = None;
+    for i in 1..=20 {
+        advance(Duration::from_secs(5)).await;
+        let actions = feed(&mut ev, sample("master_link_up", 1.0));
+        if !actions.is_empty() {
+            assert_eq!(statuses(&actions), ["resolved"]);
+            resolved_after = Some(i * 5);
+            break;
+        }
+    }
+    // The first clear sample is at 5 s, so 60 s later is 65 s.
+    assert_eq!(resolved_after, Some(65));
+    assert!(ev.firing().is_empty());
+}

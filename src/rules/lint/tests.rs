@@ -156,6 +156,25 @@ fn for_shorter_than_the_sample_interval_warns_on_sample_rules_only() {
 }
 
 #[test]
+fn keep_firing_for_shorter_than_the_sample_interval_warns() {
+    let w = warnings(&rule(
+        "sample",
+        "when = \"master_link_up == 0\"\nkeep_firing_for = \"2s\"",
+    ));
+    assert_eq!(
+        w,
+        ["rules/r.toml:5:19: rule `r`: `keep_firing_for = \"2s\"` is shorter than [engine] sample_interval (5s)"]
+    );
+    assert!(
+        warnings(&rule(
+            "sample",
+            "when = \"master_link_up == 0\"\nkeep_firing_for = \"1m\""
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
 fn percentages_outside_0_to_100_warn() {
     let w = warnings(&rule("sample", "when = \"hit_ratio < 0.8 || memory_used_pct > 850\""));
     assert_eq!(
