@@ -417,6 +417,25 @@ mod tests {
     }
 
     #[test]
+    fn docs_metrics_md_maps_every_known_name() {
+        let doc = include_str!("../../../docs/metrics.md");
+        for k in EXPORTER {
+            let family = match k.kind {
+                Kind::Counter => format!("`{}_total`", k.family),
+                Kind::Gauge => format!("`{}`", k.family),
+            };
+            let row = format!("| `{}` | {family} |", k.sample);
+            assert!(doc.contains(&row), "docs/metrics.md has no row {row}");
+        }
+        for (suffix, family, ..) in PER_DB {
+            assert!(
+                doc.contains(&format!("| `db<N>{suffix}` | `{family}{{db=\"dbN\"}}` |")),
+                "{family}"
+            );
+        }
+    }
+
+    #[test]
     fn every_sample_metric_has_a_family_with_help() {
         for name in crate::event::metric_names::METRIC_NAMES.iter() {
             let f = family(name);
