@@ -118,6 +118,9 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     }
     for t in &config.targets {
         view.record_sample(&t.name, Some(&t.labels), &Default::default());
+        if let Ok(info) = t.connection_info() {
+            view.set_instance(&t.name, &crate::redis::connect::address(&info));
+        }
     }
     let every_target: Vec<String> = config
         .targets

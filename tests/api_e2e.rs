@@ -51,7 +51,7 @@ fn reads_are_open_writes_need_the_token() {
     assert_eq!(redis_health["targets"]["cache"]["up"], true, "{redis_health}");
     let metrics = http.get(format!("{base}/metrics")).send().unwrap().text().unwrap();
     assert!(
-        metrics.contains("redis_memory_used_pct{target=\"cache\",role=\"master\"}"),
+        metrics.contains("redops_memory_used_ratio{target=\"cache\",instance=\"127.0.0.1:"),
         "{metrics}"
     );
     assert!(

@@ -1,7 +1,9 @@
 //! `/metrics` against the real tools: `promtool check metrics` accepts a
-//! live engine's exposition, a real Prometheus scrapes it, and every metric
-//! the shipped Grafana dashboard queries is one redops exports and every
-//! query is PromQL that Prometheus runs.
+//! live engine's exposition, redis_exporter's names and labels are there
+//! with the values of the real server, a real Prometheus scrapes it (in
+//! OpenMetrics, which it asks for), and every metric the shipped Grafana
+//! dashboard queries is one redops exports and every query is PromQL that
+//! Prometheus runs.
 
 mod harness;
 
@@ -20,7 +22,7 @@ const DASHBOARD: &str = include_str!("../config/grafana/redops.json");
 /// it, and one finished playbook run: every family has series.
 struct Engine {
     _traffic: Traffic,
-    _redis: TestRedis,
+    redis: TestRedis,
     _hook: WebhookReceiver,
     _dir: tempfile::TempDir,
     redops: Redops,
@@ -46,7 +48,7 @@ impl Engine {
         hook.wait_for(Duration::from_secs(10), |r| !alerts(r, "always", "firing").is_empty());
         let engine = Engine {
             _traffic: Traffic::start(&redis),
-            _redis: redis,
+            redis,
             _hook: hook,
             _dir: dir,
             redops,
@@ -65,7 +67,7 @@ impl Engine {
             text.contains("redops_playbook_run_duration_seconds_count{outcome=\"succeeded\"} 1")
                 && text.contains("redops_deliveries_total{receiver=\"hook\",outcome=\"delivered\"}")
                 // Rates and the hit ratio need a second sample with lookups.
-                && text.contains("redis_hit_ratio{")
+                && text.contains("redops_hit_ratio{")
         });
         assert!(ready, "{}", engine.metrics());
         engine
@@ -80,6 +82,11 @@ impl Engine {
             .unwrap()
             .text()
             .unwrap()
+    }
+
+    /// The `instance` label of the target's series: its `host:port`.
+    fn instance(&self) -> String {
+        format!("127.0.0.1:{}", self.redis.port())
     }
 }
 
@@ -139,26 +146,175 @@ fn the_exposition_covers_the_engine_and_passes_promtool() {
     };
     let mut engine = Engine::start();
     let text = engine.metrics();
+    let series = format!("{{target=\"cache\",instance=\"{}\"}}", engine.instance());
     for needle in [
-        "redops_events_received_total{source=\"sample\",target=\"cache\"}",
-        "redops_rule_evaluations_total{rule=\"always\"}",
-        "redops_alert_changes_total{state=\"firing\",severity=\"warning\"} 1",
-        "redops_alerts{state=\"firing\",severity=\"warning\"} 1",
-        "redops_playbook_runs_total{outcome=\"succeeded\"} 1",
-        "redops_playbook_run_duration_seconds_bucket{outcome=\"succeeded\",le=\"+Inf\"} 1",
-        "redops_deliveries_total{receiver=\"hook\",outcome=\"delivered\"}",
-        "# TYPE redops_outbox_pending gauge",
-        "redops_config_last_reload_successful 1",
-        "redops_sample_duration_seconds{target=\"cache\",role=\"master\"}",
-        "redis_memory_used_pct{target=\"cache\",role=\"master\"}",
-        "redis_connected_clients{target=\"cache\",role=\"master\"}",
-        "redis_hit_ratio{target=\"cache\",role=\"master\"}",
-        "redis_ops_per_second{target=\"cache\",role=\"master\"}",
+        "redops_events_received_total{source=\"sample\",target=\"cache\"}".to_owned(),
+        "redops_rule_evaluations_total{rule=\"always\"}".to_owned(),
+        "redops_alert_changes_total{state=\"firing\",severity=\"warning\"} 1".to_owned(),
+        "redops_alerts{state=\"firing\",severity=\"warning\"} 1".to_owned(),
+        "redops_playbook_runs_total{outcome=\"succeeded\"} 1".to_owned(),
+        "redops_playbook_run_duration_seconds_bucket{outcome=\"succeeded\",le=\"+Inf\"} 1".to_owned(),
+        "redops_deliveries_total{receiver=\"hook\",outcome=\"delivered\"}".to_owned(),
+        "# TYPE redops_outbox_pending gauge".to_owned(),
+        "redops_config_last_reload_successful 1".to_owned(),
+        format!("redops_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        format!("redops_sample_duration_seconds{series}"),
+        format!("redops_memory_used_ratio{series}"),
+        format!("redops_hit_ratio{series}"),
+        format!("redops_ops_per_second{series}"),
+        format!("redis_up{series} 1"),
+        format!("redis_connected_clients{series}"),
+        format!("redis_commands_processed_total{series}"),
+        format!(
+            "redis_instance_info{{target=\"cache\",instance=\"{}\",role=\"master\",redis_version=\"",
+            engine.instance()
+        ),
+        "# TYPE process_cpu_seconds_total counter".to_owned(),
+        "\nprocess_resident_memory_bytes ".to_owned(),
+        "\nprocess_start_time_seconds ".to_owned(),
+        "\nprocess_open_fds ".to_owned(),
     ] {
-        assert!(text.contains(needle), "missing {needle}:\n{text}");
+        assert!(text.contains(&needle), "missing {needle}:\n{text}");
     }
+    every_family_has_help(&text);
     promtool_check(&promtool, &text);
     assert!(engine.redops.terminate().success());
+}
+
+/// The names a Grafana board built on redis_exporter queries.
+const REDIS_EXPORTER_NAMES: &[(&str, &str)] = &[
+    ("redis_up", "gauge"),
+    ("redis_uptime_in_seconds", "gauge"),
+    ("redis_memory_used_bytes", "gauge"),
+    ("redis_memory_used_rss_bytes", "gauge"),
+    ("redis_memory_max_bytes", "gauge"),
+    ("redis_mem_fragmentation_ratio", "gauge"),
+    ("redis_connected_clients", "gauge"),
+    ("redis_blocked_clients", "gauge"),
+    ("redis_config_maxclients", "gauge"),
+    ("redis_connected_slaves", "gauge"),
+    ("redis_commands_processed_total", "counter"),
+    ("redis_connections_received_total", "counter"),
+    ("redis_keyspace_hits_total", "counter"),
+    ("redis_keyspace_misses_total", "counter"),
+    ("redis_evicted_keys_total", "counter"),
+    ("redis_expired_keys_total", "counter"),
+    ("redis_rejected_connections_total", "counter"),
+    ("redis_net_input_bytes_total", "counter"),
+    ("redis_cpu_user_seconds_total", "counter"),
+    ("redis_db_keys", "gauge"),
+    ("redis_db_keys_expiring", "gauge"),
+    ("redis_rdb_last_save_timestamp_seconds", "gauge"),
+    ("redis_rdb_last_bgsave_status", "gauge"),
+    ("redis_rdb_changes_since_last_save", "gauge"),
+    ("redis_instance_info", "gauge"),
+];
+
+#[test]
+fn redis_exporter_names_types_and_the_instance_label_with_the_servers_values() {
+    let mut engine = Engine::start();
+    // Keys the server counts now; the traffic only reads.
+    let mut conn = engine.redis.conn();
+    for i in 0..37 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut conn).unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("ttl")
+        .arg(1)
+        .arg("EX")
+        .arg(3600)
+        .query(&mut conn)
+        .unwrap();
+    let dbsize: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    let instance = engine.instance();
+    let db0 = |family: &str| format!("{family}{{target=\"cache\",instance=\"{instance}\",db=\"db0\"}}");
+    let mut text = String::new();
+    let caught_up = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        text = engine.metrics();
+        value(&text, &db0("redis_db_keys")) == Some(dbsize as f64)
+    });
+    assert!(caught_up, "redis_db_keys is not DBSIZE = {dbsize}:\n{text}");
+    assert_eq!(value(&text, &db0("redis_db_keys_expiring")), Some(1.0), "{text}");
+
+    for (name, kind) in REDIS_EXPORTER_NAMES {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "no {kind} {name}:\n{text}"
+        );
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{name}{{"))).collect();
+        assert!(!lines.is_empty(), "no series of {name}:\n{text}");
+        for line in lines {
+            assert!(line.contains(&format!("instance=\"{instance}\"")), "{line}");
+        }
+    }
+    // Counters are INFO's cumulative values, not rates.
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+    let processed: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let exported = value(
+        &text,
+        &format!("redis_commands_processed_total{{target=\"cache\",instance=\"{instance}\"}}"),
+    )
+    .expect("redis_commands_processed_total");
+    assert!(exported > 37.0 && exported <= processed, "{exported} of {processed}");
+    // The ratios run 0 to 1.
+    let memory = value(
+        &text,
+        &format!("redops_memory_used_ratio{{target=\"cache\",instance=\"{instance}\"}}"),
+    )
+    .expect("redops_memory_used_ratio");
+    assert!(memory > 0.0 && memory < 1.0, "{memory}");
+    assert!(engine.redops.terminate().success());
+}
+
+#[test]
+fn openmetrics_for_a_scraper_that_asks_for_it() {
+    let mut engine = Engine::start();
+    let response = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", engine.base()))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3",
+        )
+        .send()
+        .unwrap();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(text.contains("# TYPE redis_commands_processed counter\n"), "{text}");
+    assert!(text.contains("# TYPE redis_instance info\n"), "{text}");
+    assert!(text.contains("\nredis_commands_processed_total{"), "{text}");
+    assert!(engine.redops.terminate().success());
+}
+
+/// The value of the sample line that starts with `series` (its name and labels).
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
+        .parse()
+        .ok()
+}
+
+/// Every `# TYPE` line follows a `# HELP` line of the same family with text.
+fn every_family_has_help(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let family = rest.split(' ').next().unwrap();
+            let help = i.checked_sub(1).map(|h| lines[h]).unwrap_or_default();
+            let said = help.strip_prefix(&format!("# HELP {family} ")).unwrap_or_default();
+            assert!(!said.trim().is_empty(), "{family} has no HELP: {help:?}");
+        }
+    }
 }
 
 /// `promtool check metrics`: no error and no lint finding.
@@ -188,7 +344,7 @@ fn promtool_check(promtool: &Path, text: &str) {
 }
 
 #[test]
-fn a_sentinel_groups_metrics_pass_promtool_with_group_and_role_labels() {
+fn a_sentinel_groups_metrics_pass_promtool_with_group_and_instance_labels_and_the_role_in_the_info() {
     let Some(promtool) = harness::required_tool("promtool") else {
         return;
     };
@@ -205,11 +361,15 @@ fn a_sentinel_groups_metrics_pass_promtool_with_group_and_role_labels() {
     let mut redops = Redops::start(dir.path(), &[]);
     redops.wait_log("API listening", Duration::from_secs(10));
     let master = format!(
-        "redis_memory_used_pct{{target=\"lab/{0}\",group=\"lab\",addr=\"{0}\",role=\"master\"}}",
+        "redis_instance_info{{target=\"lab/{0}\",instance=\"{0}\",group=\"lab\",role=\"master\"",
         lab.master_addr()
     );
     let replica = format!(
-        "redis_connected_clients{{target=\"lab/{0}\",group=\"lab\",addr=\"{0}\",role=\"replica\"}}",
+        "redis_instance_info{{target=\"lab/{0}\",instance=\"{0}\",group=\"lab\",role=\"slave\"",
+        lab.replica_addr()
+    );
+    let link = format!(
+        "redis_master_link_up{{target=\"lab/{0}\",instance=\"{0}\",group=\"lab\"}} 1",
         lab.replica_addr()
     );
     let mut text = String::new();
@@ -220,9 +380,10 @@ fn a_sentinel_groups_metrics_pass_promtool_with_group_and_role_labels() {
             .unwrap();
         text.contains(&master)
             && text.contains(&replica)
-            && text.contains("redis_quorum_ok{target=\"lab\",group=\"lab\"} 1")
+            && text.contains(&link)
+            && text.contains("redops_quorum_ok{target=\"lab\",instance=\"lab\",group=\"lab\"} 1")
     });
-    assert!(seen, "{master} / {replica} / quorum not in:\n{text}");
+    assert!(seen, "{master} / {replica} / {link} / quorum not in:\n{text}");
     promtool_check(&promtool, &text);
     assert!(redops.terminate().success());
 }
@@ -244,7 +405,7 @@ impl Prometheus {
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: redops\n    static_configs:\n      - targets: [\"{target}\"]\n"
+                 scrape_configs:\n  - job_name: redops\n    honor_labels: true\n    static_configs:\n      - targets: [\"{target}\"]\n"
             ),
         )
         .unwrap();
@@ -310,8 +471,17 @@ fn a_real_prometheus_scrapes_redops_and_runs_every_dashboard_query() {
     let prometheus = Prometheus::start(&binary, &format!("127.0.0.1:{}", engine.port));
     let up = prometheus.wait_for_series("up{job=\"redops\"} == 1");
     assert_eq!(up[0]["value"][1], "1", "{up:?}");
-    let memory = prometheus.wait_for_series("redis_memory_used_pct{target=\"cache\"}");
-    assert_eq!(memory[0]["metric"]["role"], "master", "{memory:?}");
+    // OpenMetrics parsed, and with `honor_labels` the server's `instance`
+    // is the one redops gave, not redops's own address.
+    let memory = prometheus.wait_for_series("redis_memory_used_bytes{target=\"cache\"}");
+    assert_eq!(
+        memory[0]["metric"]["instance"],
+        engine.instance().as_str(),
+        "{memory:?}"
+    );
+    let info = prometheus.wait_for_series("redis_instance_info{target=\"cache\"}");
+    assert_eq!(info[0]["metric"]["role"], "master", "{info:?}");
+    prometheus.wait_for_series("rate(redis_commands_processed_total{target=\"cache\"}[1m]) > 0");
     prometheus.wait_for_series("redops_playbook_runs_total{outcome=\"succeeded\"}");
 
     for expr in dashboard_queries() {
@@ -342,11 +512,13 @@ fn every_metric_the_grafana_dashboard_queries_is_exported() {
         }
     }
     for must in [
-        "redis_memory_used_pct",
-        "redis_hit_ratio",
+        "redis_up",
+        "redops_memory_used_ratio",
+        "redis_keyspace_hits_total",
+        "redis_keyspace_misses_total",
         "redis_mem_fragmentation_ratio",
         "redis_connected_clients",
-        "redis_ops_per_second",
+        "redis_commands_processed_total",
         "redops_alerts",
         "redops_playbook_runs_total",
         "redops_deliveries_total",

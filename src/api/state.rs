@@ -22,6 +22,10 @@ pub struct TargetView {
     #[serde(with = "crate::alerts::rfc3339")]
     pub sampled_at: SystemTime,
     pub metrics: Metrics,
+    /// `host:port` of a configured target, the `instance` label of its
+    /// series on `/metrics`; a discovered node has its `addr` label instead.
+    #[serde(skip)]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +66,7 @@ impl EngineView {
             up,
             sampled_at: SystemTime::now(),
             metrics: Metrics::new(),
+            instance: None,
         });
         if let Some(l) = labels {
             entry.labels = l.clone();
@@ -74,6 +79,14 @@ impl EngineView {
             entry.metrics = metrics.clone();
         } else {
             entry.metrics.insert("redis_up".into(), MetricValue::Num(0.0));
+        }
+    }
+
+    /// Records `host:port` of a target already recorded.
+    pub fn set_instance(&self, target: &str, instance: &str) {
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = targets.get_mut(target) {
+            t.instance = Some(instance.to_owned());
         }
     }
 

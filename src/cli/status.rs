@@ -107,6 +107,7 @@ pub fn main(args: Args) -> ExitCode {
                     up: true,
                     sampled_at: SystemTime::now(),
                     metrics: m.clone(),
+                    instance: None,
                 };
                 let checks = guide_checks(&view);
                 (Status::worst(checks.iter().map(|c| c.status)), checks, m.clone(), None)

@@ -43,14 +43,43 @@ const METRICS: &[(&str, Kept)] = &[
     ("total_keys", Kept::InHistory),
 ];
 
-/// The names of [`METRICS`], for `redops check`.
+/// INFO's fields as Redis reports them (`redis::info_values`): lifetime
+/// counters, which `/metrics` exports as Prometheus counters, and the
+/// server's identity for `redis_instance_info`. Rules want the interval's
+/// rates above; these are for `/metrics` first.
+const INFO_VALUES: &[(&str, Kept)] = &[
+    ("commands_processed_total", Kept::NotInHistory),
+    ("connections_received_total", Kept::NotInHistory),
+    ("rejected_connections_total", Kept::NotInHistory),
+    ("keyspace_hits_total", Kept::NotInHistory),
+    ("keyspace_misses_total", Kept::NotInHistory),
+    ("evicted_keys_total", Kept::NotInHistory),
+    ("expired_keys_total", Kept::NotInHistory),
+    ("net_input_bytes_total", Kept::NotInHistory),
+    ("net_output_bytes_total", Kept::NotInHistory),
+    ("cpu_sys_seconds_total", Kept::NotInHistory),
+    ("cpu_user_seconds_total", Kept::NotInHistory),
+    ("rdb_last_save_timestamp_seconds", Kept::NotInHistory),
+    ("process_id", Kept::NotInHistory),
+    ("redis_version", Kept::NotInHistory),
+    ("redis_build_id", Kept::NotInHistory),
+    ("redis_mode", Kept::NotInHistory),
+    ("os", Kept::NotInHistory),
+    ("maxmemory_policy", Kept::NotInHistory),
+    ("tcp_port", Kept::NotInHistory),
+    ("run_id", Kept::NotInHistory),
+    ("master_replid", Kept::NotInHistory),
+];
+
+/// The names of [`METRICS`] and [`INFO_VALUES`], for `redops check`.
 pub static METRIC_NAMES: std::sync::LazyLock<Vec<&'static str>> =
-    std::sync::LazyLock::new(|| METRICS.iter().map(|(name, _)| *name).collect());
+    std::sync::LazyLock::new(|| METRICS.iter().chain(INFO_VALUES).map(|(name, _)| *name).collect());
 
 /// The metrics the sample history keeps (`history::METRICS`).
 pub static HISTORY_METRICS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
     METRICS
         .iter()
+        .chain(INFO_VALUES)
         .filter(|(_, kept)| *kept == Kept::InHistory)
         .map(|(name, _)| *name)
         .collect()

@@ -55,6 +55,7 @@ impl MetricsDeriver {
         derive_replication(&mut m, info);
         derive_persistence(&mut m, info, now_unix_secs);
         derive_keyspace(&mut m, info);
+        crate::redis::info_values::put_info_values(&mut m, info);
 
         let current = Counters::read(info);
         let baseline = self.prev.as_ref().filter(|prev| current.continues(prev));

@@ -2,4 +2,5 @@
 
 pub mod connect;
 pub mod info;
+pub mod info_values;
 pub mod metrics;
