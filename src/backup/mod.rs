@@ -16,6 +16,7 @@
 pub mod archive;
 pub mod catalog;
 pub mod crc64;
+pub mod encryption;
 pub mod logical;
 pub mod rdb;
 pub mod remote;

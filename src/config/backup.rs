@@ -3,7 +3,6 @@
 //! `<state_dir>/backups/`.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -80,8 +79,27 @@ impl BackupConfig {
                 .with_hint("3 is fast and small enough for most data"),
             );
         }
+        #[cfg(not(feature = "encryption"))]
+        if self.encrypts() || self.age_identity_file.is_some() {
+            let key = if self.age_recipients.is_empty() && self.passphrase().is_none() {
+                "age_identity_file"
+            } else if self.age_recipients.is_empty() {
+                "age_passphrase"
+            } else {
+                "age_recipients"
+            };
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    find_key(file, key),
+                    format!("backup.{key}: this redops was built without encryption (cargo feature `encryption`)"),
+                )
+                .with_hint("use a build with default features, or remove the age_* settings"),
+            );
+        }
+        #[cfg(feature = "encryption")]
         for recipient in &self.age_recipients {
-            if age::x25519::Recipient::from_str(recipient).is_err() {
+            if recipient.parse::<age::x25519::Recipient>().is_err() {
                 diags.push(
                     Diagnostic::error(
                         file,
