@@ -342,17 +342,21 @@ mod tests {
         out
     }
 
-    #[cfg(feature = "encryption")]
     #[test]
     fn every_sealing_round_trips() {
-        let identity = age::x25519::Identity::generate();
-        let keys = Keys::with_identity(identity.clone());
         for compress in [false, true] {
             round_trip(&sealing(compress, None), &Keys::default());
-            round_trip(
-                &sealing(compress, Some(Encryption::Recipients(vec![identity.to_public()]))),
-                &keys,
-            );
+        }
+        #[cfg(feature = "encryption")]
+        {
+            let identity = age::x25519::Identity::generate();
+            let keys = Keys::with_identity(identity.clone());
+            for compress in [false, true] {
+                round_trip(
+                    &sealing(compress, Some(Encryption::Recipients(vec![identity.to_public()]))),
+                    &keys,
+                );
+            }
         }
     }
 

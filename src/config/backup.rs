@@ -162,6 +162,7 @@ mod tests {
         (config.filter(|_| !diags.has_errors()), diags.render())
     }
 
+    #[cfg(feature = "encryption")]
     #[test]
     fn defaults_and_a_full_section_load() {
         let (config, _) = parse("");
@@ -182,6 +183,7 @@ mod tests {
         assert_eq!(b.io_timeout.as_secs(), 120);
     }
 
+    #[cfg(feature = "encryption")]
     #[test]
     fn every_problem_is_reported_at_its_key() {
         let (config, report) = parse(
@@ -205,5 +207,26 @@ mod tests {
         let (config, report) = parse("[backup]\ncompresion_level = 3\n");
         assert!(config.is_none(), "unknown keys are rejected");
         assert!(report.contains("compresion_level"), "{report}");
+    }
+
+    #[cfg(not(feature = "encryption"))]
+    #[test]
+    fn a_build_without_encryption_refuses_age_settings_at_their_key() {
+        let (config, _) = parse("[backup]\ncompression_level = 9\n");
+        assert!(config.is_some(), "no age settings: loads");
+        for (text, key) in [
+            ("[backup]\nage_recipients = [\"age1x\"]\n", "age_recipients"),
+            ("[backup]\nage_passphrase = \"correct horse\"\n", "age_passphrase"),
+            (
+                "[backup]\nage_identity_file = \"keys/backup.key\"\n",
+                "age_identity_file",
+            ),
+        ] {
+            let (config, report) = parse(text);
+            assert!(config.is_none(), "{text}");
+            assert!(report.contains("built without encryption"), "{report}");
+            assert!(report.contains(&format!("backup.{key}")), "{report}");
+            assert!(report.contains("redops.toml:2:1"), "{report}");
+        }
     }
 }
