@@ -50,22 +50,8 @@ pub fn now_ms() -> i64 {
 }
 
 impl Outbox {
+    /// The table is made by the store's migrations.
     pub fn open(store: Store) -> Result<Outbox, StoreError> {
-        store.conn().execute_batch(
-            "CREATE TABLE IF NOT EXISTS outbox (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                receiver TEXT NOT NULL,
-                idempotency_key TEXT NOT NULL,
-                payload TEXT NOT NULL,
-                created_ms INTEGER NOT NULL,
-                next_attempt_ms INTEGER NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0,
-                state TEXT NOT NULL DEFAULT 'pending',
-                last_error TEXT,
-                done_ms INTEGER
-            );
-            CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, state, id);",
-        )?;
         Ok(Outbox { store })
     }
 

@@ -679,3 +679,47 @@ fn an_incident_naming_an_unknown_rule_is_a_located_warning_and_a_bad_one_an_erro
     let out = check(dir.path(), &[], &[]);
     assert_error_at(&out, &at(dir.path(), "redops.toml", line + 4, 1), &["hodl"]);
 }
+
+#[test]
+fn an_alertmanager_resend_interval_that_lets_alerts_lapse_is_a_located_warning() {
+    let dir = valid_dir();
+    let config = format!(
+        "{CONFIG}\n[receiver.am]\ntype = \"webhook\"\nformat = \"alertmanager\"\nurl = \"http://127.0.0.1:9/am\"\n\
+         resend_interval = \"5m\"\n"
+    );
+    write_file(dir.path(), "redops.toml", &config);
+    let out = check(dir.path(), &["--strict"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let warning = diagnostics(&stderr)
+        .into_iter()
+        .find(|d| d.starts_with("warning: ") && d.contains("resend_interval = \"5m\" lets firing alerts lapse"))
+        .unwrap_or_else(|| panic!("no warning for resend_interval\n{}", describe(&out)));
+    let line = CONFIG.lines().count() + 6;
+    assert!(
+        warning.contains(&format!("--> {}\n", at(dir.path(), "redops.toml", line, 19))),
+        "{warning}"
+    );
+    assert_eq!(out.status.code(), Some(1), "--strict fails on it\n{}", describe(&out));
+
+    // Under resolve_timeout: no such warning.
+    write_file(dir.path(), "redops.toml", &config.replace("\"5m\"", "\"1m\""));
+    let out = check(dir.path(), &[], &[]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("lapse"),
+        "{}",
+        describe(&out)
+    );
+
+    // On a receiver that is not an Alertmanager it means nothing: an error.
+    write_file(
+        dir.path(),
+        "redops.toml",
+        &format!("{CONFIG}resend_interval = \"1m\"\n"),
+    );
+    let out = check(dir.path(), &[], &[]);
+    assert_error_at(
+        &out,
+        &at(dir.path(), "redops.toml", CONFIG.lines().count() + 1, 1),
+        &["receiver `oncall`", "only for format = \"alertmanager\""],
+    );
+}

@@ -96,33 +96,8 @@ fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
 }
 
 impl AlertStore {
+    /// The tables are made by the store's migrations.
     pub fn open(store: Store) -> Result<AlertStore, StoreError> {
-        store.conn().execute_batch(
-            "CREATE TABLE IF NOT EXISTS alerts (
-                fingerprint TEXT PRIMARY KEY,
-                rule TEXT NOT NULL, target TEXT NOT NULL, severity TEXT NOT NULL,
-                status TEXT NOT NULL, summary TEXT NOT NULL,
-                starts_ms INTEGER NOT NULL, ends_ms INTEGER,
-                acked_by TEXT, acked_ms INTEGER, ack_comment TEXT,
-                notified TEXT NOT NULL DEFAULT '[]',
-                silenced INTEGER NOT NULL DEFAULT 0,
-                alert_json TEXT NOT NULL,
-                updated_ms INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS escalations (
-                fingerprint TEXT NOT NULL, starts_ms INTEGER NOT NULL,
-                policy TEXT NOT NULL, next_step INTEGER NOT NULL DEFAULT 0,
-                last_step_ms INTEGER NOT NULL DEFAULT 0,
-                acked INTEGER NOT NULL DEFAULT 0, ack_notified INTEGER NOT NULL DEFAULT 0,
-                done INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (fingerprint, starts_ms)
-            );
-            CREATE TABLE IF NOT EXISTS silences (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                matchers TEXT NOT NULL, starts_ms INTEGER NOT NULL, ends_ms INTEGER NOT NULL,
-                created_by TEXT NOT NULL, comment TEXT NOT NULL, created_ms INTEGER NOT NULL
-            );",
-        )?;
         Ok(AlertStore { store })
     }
 

@@ -9,11 +9,11 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use age::secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+use super::encryption::Encrypted;
+pub use super::encryption::{Encryption, Keys};
 use crate::config::BackupConfig;
 
 /// Bytes buffered before a write reaches the file.
@@ -37,6 +37,11 @@ pub enum ArchiveError {
         path.display()
     )]
     NoIdentity { path: PathBuf },
+    #[error(
+        "this redops was built without encryption (cargo feature `encryption`): it cannot seal or open \
+         age-encrypted backups; use a build with default features, or remove age_recipients and age_passphrase"
+    )]
+    WithoutEncryption,
 }
 
 /// How an archive is sealed.
@@ -47,34 +52,12 @@ pub struct Sealing {
     pub encryption: Option<Encryption>,
 }
 
-#[derive(Clone)]
-pub enum Encryption {
-    Recipients(Vec<age::x25519::Recipient>),
-    Passphrase(SecretString),
-}
-
 impl Sealing {
-    /// The sealing the config asks for. Recipients were checked when the
-    /// config loaded; a bad one here is still reported, not skipped.
+    /// The sealing the config asks for.
     pub fn from_config(config: &BackupConfig, compress: bool) -> Result<Sealing, ArchiveError> {
-        let encryption = if let Some(p) = config.passphrase() {
-            Some(Encryption::Passphrase(SecretString::from(p.expose().to_owned())))
-        } else if !config.age_recipients.is_empty() {
-            let recipients = config
-                .age_recipients
-                .iter()
-                .map(|r| {
-                    age::x25519::Recipient::from_str(r)
-                        .map_err(|e| ArchiveError::Encrypt(format!("`{r}` is not an age public key: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(Encryption::Recipients(recipients))
-        } else {
-            None
-        };
         Ok(Sealing {
             compression: compress.then_some(config.compression_level),
-            encryption,
+            encryption: Encryption::from_config(config)?,
         })
     }
 
@@ -109,7 +92,7 @@ impl Write for HashingFile {
     }
 }
 
-type AgeWriter = age::stream::StreamWriter<HashingFile>;
+type AgeWriter = Encrypted<HashingFile>;
 
 enum Layers {
     Plain(HashingFile),
@@ -169,14 +152,7 @@ impl ArchiveWriter {
                 Some(level) => Layers::Zstd(zstd_encoder(hashing, level).map_err(|e| io("cannot compress", e))?),
             },
             Some(encryption) => {
-                let encryptor = match encryption {
-                    Encryption::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
-                    Encryption::Recipients(rs) => {
-                        age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
-                            .map_err(|e| ArchiveError::Encrypt(e.to_string()))?
-                    }
-                };
-                let age = encryptor.wrap_output(hashing).map_err(|e| io("cannot write", e))?;
+                let age = encryption.wrap(hashing, path)?;
                 match sealing.compression {
                     None => Layers::Age(age),
                     Some(level) => Layers::ZstdAge(zstd_encoder(age, level).map_err(|e| io("cannot compress", e))?),
@@ -266,34 +242,6 @@ fn zstd_encoder<W: Write>(w: W, level: i32) -> io::Result<zstd::Encoder<'static,
     Ok(encoder)
 }
 
-/// The keys that open encrypted archives.
-#[derive(Default)]
-pub struct Keys {
-    identities: Vec<Box<dyn age::Identity + Send + Sync>>,
-    problems: Vec<String>,
-}
-
-impl Keys {
-    /// The identity file and the passphrase of the config, whichever are set.
-    /// A missing identity file is remembered and reported when an archive
-    /// needs it, so unencrypted archives stay usable.
-    pub fn from_config(config: &BackupConfig) -> Keys {
-        let mut keys = Keys::default();
-        if let Some(path) = &config.age_identity_file {
-            match age::IdentityFile::from_file(path.to_string_lossy().into_owned()).map(|f| f.into_identities()) {
-                Ok(Ok(ids)) => keys.identities.extend(ids),
-                Ok(Err(e)) => keys.problems.push(format!("{}: {e}", path.display())),
-                Err(e) => keys.problems.push(format!("cannot read {}: {e}", path.display())),
-            }
-        }
-        if let Some(p) = config.passphrase() {
-            let identity = age::scrypt::Identity::new(SecretString::from(p.expose().to_owned()));
-            keys.identities.push(Box::new(identity));
-        }
-        keys
-    }
-}
-
 /// Opens an archive for reading its payload.
 pub fn open(path: &Path, compressed: bool, encrypted: bool, keys: &Keys) -> Result<Box<dyn Read>, ArchiveError> {
     let file = File::open(path).map_err(|source| ArchiveError::Io {
@@ -303,29 +251,7 @@ pub fn open(path: &Path, compressed: bool, encrypted: bool, keys: &Keys) -> Resu
     })?;
     let file = BufReader::with_capacity(WRITE_BUFFER, file);
     let reader: Box<dyn Read> = if encrypted {
-        if keys.identities.is_empty() {
-            if let Some(problem) = keys.problems.first() {
-                return Err(ArchiveError::Decrypt {
-                    path: path.to_owned(),
-                    why: format!("the age identity file cannot be used: {problem}"),
-                });
-            }
-            return Err(ArchiveError::NoIdentity { path: path.to_owned() });
-        }
-        let decrypt_error = |e: age::DecryptError| ArchiveError::Decrypt {
-            path: path.to_owned(),
-            why: match e {
-                age::DecryptError::NoMatchingKeys => {
-                    "none of the configured keys opens it (wrong identity file or passphrase)".to_owned()
-                }
-                other => other.to_string(),
-            },
-        };
-        let decryptor = age::Decryptor::new_buffered(file).map_err(decrypt_error)?;
-        let reader = decryptor
-            .decrypt(keys.identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-            .map_err(decrypt_error)?;
-        Box::new(reader)
+        keys.decrypt(file, path)?
     } else {
         Box::new(file)
     };
@@ -418,30 +344,30 @@ mod tests {
 
     #[test]
     fn every_sealing_round_trips() {
-        let identity = age::x25519::Identity::generate();
-        let keys = Keys {
-            identities: vec![Box::new(identity.clone())],
-            problems: Vec::new(),
-        };
         for compress in [false, true] {
             round_trip(&sealing(compress, None), &Keys::default());
-            round_trip(
-                &sealing(compress, Some(Encryption::Recipients(vec![identity.to_public()]))),
-                &keys,
-            );
+        }
+        #[cfg(feature = "encryption")]
+        {
+            let identity = age::x25519::Identity::generate();
+            let keys = Keys::with_identity(identity.clone());
+            for compress in [false, true] {
+                round_trip(
+                    &sealing(compress, Some(Encryption::Recipients(vec![identity.to_public()]))),
+                    &keys,
+                );
+            }
         }
     }
 
     /// Truncated and corrupted archives of every sealing: opening and
     /// checking them fails with an error, never a panic.
+    #[cfg(feature = "encryption")]
     #[test]
     fn hostile_archives_fail_cleanly() {
         use crate::backup::{Silent, logical, rdb};
         let identity = age::x25519::Identity::generate();
-        let keys = Keys {
-            identities: vec![Box::new(identity.clone())],
-            problems: Vec::new(),
-        };
+        let keys = Keys::with_identity(identity.clone());
         let header = logical::Header {
             version: logical::VERSION,
             created_ms: 1,
@@ -505,6 +431,7 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    #[cfg(feature = "encryption")]
     #[test]
     fn an_encrypted_archive_without_keys_says_what_to_configure() {
         let dir = tempfile::tempdir().unwrap();
@@ -516,10 +443,7 @@ mod tests {
         w.finish().unwrap();
         let err = open(&path, false, true, &Keys::default()).err().unwrap().to_string();
         assert!(err.contains("age_identity_file"), "{err}");
-        let other = Keys {
-            identities: vec![Box::new(age::x25519::Identity::generate())],
-            problems: Vec::new(),
-        };
+        let other = Keys::with_identity(age::x25519::Identity::generate());
         let err = open(&path, false, true, &other).err().unwrap().to_string();
         assert!(err.contains("none of the configured keys"), "{err}");
     }

@@ -79,23 +79,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
 }
 
 impl Catalog {
+    /// The table is made by the store's migrations.
     pub fn open(store: Store) -> Result<Catalog, StoreError> {
-        store.conn().execute_batch(
-            "CREATE TABLE IF NOT EXISTS backups (
-                id TEXT PRIMARY KEY,
-                target TEXT NOT NULL,
-                kind TEXT NOT NULL,
-                path TEXT NOT NULL,
-                size INTEGER NOT NULL,
-                checksum TEXT NOT NULL,
-                compressed INTEGER NOT NULL,
-                encrypted INTEGER NOT NULL,
-                created INTEGER NOT NULL,
-                verified INTEGER,
-                verify_error TEXT
-            );
-            CREATE INDEX IF NOT EXISTS backups_target_created ON backups (target, created);",
-        )?;
         Ok(Catalog { store })
     }
 

@@ -17,6 +17,7 @@ pub mod archive;
 pub mod catalog;
 pub mod cluster_set;
 pub mod crc64;
+pub mod encryption;
 pub mod logical;
 pub mod rdb;
 pub mod remote;

@@ -3,7 +3,6 @@
 //! `<state_dir>/backups/`.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -80,8 +79,27 @@ impl BackupConfig {
                 .with_hint("3 is fast and small enough for most data"),
             );
         }
+        #[cfg(not(feature = "encryption"))]
+        if self.encrypts() || self.age_identity_file.is_some() {
+            let key = if self.age_recipients.is_empty() && self.passphrase().is_none() {
+                "age_identity_file"
+            } else if self.age_recipients.is_empty() {
+                "age_passphrase"
+            } else {
+                "age_recipients"
+            };
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    find_key(file, key),
+                    format!("backup.{key}: this redops was built without encryption (cargo feature `encryption`)"),
+                )
+                .with_hint("use a build with default features, or remove the age_* settings"),
+            );
+        }
+        #[cfg(feature = "encryption")]
         for recipient in &self.age_recipients {
-            if age::x25519::Recipient::from_str(recipient).is_err() {
+            if recipient.parse::<age::x25519::Recipient>().is_err() {
                 diags.push(
                     Diagnostic::error(
                         file,
@@ -144,6 +162,7 @@ mod tests {
         (config.filter(|_| !diags.has_errors()), diags.render())
     }
 
+    #[cfg(feature = "encryption")]
     #[test]
     fn defaults_and_a_full_section_load() {
         let (config, _) = parse("");
@@ -164,6 +183,7 @@ mod tests {
         assert_eq!(b.io_timeout.as_secs(), 120);
     }
 
+    #[cfg(feature = "encryption")]
     #[test]
     fn every_problem_is_reported_at_its_key() {
         let (config, report) = parse(
@@ -187,5 +207,26 @@ mod tests {
         let (config, report) = parse("[backup]\ncompresion_level = 3\n");
         assert!(config.is_none(), "unknown keys are rejected");
         assert!(report.contains("compresion_level"), "{report}");
+    }
+
+    #[cfg(not(feature = "encryption"))]
+    #[test]
+    fn a_build_without_encryption_refuses_age_settings_at_their_key() {
+        let (config, _) = parse("[backup]\ncompression_level = 9\n");
+        assert!(config.is_some(), "no age settings: loads");
+        for (text, key) in [
+            ("[backup]\nage_recipients = [\"age1x\"]\n", "age_recipients"),
+            ("[backup]\nage_passphrase = \"correct horse\"\n", "age_passphrase"),
+            (
+                "[backup]\nage_identity_file = \"keys/backup.key\"\n",
+                "age_identity_file",
+            ),
+        ] {
+            let (config, report) = parse(text);
+            assert!(config.is_none(), "{text}");
+            assert!(report.contains("built without encryption"), "{report}");
+            assert!(report.contains(&format!("backup.{key}")), "{report}");
+            assert!(report.contains("redops.toml:2:1"), "{report}");
+        }
     }
 }

@@ -201,6 +201,22 @@ pub struct WebhookConfig {
     /// PagerDuty's integration (routing) key.
     #[serde(default)]
     pub routing_key: Option<Secret>,
+    /// `format = "alertmanager"` only: how often every firing alert the
+    /// receiver got is sent again, acknowledged or not, so Alertmanager
+    /// does not resolve it after its `resolve_timeout`.
+    #[serde(default, with = "duration::option")]
+    pub resend_interval: Option<Duration>,
+}
+
+/// Alertmanager's own default `resolve_timeout`.
+pub const ALERTMANAGER_RESOLVE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+impl WebhookConfig {
+    /// How often firing alerts are sent again whatever the routes say:
+    /// only to an Alertmanager, every minute unless set.
+    pub fn resend_interval(&self) -> Option<Duration> {
+        (self.format == WebhookFormat::Alertmanager).then(|| self.resend_interval.unwrap_or(Duration::from_secs(60)))
+    }
 }
 
 fn default_webhook_timeout() -> Duration {
@@ -853,11 +869,39 @@ impl Config {
                     .with_hint("routing_key = \"${PAGERDUTY_ROUTING_KEY}\""),
                 );
             }
+            if let ReceiverConfig::Webhook(w) = receiver {
+                check_resend_interval(file, name, w, diags);
+            }
         }
     }
 
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// `resend_interval` belongs to Alertmanager receivers and must be
+/// positive. (One that lets alerts lapse is a lint warning.)
+fn check_resend_interval(file: &SourceFile, name: &str, w: &WebhookConfig, diags: &mut Diagnostics) {
+    let Some(every) = w.resend_interval else {
+        return;
+    };
+    let span = find_key(file, "resend_interval");
+    if w.format != WebhookFormat::Alertmanager {
+        diags.push(
+            Diagnostic::error(
+                file,
+                span,
+                format!("receiver `{name}`: resend_interval is only for format = \"alertmanager\""),
+            )
+            .with_hint("other receivers repeat through a [[route]]'s repeat_interval"),
+        );
+    } else if every.is_zero() {
+        diags.push(Diagnostic::error(
+            file,
+            span,
+            format!("receiver `{name}`: resend_interval must be more than 0s"),
+        ));
     }
 }
 

@@ -70,26 +70,8 @@ pub struct HistoryStore {
 }
 
 impl HistoryStore {
+    /// The tables are made by the store's migrations.
     pub fn open(store: Store) -> Result<HistoryStore, StoreError> {
-        {
-            let conn = store.conn();
-            conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS history_raw (
-                    target TEXT NOT NULL, metric TEXT NOT NULL, at_ms INTEGER NOT NULL,
-                    value REAL NOT NULL,
-                    PRIMARY KEY (target, metric, at_ms)) WITHOUT ROWID;",
-            )?;
-            for tier in [Tier::Minute, Tier::Hour] {
-                conn.execute_batch(&format!(
-                    "CREATE TABLE IF NOT EXISTS {} (
-                        target TEXT NOT NULL, metric TEXT NOT NULL, at_ms INTEGER NOT NULL,
-                        min REAL NOT NULL, avg REAL NOT NULL, max REAL NOT NULL,
-                        last REAL NOT NULL, count INTEGER NOT NULL,
-                        PRIMARY KEY (target, metric, at_ms)) WITHOUT ROWID;",
-                    tier.table()
-                ))?;
-            }
-        }
         Ok(HistoryStore { store })
     }
 

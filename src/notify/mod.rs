@@ -9,6 +9,7 @@ pub mod email;
 pub mod format;
 pub mod incident;
 pub mod log;
+pub mod resend;
 pub mod router;
 pub mod webhook;
 

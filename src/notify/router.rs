@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::incident::{Correlator, Release, Verdict};
+use super::resend::Resender;
 use super::{AlertNotice, Notification, Notifier, PlaybookSummary};
 use crate::alerts::escalation::{self, Progress};
 use crate::alerts::store::{AlertStore, Silence, ms, now_ms};
@@ -49,6 +50,8 @@ pub struct Router {
     suppressed: std::collections::HashSet<String>,
     /// Milliseconds since the epoch, for silences and escalation steps.
     clock: WallClock,
+    /// Firing alerts sent again to Alertmanager receivers.
+    resender: Resender,
 }
 
 /// The router's wall clock: the system's in the engine, a virtual one in
@@ -117,6 +120,7 @@ impl Router {
             silences: Vec::new(),
             suppressed: Default::default(),
             clock: Arc::new(now_ms),
+            resender: Resender::new(config),
         };
         router.reload_silences();
         router
@@ -152,6 +156,7 @@ impl Router {
         self.escalations = config.escalations.clone();
         self.inhibit_within_family = config.notify.inhibit_within_family;
         self.correlator.reconfigure(config.incidents.clone());
+        self.resender.reconfigure(config);
     }
 
     /// Where this router's notifications wait for delivery.
@@ -170,6 +175,9 @@ impl Router {
     /// Alerts that were firing when redops last stopped.
     pub fn restore(&mut self, alerts: Vec<Alert>) {
         for a in alerts {
+            if let Ok(Some(row)) = self.store.get(&a.fingerprint) {
+                self.resender.restored(&a.fingerprint, &row.notified);
+            }
             self.firing.insert(a.fingerprint.clone(), AlertNotice::new(a));
         }
     }
@@ -238,6 +246,7 @@ impl Router {
             self.firing.insert(fingerprint.clone(), notice.clone());
         } else {
             self.firing.remove(&fingerprint);
+            self.resender.resolved(&fingerprint);
             let _ = self.store.finish_escalation(&fingerprint);
         }
         match verdict {
@@ -327,6 +336,9 @@ impl Router {
                 rule_notify.to_vec()
             };
             self.send(&receivers, &Notification::Alert(Box::new(notice)), &[&fingerprint]);
+            if firing {
+                self.resender.sent(&receivers, &[&fingerprint], now);
+            }
             return;
         }
         let mut grouped_receivers = Vec::new();
@@ -437,7 +449,26 @@ impl Router {
                 self.flush(&key, now);
             }
         }
-        self.escalate();
+        self.escalate(now);
+        self.resend(now);
+    }
+
+    /// Sends firing alerts again to the Alertmanager receivers they are due
+    /// to, acknowledged or not. Silenced, inhibited or folded ones are not
+    /// sent (Alertmanager resolves them) until they may be again.
+    fn resend(&mut self, now: Instant) {
+        for (fingerprint, receivers) in self.resender.due(now) {
+            let Some(notice) = self.firing.get(&fingerprint) else {
+                self.resender.resolved(&fingerprint);
+                continue;
+            };
+            if self.suppressed.contains(&fingerprint) || self.silenced_by(&notice.alert).is_some() {
+                continue;
+            }
+            tracing::debug!(rule = %notice.alert.rule, target = %notice.alert.target, receivers = ?receivers, "Firing alert sent again to Alertmanager");
+            self.notifier
+                .send(&receivers, &Notification::Alert(Box::new(notice.clone())));
+        }
     }
 
     /// Sends what a group holds, as one alert or one group notification.
@@ -467,6 +498,7 @@ impl Router {
         };
         let refs: Vec<&str> = fingerprints.iter().map(String::as_str).collect();
         self.send(&receivers, &n, &refs);
+        self.resender.sent(&receivers, &refs, now);
     }
 
     /// Called every second or so: silences may have changed from the CLI.
@@ -475,7 +507,7 @@ impl Router {
         self.tick(now);
     }
 
-    fn escalate(&mut self) {
+    fn escalate(&mut self, now_instant: Instant) {
         let active = match self.store.active_escalations() {
             Ok(a) => a,
             Err(e) => {
@@ -533,6 +565,7 @@ impl Router {
                     &Notification::Alert(Box::new(notice.clone())),
                     &[&e.fingerprint],
                 );
+                self.resender.sent(&receivers, &[&e.fingerprint], now_instant);
             }
             e.next_step = p.next_step;
             e.last_step_ms = p.last_step_ms;

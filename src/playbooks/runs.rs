@@ -96,36 +96,8 @@ fn params_json(params: &BTreeMap<String, toml::Value>) -> String {
 }
 
 impl RunStore {
+    /// The table is made by the store's migrations.
     pub fn open(store: Store) -> Result<RunStore, StoreError> {
-        store.conn().execute_batch(
-            "CREATE TABLE IF NOT EXISTS playbook_runs (
-                id TEXT PRIMARY KEY,
-                playbook TEXT NOT NULL,
-                target TEXT NOT NULL,
-                rule TEXT,
-                trigger TEXT NOT NULL,
-                params TEXT NOT NULL DEFAULT '{}',
-                dry_run INTEGER NOT NULL,
-                started_ms INTEGER NOT NULL,
-                duration_ms INTEGER,
-                outcome TEXT NOT NULL,
-                detail TEXT NOT NULL DEFAULT '',
-                findings TEXT NOT NULL DEFAULT '[]',
-                audit TEXT NOT NULL DEFAULT '[]',
-                audit_dropped INTEGER NOT NULL DEFAULT 0
-            );
-            CREATE INDEX IF NOT EXISTS playbook_runs_started ON playbook_runs (started_ms);",
-        )?;
-        // Added with HA retries; a store from before gets the column.
-        let has_retry_of = store
-            .conn()
-            .prepare("SELECT 1 FROM pragma_table_info('playbook_runs') WHERE name = 'retry_of'")?
-            .exists([])?;
-        if !has_retry_of {
-            store
-                .conn()
-                .execute_batch("ALTER TABLE playbook_runs ADD COLUMN retry_of TEXT")?;
-        }
         Ok(RunStore { store })
     }
 

@@ -24,6 +24,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::metric_names::{METRIC_NAMES, is_known_metric};
 
 mod expression;
+mod receivers;
 
 /// Variables of a keyspace rule (besides `target`).
 pub const KEYSPACE_VARIABLES: &[&str] = &["count", "window_secs"];
@@ -128,6 +129,7 @@ pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookFiles, diags: &
         http_without_allowlist(playbooks, diags);
     }
     allow_entries_that_allow_nothing(config, diags);
+    receivers::alertmanager_lapses(config, diags);
 }
 
 /// Where a rule's parts are written.

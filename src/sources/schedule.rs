@@ -51,10 +51,8 @@ pub struct ScheduleStore {
 }
 
 impl ScheduleStore {
+    /// The table is made by the store's migrations.
     pub fn open(store: Store) -> Result<Self, StoreError> {
-        store.conn().execute_batch(
-            "CREATE TABLE IF NOT EXISTS schedule_runs (rule TEXT PRIMARY KEY, last_ms INTEGER NOT NULL)",
-        )?;
         Ok(ScheduleStore { store })
     }
 

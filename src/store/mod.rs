@@ -1,7 +1,10 @@
 //! The state store: one SQLite database in the state directory, in WAL mode,
 //! readable and writable by redops's user only. Each concern (outbox,
-//! alerts, backups catalog, ...) keeps its tables in a file of its own and
-//! creates them on open.
+//! alerts, backups catalog, ...) keeps its queries in a file of its own;
+//! the tables are all made in one place, by the versioned
+//! [`migrations`] that opening the store applies.
+
+pub mod migrations;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +25,11 @@ pub enum StoreError {
     Dir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the state database {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },
+    #[error("state database {path}: {source}")]
+    Schema {
+        path: PathBuf,
+        source: migrations::MigrationError,
+    },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -35,15 +43,24 @@ impl Store {
         })?;
         restrict(state_dir, 0o700);
         let path = state_dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|source| StoreError::Open {
+        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Before anything else writes: a database from a newer redops is
+        // refused as it is.
+        let before = migrations::migrate(&mut conn).map_err(|source| StoreError::Schema {
+            path: path.clone(),
+            source,
+        })?;
+        if before != migrations::latest() {
+            tracing::info!(path = %path.display(), from = before, to = migrations::latest(), "State database schema upgraded");
+        }
         // WAL: readers (the CLI) never block the engine's writes; NORMAL
         // sync is durable across a process crash, which is what kill -9 is.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // The engine's tables are small and read mostly by key: a 512 KiB
         // page cache per connection (SQLite's default is 2 MiB) keeps the
         // resident size of a long-running engine flat.
@@ -63,7 +80,8 @@ impl Store {
 
     /// An in-memory store, for tests and for running without a state dir.
     pub fn in_memory() -> Store {
-        let conn = Connection::open_in_memory().expect("SQLite can always open an in-memory database");
+        let mut conn = Connection::open_in_memory().expect("SQLite can always open an in-memory database");
+        migrations::migrate(&mut conn).expect("the schema applies to an empty database");
         Store {
             conn: Arc::new(Mutex::new(conn)),
             path: PathBuf::from(":memory:"),
