@@ -135,6 +135,8 @@ fn start_redops(dir: &Path, seed: &str, hook: &Hook) -> (Proc, PathBuf) {
     std::fs::create_dir_all(dir.join("playbooks")).unwrap();
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/cluster.toml");
     std::fs::copy(rules, dir.join("rules/cluster.toml")).unwrap();
+    let playbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/cluster_failover.rhai");
+    std::fs::copy(playbook, dir.join("playbooks/cluster_failover.rhai")).unwrap();
     let config = format!(
         "[engine]\nrules_dir = \"rules\"\nplaybooks_dir = \"playbooks\"\nstate_dir = \"state\"\nsample_interval = \"1s\"\n\n\
          [api]\nenabled = false\n\n\

@@ -46,11 +46,9 @@ fn cluster_config(seed: &str, hook: &WebhookReceiver, extra: &str) -> String {
 
 /// The shipped cluster rules, the failover rule running a playbook that logs.
 fn rules_with_playbook() -> String {
-    CLUSTER_RULES.replacen(
-        "events = [\"cluster_failover\"]\n",
-        "events = [\"cluster_failover\"]\nplaybook = \"failover_log\"\n",
-        1,
-    )
+    let rules = CLUSTER_RULES.replacen("playbook = \"cluster_failover\"\n", "playbook = \"failover_log\"\n", 1);
+    assert_ne!(rules, CLUSTER_RULES, "the shipped failover rule runs a playbook");
+    rules
 }
 
 fn info_field(addr: &str, section: &str, field: &str) -> Option<String> {

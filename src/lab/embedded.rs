@@ -46,6 +46,10 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
         include_str!("../../playbooks/sentinel_failover.rhai"),
     ),
     ("restore.rhai", include_str!("../../playbooks/restore.rhai")),
+    (
+        "cluster_failover.rhai",
+        include_str!("../../playbooks/cluster_failover.rhai"),
+    ),
     ("verify_backup.rhai", include_str!("../../playbooks/verify_backup.rhai")),
 ];
 
