@@ -13,6 +13,7 @@ use redops::cluster::key_slot;
 use redops::lab::cluster::{ClusterLab, slot_ranges};
 
 const CLUSTER_RULES: &str = include_str!("../rules/cluster.toml");
+const FAILOVER_PLAYBOOK: &str = include_str!("../playbooks/cluster_failover.rhai");
 
 /// The shipped `redis_down` runs the outage playbook; here it only pages.
 const DOWN_RULE: &str = r#"
@@ -188,7 +189,7 @@ fn a_shard_without_any_node_pages_state_and_slots_until_it_is_back() {
         "500ms",
         &cluster_config(&lab.node(1).addr(), &hook, ""),
         &[("cluster", CLUSTER_RULES)],
-        &[],
+        &[("cluster_failover", FAILOVER_PLAYBOOK)],
     );
     let mut redops = Redops::start(dir.path(), &[]);
     let replica = lab.replica_of(0, 0).unwrap();

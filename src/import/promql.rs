@@ -156,7 +156,7 @@ impl Translator {
                 ))
             }
             Expr::VectorSelector(vs) => self.selector(vs),
-            Expr::Binary(b) => self.binary(b),
+            Expr::Binary(b) => self.binary_expr(b),
             Expr::Call(c) => self.call(c),
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::MatrixSelector(m) => refuse(format!(
@@ -263,7 +263,7 @@ impl Translator {
         }
     }
 
-    fn binary(&mut self, b: &BinaryExpr) -> Result<Part, Untranslatable> {
+    fn binary_expr(&mut self, b: &BinaryExpr) -> Result<Part, Untranslatable> {
         let op = b.op.to_string();
         if let Some(m) = &b.modifier {
             if m.return_bool {
