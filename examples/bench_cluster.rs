@@ -20,10 +20,8 @@
 //!
 //! `REDOPS_BIN` names the binary (default `target/release/redops`).
 
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,102 +29,10 @@ use redops::lab::cluster::ClusterLab;
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{cpu_secs, redops_bin, vm};
-
-/// A webhook receiver in this process: each request's arrival and body.
-struct Hook {
-    port: u16,
-    got: Arc<Mutex<Vec<(Instant, serde_json::Value)>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let got: Arc<Mutex<Vec<(Instant, serde_json::Value)>>> = Arc::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let g = got.clone();
-        let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-                    let at = Instant::now();
-                    let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                    g.lock().unwrap().push((at, value));
-                    async { "ok" }
-                });
-                tokio::select! {
-                    _ = axum::serve(listener, app).into_future() => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        Hook {
-            port,
-            got,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/redops", self.port)
-    }
-
-    /// When the first firing of `rule` on `target` arrived.
-    fn arrival(&self, rule: &str, target: &str) -> Option<Instant> {
-        self.got.lock().unwrap().iter().find_map(|(at, b)| {
-            (b["kind"] == "alert" && b["rule"] == rule && b["status"] == "firing" && b["target"] == target)
-                .then_some(*at)
-        })
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use proc::{Proc, arg, cpu_secs, redops_bin, vm};
+#[path = "common/hook.rs"]
+mod hook;
+use hook::Hook;
 
 /// `redops run` on a config dir holding one `[[cluster]]` and the shipped
 /// cluster rules.
@@ -213,7 +119,7 @@ fn footprint(args: &[String]) {
          VmRSS {} MiB (every 10 s), VmHWM {:.1} MiB, webhooks {}, WARN lines {}, ERROR lines {}",
         rss.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(" / "),
         vm(pid, "VmHWM").unwrap_or(f64::NAN),
-        hook.got.lock().unwrap().len(),
+        hook.count(),
         text.matches(" WARN ").count(),
         text.matches(" ERROR ").count()
     );
@@ -290,7 +196,7 @@ fn failover(args: &[String]) {
         }
         // Each page is one alert; a new failover on the same node must
         // page again (resolve_after 15m keeps it firing: clear it by target).
-        hook.got.lock().unwrap().clear();
+        hook.clear();
     }
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];

@@ -31,9 +31,8 @@
 //! `REDOPS_BIN` names the binary (default `target/release/redops`).
 
 use std::collections::BTreeSet;
-use std::future::IntoFuture;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,17 +42,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{cpu_secs, redops_bin};
+use proc::{Proc, arg, cpu_secs, redops_bin};
+#[path = "common/hook.rs"]
+mod hook;
+use hook::Hook;
 
 const INFO_ALL: &str = include_str!("../tests/fixtures/info_all_master.txt");
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 // ---------------------------------------------------------------------------
 // The RESP responder
@@ -192,53 +186,6 @@ fn parse_command(buf: &[u8]) -> Option<(Vec<String>, usize)> {
 // ---------------------------------------------------------------------------
 // redops and its receiver
 
-struct Hook {
-    port: u16,
-    count: Arc<Mutex<usize>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let count: Arc<Mutex<usize>> = Arc::default();
-        let c = count.clone();
-        thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move || {
-                    *c.lock().unwrap() += 1;
-                    async { "ok" }
-                });
-                let _ = axum::serve(listener, app).into_future().await;
-            });
-        });
-        Hook { port, count }
-    }
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn status_field(pid: u32, field: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -336,8 +283,8 @@ fn main() {
     std::fs::write(dir.join("redops.toml"), config).unwrap();
     let log = dir.join("redops.log");
     let file = std::fs::File::create(&log).unwrap();
-    let redops = Proc(
-        Command::new(redops_bin())
+    let redops = Proc {
+        child: Command::new(redops_bin())
             .args(["run", "--config", "redops.toml"])
             .current_dir(&dir)
             .env("RUST_LOG", "redops=info")
@@ -347,8 +294,8 @@ fn main() {
             .stderr(file)
             .spawn()
             .expect("redops"),
-    );
-    let pid = redops.0.id();
+    };
+    let pid = redops.child.id();
     wait_log(&log, "Engine started", Duration::from_secs(60));
     thread::sleep(Duration::from_secs(warmup));
 
@@ -400,7 +347,7 @@ fn main() {
         status_field(pid, "VmRSS:"),
         status_field(pid, "VmHWM:"),
         status_field(pid, "Threads:"),
-        *hook.count.lock().unwrap(),
+        hook.count(),
         text.matches(" WARN ").count(),
         text.matches(" ERROR ").count(),
     );

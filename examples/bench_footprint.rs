@@ -17,10 +17,8 @@
 //!
 //! `REDOPS_BIN` names the binary (default `target/release/redops`).
 
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,83 +26,10 @@ use redops::lab::process::{RedisProcess, RedisSpec};
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{cpu_secs, redops_bin, vm};
-
-struct Hook {
-    port: u16,
-    count: Arc<Mutex<usize>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let count: Arc<Mutex<usize>> = Arc::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let c = count.clone();
-        let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move || {
-                    *c.lock().unwrap() += 1;
-                    async { "ok" }
-                });
-                tokio::select! {
-                    _ = axum::serve(listener, app).into_future() => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        Hook {
-            port,
-            count,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/redops", self.port)
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use proc::{Proc, arg, cpu_secs, redops_bin, vm};
+#[path = "common/hook.rs"]
+mod hook;
+use hook::Hook;
 
 /// Stops the lab in `dir` (its processes outlive `redops run --lab`).
 struct LabGuard(PathBuf);
@@ -129,14 +54,6 @@ fn threads(pid: u32) -> String {
         .find(|l| l.starts_with("Threads:"))
         .map(|l| l.trim_start_matches("Threads:").trim().to_string())
         .unwrap_or_default()
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn spawn_redops(args: &[&str], cwd: &Path, env: &[(&str, String)]) -> (Proc, PathBuf) {
@@ -208,7 +125,7 @@ fn lab(args: &[String]) {
         vm(pid, "VmRSS").unwrap_or(f64::NAN),
         vm(pid, "VmHWM").unwrap_or(f64::NAN),
         (cpu1 - cpu0) * 100.0 / t0.elapsed().as_secs_f64(),
-        *hook.count.lock().unwrap(),
+        hook.count(),
         text.matches(" WARN ").count(),
         text.matches(" ERROR ").count()
     );
@@ -296,7 +213,7 @@ fn targets(args: &[String]) {
         vm(pid, "VmRSS").unwrap_or(f64::NAN),
         vm(pid, "VmHWM").unwrap_or(f64::NAN),
         threads(pid),
-        *hook.count.lock().unwrap(),
+        hook.count(),
         text.matches(" WARN ").count(),
         text.matches(" ERROR ").count(),
         clients

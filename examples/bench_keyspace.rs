@@ -27,12 +27,11 @@
 //! `REDOPS_BIN` names the binary (default `target/release/redops`); `PYTHON`
 //! the interpreter with redis-py (default `python3`).
 
-use std::future::IntoFuture;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,102 +39,10 @@ use redops::lab::process::{RedisProcess, RedisSpec};
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{cpu_secs, redops_bin, vm};
-
-#[derive(Clone, Debug)]
-struct Got {
-    at: Instant,
-    body: serde_json::Value,
-}
-
-struct Hook {
-    port: u16,
-    got: Arc<Mutex<Vec<Got>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let got: Arc<Mutex<Vec<Got>>> = Arc::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let g = got.clone();
-        let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-                    let at = Instant::now();
-                    let g = g.clone();
-                    async move {
-                        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                        g.lock().unwrap().push(Got { at, body });
-                        "ok"
-                    }
-                });
-                tokio::select! {
-                    _ = axum::serve(listener, app).into_future() => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        Hook {
-            port,
-            got,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    fn all(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A child process killed (TERM, then KILL) on drop.
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use proc::{Proc, arg, cpu_secs, redops_bin, vm};
+#[path = "common/hook.rs"]
+mod hook;
+use hook::Hook;
 
 fn conn(addr: &str) -> redis::Connection {
     let c = redis::Client::open(format!("redis://{addr}"))
@@ -144,14 +51,6 @@ fn conn(addr: &str) -> redis::Connection {
         .unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The 100 rules: 7 counting tiers and 93 matched-but-silent selectors.

@@ -32,10 +32,9 @@
 //!   the playbook's first statement (`time.now()`) running.
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -46,110 +45,17 @@ use redops::lab::topology::Topology;
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::redops_bin;
+use proc::{Proc, arg, redops_bin};
+#[path = "common/hook.rs"]
+mod hook;
+use hook::{Got, Hook};
 
 // ---------------------------------------------------------------------------
 // Shared helpers
 
-#[derive(Clone, Debug)]
-struct Got {
-    at: Instant,
-    wall: SystemTime,
-    path: String,
-    body: serde_json::Value,
-}
-
-impl Got {
-    fn str(&self, key: &str) -> &str {
-        self.body[key].as_str().unwrap_or("")
-    }
-}
-
-/// An HTTP receiver on its own thread and runtime, recording arrival times.
-struct Hook {
-    port: u16,
-    got: Arc<Mutex<Vec<Got>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let got: Arc<Mutex<Vec<Got>>> = Arc::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let g = got.clone();
-        let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
-                    let at = Instant::now();
-                    let wall = SystemTime::now();
-                    let g = g.clone();
-                    async move {
-                        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                        let path = uri.path().to_string();
-                        g.lock().unwrap().push(Got { at, wall, path, body });
-                        "ok"
-                    }
-                });
-                tokio::select! {
-                    _ = axum::serve(listener, app).into_future() => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        Hook {
-            port,
-            got,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    fn all(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// The first request matching `pred`, waiting at most `timeout`.
-    fn wait(&self, timeout: Duration, pred: impl Fn(&Got) -> bool) -> Option<Got> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(g) = self.got.lock().unwrap().iter().find(|g| pred(g)) {
-                return Some(g.clone());
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_micros(500));
-        }
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// `redops run` as a child process; SIGTERM then SIGKILL on drop.
 struct Redops {
-    child: Child,
+    proc: Proc,
     log: PathBuf,
 }
 
@@ -172,7 +78,10 @@ impl Redops {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", redops_bin().display()));
-        Redops { child, log }
+        Redops {
+            proc: Proc { child },
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -185,28 +94,12 @@ impl Redops {
             if self.log().contains(needle) {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.proc.child.try_wait() {
                 panic!("redops exited ({status}):\n{}", self.log());
             }
             thread::sleep(Duration::from_millis(20));
         }
         panic!("redops did not log {needle:?} within {timeout:?}:\n{}", self.log());
-    }
-}
-
-impl Drop for Redops {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -263,14 +156,6 @@ fn ms(d: Duration) -> f64 {
 fn eval_to_arrival(g: &Got) -> Option<f64> {
     let starts = humantime::parse_rfc3339_weak(g.str("starts_at")).ok()?;
     Some(g.wall.duration_since(starts).ok()?.as_secs_f64() * 1e3)
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {

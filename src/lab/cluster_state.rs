@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::process::LabError;
-use super::topology::{CONFIG_FILE, connect, info_field, synced_master, wait_for};
+use super::topology::{CONFIG_FILE, connect, info_field, lab_config, quoted_list, synced_master, wait_for};
 
 /// The `[[cluster]]` name in the lab's config: node targets are `lab/<addr>`.
 pub const CLUSTER_NAME: &str = "lab";
@@ -156,38 +156,11 @@ pub fn wait_cluster_ok(addrs: &[String], timeout: Duration) -> Result<(), LabErr
 }
 
 pub fn render_config(seeds: &[String]) -> String {
-    let seeds = seeds
-        .iter()
-        .map(|addr| format!("\"{addr}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"# Written by `redops lab up --cluster`, which rewrites it: edit a copy.
-
-[engine]
-rules_dir = "rules"
-playbooks_dir = "playbooks"
-state_dir = "state"
-sample_interval = "1s"
-
-[[cluster]]
-name = "{CLUSTER_NAME}"
-seeds = [{seeds}]
-keyspace_events = "Ee"
-labels = {{ env = "lab" }}
-
-[receiver.log]
-type = "log"
-
-[receiver.webhook]
-type = "webhook"
-url = "${{REDOPS_WEBHOOK_URL:-http://127.0.0.1:9099/redops}}"
-
-[playbooks]
-# warm_cache's http.get reaches the local application only.
-http_allow = ["127.0.0.1", "localhost"]
-"#
-    )
+    let source = format!(
+        "[[cluster]]\nname = \"{CLUSTER_NAME}\"\nseeds = [{}]\n",
+        quoted_list(seeds)
+    );
+    lab_config("redops lab up --cluster", &source)
 }
 
 /// Writes `<dir>/redops.toml` for the cluster whose nodes are `seeds`.

@@ -597,13 +597,27 @@ pub fn running_config(dir: &Path) -> Result<Option<PathBuf>, LabError> {
 }
 
 pub fn render_config(sentinel_addrs: &[String]) -> String {
-    let sentinels = sentinel_addrs
+    let source = format!(
+        "[[sentinel]]\nname = \"lab\"\nmaster = \"{MASTER_NAME}\"\nsentinels = [{}]\n",
+        quoted_list(sentinel_addrs)
+    );
+    lab_config("redops lab up", &source)
+}
+
+/// `"a", "b"`: addresses as a TOML array's items.
+pub(crate) fn quoted_list(addrs: &[String]) -> String {
+    addrs
         .iter()
         .map(|addr| format!("\"{addr}\""))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// The lab's engine config around `source`, the `[[sentinel]]` or
+/// `[[cluster]]` block it watches; `command` is what writes it.
+pub(crate) fn lab_config(command: &str, source: &str) -> String {
     format!(
-        r#"# Written by `redops lab up`, which rewrites it: edit a copy.
+        r#"# Written by `{command}`, which rewrites it: edit a copy.
 
 [engine]
 rules_dir = "rules"
@@ -611,11 +625,7 @@ playbooks_dir = "playbooks"
 state_dir = "state"
 sample_interval = "1s"
 
-[[sentinel]]
-name = "lab"
-master = "{MASTER_NAME}"
-sentinels = [{sentinels}]
-keyspace_events = "Ee"
+{source}keyspace_events = "Ee"
 labels = {{ env = "lab" }}
 
 [receiver.log]
