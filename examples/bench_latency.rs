@@ -9,6 +9,7 @@
 //! target/release/examples/bench_latency sampled  [--trials 20]
 //! target/release/examples/bench_latency keyspace [--trials 20] [--tick 10ms]
 //! target/release/examples/bench_latency playbook [--trials 1000]
+//! target/release/examples/bench_latency ha [--trials 20] [--burst 4] [--stall-ms 100]
 //! ```
 //!
 //! `REDOPS_BIN` names the binary (default `target/release/redops`).
@@ -28,6 +29,13 @@
 //!   spread phases of the sampling period.
 //! - `keyspace`: `count >= 100` over `set` events on `kprobe:*`. Latency:
 //!   just before a pipeline of 100 SETs → webhook.
+//! - `ha`: detection latency without `[ha]` and with it, side by side in
+//!   one run. `--burst` keyspace rules (one per key prefix) fire from one
+//!   pipeline of 100 SETs per prefix; the lease store is a second
+//!   `redis-server`. Three phases: no `[ha]`; `[ha]` with the lease store
+//!   answering at once; `[ha]` with the lease store slow (a thread keeps it
+//!   busy in `DEBUG SLEEP <stall-ms>`). Latency: just before the pipeline →
+//!   the first, and the last, of the burst's webhooks.
 //! - `playbook`: in process, an `Invocation` handed to the real `Runner` →
 //!   the playbook's first statement (`time.now()`) running.
 
@@ -707,6 +715,158 @@ summary = "{{ count }} kprobe sets in 1s"
 }
 
 // ---------------------------------------------------------------------------
+// ha
+
+/// One phase of the `ha` bench: per trial, pipeline sent → first and → last
+/// firing webhook of the burst.
+struct HaPhase {
+    name: &'static str,
+    first: Vec<f64>,
+    last: Vec<f64>,
+}
+
+fn ha(args: &[String]) {
+    let trials: usize = arg(args, "--trials", 20);
+    let burst: usize = arg(args, "--burst", 4);
+    let stall_ms: u64 = arg(args, "--stall-ms", 100);
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = RedisProcess::start(RedisSpec::new(tmp.path().join("redis"))).unwrap();
+    let lease =
+        RedisProcess::start(RedisSpec::new(tmp.path().join("lease")).with("enable-debug-command", "yes")).unwrap();
+    let hook = Hook::start();
+    let rules: String = (0..burst)
+        .map(|k| {
+            format!(
+                "[[rule]]\nname = \"burst_{k}\"\nsource = \"keyspace\"\nevents = [\"set\"]\nkeys = \"kp{k}:*\"\nwindow = \"1s\"\nwhen = \"count >= 100\"\nseverity = \"warning\"\nsummary = \"{{{{ count }}}} kp{k} sets in 1s\"\n\n"
+            )
+        })
+        .collect();
+    let base = format!(
+        "[[target]]\nname = \"t\"\nurl = \"{}\"\nkeyspace_events = \"E$\"\n\n[[target]]\nname = \"lease\"\nurl = \"{}\"\n\n[receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        redis.url(0),
+        lease.url(0),
+        hook.url()
+    );
+    let ha_section = "\n[ha]\nenabled = true\nlease_on = \"lease\"\nlease_ttl = \"30s\"\ninstance_id = \"bench\"\n";
+    let mut phases = Vec::new();
+    for (name, with_ha, stall) in [
+        ("no [ha]", false, false),
+        ("[ha], lease store answering", true, false),
+        ("[ha], lease store slow", true, true),
+    ] {
+        let root = tmp.path().join(name.replace([' ', '[', ']', ','], ""));
+        let config = if with_ha {
+            format!("{base}{ha_section}")
+        } else {
+            base.clone()
+        };
+        let dir = engine_dir(
+            &root,
+            "sample_interval = \"5s\"\nkeyspace_tick = \"10ms\"",
+            &config,
+            &rules,
+        );
+        // A firing of the last phase, within the episode window of the
+        // next one's, would be taken for the same firing, and not paged.
+        let _: () = redis::cmd("FLUSHALL").query(&mut conn(&lease.addr())).unwrap();
+        let mut redops = Redops::start(&dir);
+        redops.wait_log("Keyspace subscription active", Duration::from_secs(20));
+        if with_ha {
+            redops.wait_log("HA: became the leader", Duration::from_secs(20));
+        }
+        let stalling = Arc::new(AtomicBool::new(stall));
+        let staller = stall.then(|| {
+            let (addr, stalling) = (lease.addr(), stalling.clone());
+            thread::spawn(move || {
+                let mut c = conn(&addr);
+                while stalling.load(Ordering::Relaxed) {
+                    let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                        .arg("SLEEP")
+                        .arg(stall_ms as f64 / 1000.0)
+                        .query(&mut c);
+                }
+            })
+        });
+        let mut c = conn(&redis.addr());
+        thread::sleep(Duration::from_secs(2));
+        hook.clear();
+        let mut phase = HaPhase {
+            name,
+            first: Vec::new(),
+            last: Vec::new(),
+        };
+        for i in 0..trials {
+            thread::sleep(Duration::from_millis(((i * 7919) % trials) as u64 * 10 / trials as u64));
+            let mut pipe = redis::pipe();
+            for k in 0..burst {
+                for j in 0..100 {
+                    pipe.cmd("SET").arg(format!("kp{k}:{i}:{j}")).arg(1).ignore();
+                }
+            }
+            let t0 = Instant::now();
+            let _: () = pipe.query(&mut c).unwrap();
+            let all_fired = wait_until(Duration::from_secs(20), || {
+                hook.all()
+                    .iter()
+                    .filter(|g| g.at >= t0 && g.str("status") == "firing")
+                    .count()
+                    >= burst
+            });
+            let fired: Vec<f64> = hook
+                .all()
+                .iter()
+                .filter(|g| g.at >= t0 && g.str("status") == "firing")
+                .map(|g| ms(g.at.duration_since(t0)))
+                .collect();
+            if !all_fired {
+                println!(
+                    "{name} trial {i}: {} of {burst} firing notifications within 20 s",
+                    fired.len()
+                );
+                continue;
+            }
+            phase.first.push(fired.iter().copied().fold(f64::MAX, f64::min));
+            phase.last.push(fired.iter().copied().fold(0.0, f64::max));
+            let t1 = Instant::now();
+            let resolved = wait_until(Duration::from_secs(20), || {
+                hook.all()
+                    .iter()
+                    .filter(|g| g.at >= t1 && g.str("status") == "resolved")
+                    .count()
+                    >= burst
+            });
+            if !resolved {
+                println!("{name} trial {i}: not every alert resolved within 20 s");
+            }
+        }
+        stalling.store(false, Ordering::Relaxed);
+        if let Some(s) = staller {
+            let _ = s.join();
+        }
+        let log = redops.log();
+        println!(
+            "{name}: redops log warnings {}, 'alert start not shared' {}",
+            log.matches(" WARN ").count(),
+            log.matches("alert start not shared").count()
+        );
+        drop(redops);
+        summary(&format!("ha: {name}: pipeline->first webhook of {burst}"), &phase.first);
+        summary(&format!("ha: {name}: pipeline->last webhook of {burst}"), &phase.last);
+        phases.push(phase);
+    }
+    let base = &phases[0];
+    for p in &phases[1..] {
+        println!(
+            "RESULT ratio p50 ({} / {}): first {:.2}x, last {:.2}x",
+            p.name,
+            base.name,
+            pct(&p.first, 0.5) / pct(&base.first, 0.5),
+            pct(&p.last, 0.5) / pct(&base.last, 0.5)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
 // playbook
 
 fn playbook(args: &[String]) {
@@ -815,8 +975,9 @@ fn main() {
         "sampled" => sampled(&args),
         "keyspace" => keyspace(&args),
         "playbook" => playbook(&args),
+        "ha" => ha(&args),
         _ => {
-            eprintln!("usage: bench_latency sentinel-replay|sentinel-failover|sampled|keyspace|playbook [options]");
+            eprintln!("usage: bench_latency sentinel-replay|sentinel-failover|sampled|keyspace|playbook|ha [options]");
             std::process::exit(2);
         }
     }

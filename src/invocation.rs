@@ -12,8 +12,12 @@ use crate::alerts::Alert;
 /// What evaluation asks the effects side to do.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// An alert started firing or resolved.
-    Alert(Alert),
+    /// An alert started firing or resolved; `notify` are the receivers its
+    /// rule names, told besides the matching routes.
+    Alert {
+        alert: Alert,
+        notify: Vec<String>,
+    },
     RunPlaybook(Invocation),
 }
 

@@ -13,13 +13,12 @@
 //! [`invocation::RunOutcome`]). `tests/layers.rs` reads this list and fails
 //! on an import that goes sideways or up. Bottom first:
 //!
-//! 1. Foundations: [`secrets`], [`glob`], [`template`], [`status`], [`store`], [`lab`], [`reload`]
+//! 1. Foundations: [`secrets`], [`glob`], [`template`], [`status`], [`store`], [`lab`]
 //!    - [`secrets`]: redaction of every secret we know; [`glob`]: Redis key
 //!      patterns; [`template`]: `{{ name }}` summaries; [`status`]: ok,
 //!      unknown, warning, critical, the guide's verdicts and thresholds.
 //!    - [`store`]: the SQLite state store; [`lab`]: local `redis-server`
-//!      processes, shared with the test harness; [`reload`]: the file
-//!      watcher and SIGHUP that ask the engine to reload.
+//!      processes, shared with the test harness.
 //! 2. Reporting: [`diagnostics`], [`logging`]
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
@@ -72,7 +71,8 @@
 //!      each other, every problem reported at once; [`import`]: other
 //!      tools' alerting rules (Prometheus) translated into rule files.
 //! 14. Running: [`engine`], [`ruletest`]
-//!    - [`engine`]: wires every part into the running daemon;
+//!    - [`engine`]: wires every part into the running daemon, around a
+//!      loop whose decisions are one testable step; hot reload;
 //!      [`ruletest`]: `redops test`, rule and playbook tests in virtual time
 //!      driving the real evaluator and playbook engine.
 //! 15. The command line: [`cli`]
@@ -105,7 +105,6 @@ pub mod outbox;
 pub mod playbooks;
 pub mod policy;
 pub mod redis;
-pub mod reload;
 pub mod rules;
 pub mod ruletest;
 pub mod secrets;

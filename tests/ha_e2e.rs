@@ -888,3 +888,73 @@ fn a_playbook_run_asked_of_a_follower_is_refused_with_the_leader_named() {
     }));
     assert!(b.runs("slow").is_empty(), "the follower ran it");
 }
+
+#[test]
+fn with_the_lease_store_hung_a_burst_of_alerts_is_still_paged_promptly() {
+    const BURST: usize = 6;
+    let watched = TestRedis::start(&[]);
+    let lease = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let probes: Vec<String> = (0..BURST).map(|i| format!("b{i} = \"LLEN burst:{i}\"")).collect();
+    let rules: String = (0..BURST)
+        .map(|i| {
+            format!(
+                "[[rule]]\nname = \"burst_{i}\"\nsource = \"sample\"\nwhen = \"b{i} > 0\"\nseverity = \"critical\"\n\
+                 summary = \"burst {i}\"\n\n"
+            )
+        })
+        .collect();
+    // A long lease, renewed rarely: the leader keeps leading through the
+    // hang below, and no renewal fails (and drops the link) meanwhile.
+    let config = format!(
+        "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ {} }}\n\n[[target]]\nname = \"lease\"\nurl = \"{}\"\n\n\
+         [receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
+         [ha]\nenabled = true\nlease_ttl = \"40s\"\nrenew_every = \"20s\"\ninstance_id = \"a\"\nlease_on = \"lease\"\n",
+        watched.url(0),
+        probes.join(", "),
+        lease.url(0),
+        hook.url()
+    );
+    let dir = engine_dir("500ms", &config, &[("burst", &rules)], &[]);
+    let mut a = Redops::start(dir.path(), &[]);
+    a.wait_log("HA: became the leader", Duration::from_secs(15));
+    // Hang the store just after a renewal: the next one is 20 s away.
+    let mut lease_conn = lease.conn();
+    let renewed = wait_until(Duration::from_secs(25), Duration::from_millis(10), || {
+        redis::cmd("PTTL")
+            .arg("redops:ha:leader")
+            .query::<i64>(&mut lease_conn)
+            .is_ok_and(|ttl| ttl > 39_000)
+    });
+    assert!(renewed, "the lease was not renewed:\n{}", a.output());
+    lease.process.pause().unwrap();
+
+    let mut conn = watched.conn();
+    let mut raise = redis::pipe();
+    for i in 0..BURST {
+        raise.cmd("RPUSH").arg(format!("burst:{i}")).arg("x").ignore();
+    }
+    raise.query::<()>(&mut conn).unwrap();
+    let raised = Instant::now();
+    let name = |i: usize| format!("burst_{i}");
+    let all_paged = |r: &[Received]| (0..BURST).all(|i| !pages(r, &name(i)).is_empty());
+    hook.wait_for(Duration::from_secs(15), all_paged);
+    let took = raised.elapsed();
+    lease.process.resume().unwrap();
+    eprintln!("{BURST} alerts paged {took:?} after they were raised, with the lease store hung");
+    // Each alert waits at most one ledger timeout (1 s) for its shared
+    // start, and not for the alerts before it; delivery does not wait for a
+    // store that just failed to answer. Waiting in turn, the burst took
+    // over 6 s to align alone, then up to 2 s a delivery.
+    assert!(
+        took < Duration::from_secs(5),
+        "{BURST} alerts took {took:?} to be paged with the lease store hung:\n{}",
+        a.output()
+    );
+    assert!(
+        a.output().contains("HA: alert start not shared"),
+        "the store was hung, yet alignment did not fail:\n{}",
+        a.output()
+    );
+    assert!(!a.output().contains("HA: stepped down"), "{}", a.output());
+}

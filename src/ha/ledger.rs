@@ -32,6 +32,12 @@ use crate::alerts::{Alert, AlertStatus};
 use crate::invocation::{Action, Invocation};
 use crate::outbox::Entry;
 
+/// After a query goes unanswered, the ledger's next queries within this
+/// many of its timeouts fail at once instead of each waiting out its own:
+/// a hung lease store costs an alert burst one timeout, not one an alert
+/// and two a delivery.
+const UNANSWERED_PAUSE: u32 = 3;
+
 /// How long a claim, a sent mark and an episode stay in Redis: far longer
 /// than a notification is retried or an alert firing is remembered.
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -192,6 +198,8 @@ pub struct Ledger {
     episode_window: Duration,
     /// Per fingerprint, the episode this instance fired or ended last.
     episodes: Arc<Mutex<HashMap<String, Episode>>>,
+    /// Until when queries fail at once: the store just left one unanswered.
+    unanswered_until: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -217,6 +225,7 @@ impl Ledger {
             timeout,
             episode_window,
             episodes: Arc::default(),
+            unanswered_until: Arc::default(),
         }
     }
 
@@ -251,10 +260,20 @@ impl Ledger {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+        let unanswered = || self.unanswered_until.lock().unwrap_or_else(|e| e.into_inner());
+        if unanswered().is_some_and(|until| tokio::time::Instant::now() < until) {
+            return Err(format!(
+                "the HA lease store left a query unanswered within the last {} ms; not asked",
+                (self.timeout * UNANSWERED_PAUSE).as_millis()
+            ));
+        }
         let mut conn = self.link.get().ok_or("the HA lease store is not connected")?;
         match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
             Ok(r) => r.map_err(|e| crate::secrets::redact(&e.to_string())),
-            Err(_) => Err(format!("no reply within {} ms", self.timeout.as_millis())),
+            Err(_) => {
+                *unanswered() = Some(tokio::time::Instant::now() + self.timeout * UNANSWERED_PAUSE);
+                Err(format!("no reply within {} ms", self.timeout.as_millis()))
+            }
         }
     }
 
@@ -408,8 +427,8 @@ impl Ledger {
     pub async fn align(&self, mut actions: Vec<Action>) -> Vec<Action> {
         for action in &mut actions {
             let alert = match action {
-                Action::Alert(a) => a,
-                Action::RunPlaybook(Invocation { alert: Some(a), .. }) => a,
+                Action::Alert { alert, .. } => alert,
+                Action::RunPlaybook(Invocation { alert: Some(alert), .. }) => alert,
                 Action::RunPlaybook(_) => continue,
             };
             if let Err(e) = self.align_alert(alert).await {

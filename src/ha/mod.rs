@@ -21,6 +21,7 @@
 //!   no leader at all (the lease store unreachable), pages wait in the
 //!   outboxes until there is one again.
 
+pub mod align;
 pub mod election;
 pub mod fence;
 pub mod ledger;
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use align::Aligner;
 pub use election::Election;
 pub use fence::{Fence, Fenced};
 pub use ledger::{Claim, Ledger, Orphan};

@@ -22,6 +22,8 @@ struct RuleState {
     /// The alert as it fired, for alerts resolved by time or by the target
     /// going away rather than by a fresh evaluation.
     fired: Option<Alert>,
+    /// The rule's `notify` when it fired: its resolve goes to them too.
+    notify: Vec<String>,
     /// When a Sentinel alert resolves if no event resolves it first.
     resolve_at: Option<Instant>,
 }
@@ -328,6 +330,7 @@ impl Evaluator {
                 started_at: a.starts_at,
             };
             state.fired = Some(a.clone());
+            state.notify = rule.notify.clone();
             if let Some(s) = &rule.sentinel {
                 state.resolve_at = Some(now + s.resolve_after);
             }
@@ -464,8 +467,12 @@ impl Evaluator {
         };
         let alert = build_alert(rule, target_name, &labels, scope, status, started_at, wall);
         state.fired = (status == AlertStatus::Firing).then(|| alert.clone());
+        state.notify = rule.notify.clone();
         tracing::info!(rule = %rule.name, target = target_name, status = ?status, summary = %alert.summary, "Alert changed");
-        actions.push(Action::Alert(alert.clone()));
+        actions.push(Action::Alert {
+            alert: alert.clone(),
+            notify: rule.notify.clone(),
+        });
         if status == AlertStatus::Firing
             && let Some(playbook) = &rule.playbook
         {
@@ -504,7 +511,10 @@ fn resolve_stored(state: &mut RuleState, wall: SystemTime, why: &str, actions: &
     state.lifecycle.phase = Phase::Inactive;
     if let Some(alert) = state.fired.take() {
         tracing::info!(rule = %alert.rule, target = %alert.target, why, "Alert resolved");
-        actions.push(Action::Alert(resolved(alert, wall)));
+        actions.push(Action::Alert {
+            alert: resolved(alert, wall),
+            notify: state.notify.clone(),
+        });
     }
 }
 

@@ -426,10 +426,9 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>, config:
         actions.extend(evaluator.tick(now, wall));
         for action in actions {
             match action {
-                Action::Alert(alert) => {
+                Action::Alert { alert, notify } => {
                     if let Some(r) = routing.as_mut() {
-                        let notify = rules.iter().find(|x| x.name == alert.rule).map(|x| x.notify.clone());
-                        r.router.on_alert(alert.clone(), &notify.unwrap_or_default(), now);
+                        r.router.on_alert(alert.clone(), &notify, now);
                     }
                     let key = (alert.rule.clone(), alert.target.clone());
                     match alert.status {

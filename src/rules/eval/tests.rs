@@ -49,7 +49,7 @@ fn statuses(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .map(|a| match a {
-            Action::Alert(al) => format!("{:?}", al.status).to_lowercase(),
+            Action::Alert { alert: al, .. } => format!("{:?}", al.status).to_lowercase(),
             Action::RunPlaybook(i) => format!("run {}", i.playbook),
         })
         .collect()
@@ -83,7 +83,7 @@ async fn fires_after_for_with_summary_labels_and_playbook() {
     advance(Duration::from_secs(60)).await;
     let actions = feed(&mut ev, sample("memory_used_pct", 92.5));
     assert_eq!(statuses(&actions), ["firing", "run optimize_memory"]);
-    let Action::Alert(alert) = &actions[0] else {
+    let Action::Alert { alert, .. } = &actions[0] else {
         unreachable!()
     };
     assert_eq!(alert.summary, "Memory at 92.50% on cache");
@@ -104,7 +104,7 @@ async fn clear_gives_hysteresis() {
     assert!(feed(&mut ev, sample("memory_used_pct", 80.5)).is_empty());
     let resolved = feed(&mut ev, sample("memory_used_pct", 79.0));
     assert_eq!(statuses(&resolved), ["resolved"]);
-    let Action::Alert(alert) = &resolved[0] else {
+    let Action::Alert { alert, .. } = &resolved[0] else {
         unreachable!()
     };
     assert!(alert.ends_at.is_some());
@@ -189,7 +189,9 @@ summary = "{{ count }} evictions in {{ window_secs }}s"
     advance(Duration::from_secs(1)).await;
     let fired = feed(&mut ev, counts(2010));
     assert_eq!(statuses(&fired), ["firing"]);
-    let Action::Alert(a) = &fired[0] else { unreachable!() };
+    let Action::Alert { alert: a, .. } = &fired[0] else {
+        unreachable!()
+    };
     assert_eq!(a.summary, "2010 evictions in 60s");
     // A minute later with no new events the window is empty again.
     for _ in 0..61 {
@@ -225,7 +227,9 @@ summary = "{{ target }} is down: {{ reason }}"
     };
     assert!(feed(&mut ev, health(true)).is_empty());
     let down = feed(&mut ev, health(false));
-    let Action::Alert(a) = &down[0] else { panic!("{down:?}") };
+    let Action::Alert { alert: a, .. } = &down[0] else {
+        panic!("{down:?}")
+    };
     assert_eq!(a.summary, "cache is down: connection refused");
     assert_eq!(statuses(&feed(&mut ev, health(true))), ["resolved"]);
 }
