@@ -132,7 +132,9 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let schedules: Vec<Schedule> = rules
         .iter()
         .filter_map(|r| {
-            let spec = r.schedule.as_ref()?;
+            let crate::rules::RuleKind::Schedule(spec) = &r.kind else {
+                return None;
+            };
             Some(Schedule {
                 rule: r.name.clone(),
                 cron: spec.cron.clone(),
