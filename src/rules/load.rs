@@ -183,13 +183,15 @@ fn compile(
 
     let compiled = match source {
         SourceSpec::Sample(condition) => {
-            condition_rule(&cx, condition, diags).map(|(when, hold)| (when, RuleKind::Sample(hold)))
+            let example = "e.g. when = \"memory_used_pct > 85\"";
+            condition_rule(&cx, condition, example, diags).map(|(when, hold)| (when, RuleKind::Sample(hold)))
         }
         SourceSpec::Health(condition) => {
-            condition_rule(&cx, condition, diags).map(|(when, hold)| (when, RuleKind::Health(hold)))
+            let example = "e.g. when = \"redis_up == 0\"";
+            condition_rule(&cx, condition, example, diags).map(|(when, hold)| (when, RuleKind::Health(hold)))
         }
         SourceSpec::Keyspace(condition, keyspace) => {
-            let rule = condition_rule(&cx, condition, diags);
+            let rule = condition_rule(&cx, condition, "e.g. when = \"count > 1000\"", diags);
             let selector = keyspace_selector(&cx, keyspace, diags);
             rule.map(|(when, hold)| (when, RuleKind::Keyspace { hold, selector }))
         }
@@ -269,15 +271,11 @@ fn compile_summary(cx: &Cx<'_>, summary: Option<&toml::Spanned<String>>, diags: 
 }
 
 /// A sample, keyspace or health rule: a `when` that must hold for `for`.
-fn condition_rule(cx: &Cx<'_>, spec: ConditionSpec, diags: &mut Diagnostics) -> Option<(When, Hold)> {
+fn condition_rule(cx: &Cx<'_>, spec: ConditionSpec, example: &str, diags: &mut Diagnostics) -> Option<(When, Hold)> {
     let when = match &spec.when {
         Some(w) => compile_expr(cx.file, w, cx.expr, diags).map(|ast| (ast, w.get_ref().clone())),
         None => {
-            diags.push(cx.error_at_name(
-                format!("rule `{}` has no `when` condition", cx.name),
-                "e.g. when = \"memory_used_pct > 85\" (keyspace rules: when = \"count > 1000\", \
-                 health rules: when = \"redis_up == 0\")",
-            ));
+            diags.push(cx.error_at_name(format!("rule `{}` has no `when` condition", cx.name), example));
             None
         }
     };
