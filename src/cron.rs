@@ -18,12 +18,35 @@ pub enum CatchUp {
     Skip,
 }
 
+/// What is wrong with a schedule: its expression or its time zone, which a
+/// rule file writes under different keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error("invalid cron expression `{expression}`: {reason}")]
+    Expression { expression: String, reason: String },
+    #[error("unknown time zone `{0}`")]
+    TimeZone(String),
+}
+
+impl CronError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            CronError::Expression { .. } => {
+                "five fields: minute hour day-of-month month day-of-week, e.g. \"30 3 * * *\""
+            }
+            CronError::TimeZone(_) => "an IANA time zone name, e.g. \"Europe/Berlin\" or \"UTC\"",
+        }
+    }
+}
+
 /// Parses a cron expression (5 fields, or 6 with seconds) and a time zone.
-pub fn parse(cron: &str, timezone: Option<&str>) -> Result<(Cron, Tz), String> {
-    let parsed = Cron::from_str(cron).map_err(|e| format!("invalid cron expression `{cron}`: {e}"))?;
+pub fn parse(cron: &str, timezone: Option<&str>) -> Result<(Cron, Tz), CronError> {
+    let parsed = Cron::from_str(cron).map_err(|e| CronError::Expression {
+        expression: cron.to_owned(),
+        reason: e.to_string(),
+    })?;
     let tz = match timezone {
-        Some(name) => Tz::from_str(name)
-            .map_err(|_| format!("unknown time zone `{name}` (write e.g. \"Europe/Berlin\" or \"UTC\")"))?,
+        Some(name) => Tz::from_str(name).map_err(|_| CronError::TimeZone(name.to_owned()))?,
         None => Tz::UTC,
     };
     Ok((parsed, tz))

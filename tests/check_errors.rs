@@ -186,6 +186,47 @@ fn an_unknown_rule_key_is_located_and_the_nearest_key_suggested() {
     assert_summary(&out, 1);
 }
 
+#[test]
+fn a_key_of_another_source_is_located_at_the_key_and_its_sources_named() {
+    let dir = valid_dir();
+    write_file(
+        dir.path(),
+        "rules/memory.toml",
+        &RULE.replace("for = \"2m\"\n", "for = \"2m\"\ncron = \"0 * * * *\"\n"),
+    );
+    let out = check(dir.path(), &[], &[]);
+    assert_error_at(
+        &out,
+        &at(dir.path(), "rules/memory.toml", 6, 1),
+        &[
+            "`cron` is not a field of a `sample` rule",
+            "= hint: `cron` belongs to schedule rules",
+        ],
+    );
+    assert_summary(&out, 1);
+}
+
+#[test]
+fn an_unknown_source_is_located_at_its_value_and_the_sources_listed() {
+    let dir = valid_dir();
+    write_file(
+        dir.path(),
+        "rules/memory.toml",
+        &RULE.replace("source = \"sample\"", "source = \"sampel\""),
+    );
+    let out = check(dir.path(), &[], &[]);
+    assert_error_at(
+        &out,
+        &at(dir.path(), "rules/memory.toml", 3, 10),
+        &[
+            "`sampel` is not a rule source",
+            "did you mean `sample`?",
+            "\"schedule\", \"cluster\"",
+        ],
+    );
+    assert_summary(&out, 1);
+}
+
 // 3. Unknown key in the config
 
 #[test]

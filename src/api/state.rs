@@ -133,7 +133,7 @@ impl EngineView {
             Event::Target(_) => return,
         };
         c.events_received.inc([source.as_str(), target]);
-        for rule in rules.iter().filter(|r| r.source == source && r.applies_to(target)) {
+        for rule in rules.iter().filter(|r| r.source() == source && r.applies_to(target)) {
             c.rule_evaluations.inc([&rule.name]);
         }
     }

@@ -322,7 +322,9 @@ fn schedules(rules: &[Arc<Rule>], every_target: &[String]) -> Vec<Schedule> {
     rules
         .iter()
         .filter_map(|r| {
-            let spec = r.schedule.as_ref()?;
+            let crate::rules::RuleKind::Schedule(spec) = &r.kind else {
+                return None;
+            };
             Some(Schedule {
                 rule: r.name.clone(),
                 cron: spec.cron.clone(),

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::expr::{EvalError, ExprEngine};
 use super::history::{History, Needs};
-use super::model::{Rule, SourceKind};
+use super::model::{Rule, RuleKind, SourceKind};
 use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Phase, Transition, fingerprint};
 use crate::event::{Event, MetricValue, Metrics};
 use crate::invocation::{Action, Invocation};
@@ -192,7 +192,9 @@ impl Evaluator {
                     let Some(rule) = self.rules.iter().find(|r| &r.name == rule_name).cloned() else {
                         continue;
                     };
-                    let Some(selector) = &rule.keyspace else { continue };
+                    let RuleKind::Keyspace { selector, .. } = &rule.kind else {
+                        continue;
+                    };
                     let target = self.targets.get_mut(&target_name).expect("inserted above");
                     let count =
                         target
@@ -331,7 +333,7 @@ impl Evaluator {
             };
             state.fired = Some(a.clone());
             state.notify = rule.notify.clone();
-            if let Some(s) = &rule.sentinel {
+            if let Some(s) = rule.kind.events() {
                 state.resolve_at = Some(now + s.resolve_after);
             }
         }
@@ -363,7 +365,7 @@ impl Evaluator {
         let mut scope = scope_of(target_name, notice.metrics);
         let rules: Vec<_> = self.rules_for(notice.source, target_name).collect();
         for rule in rules {
-            let Some(selector) = &rule.sentinel else { continue };
+            let Some(selector) = rule.kind.events() else { continue };
             let key = (rule.name.clone(), target_name.to_owned());
             if selector.resolves_on(name) {
                 let also = notice.also_resolves.clone().map(|t| (rule.name.clone(), t));
@@ -405,7 +407,7 @@ impl Evaluator {
     fn rules_for<'a>(&'a self, source: SourceKind, target: &'a str) -> impl Iterator<Item = Arc<Rule>> + 'a {
         self.rules
             .iter()
-            .filter(move |r| r.source == source && r.applies_to(target))
+            .filter(move |r| r.source() == source && r.applies_to(target))
             .cloned()
     }
 
@@ -418,20 +420,22 @@ impl Evaluator {
         wall: SystemTime,
         actions: &mut Vec<Action>,
     ) {
+        // Only condition rules come here; the others have no hold.
+        let Some(hold) = rule.kind.hold() else { return };
         let target = self.targets.get_mut(target_name).expect("target state exists");
         let when = self.expr.eval_bool(&rule.when, scope, &mut target.history, now);
-        let clear = rule
+        let clear = hold
             .clear
             .as_ref()
             .map(|c| self.expr.eval_bool(c, scope, &mut target.history, now));
         let cond = Condition {
             when: answer(rule, "when", when),
             clear: clear.and_then(|c| answer(rule, "clear", c)),
-            has_clear: rule.clear.is_some(),
+            has_clear: hold.clear.is_some(),
         };
         let key = (rule.name.clone(), target_name.to_owned());
         let state = self.states.entry(key).or_default();
-        let Some(transition) = state.lifecycle.step(cond, rule.for_, rule.keep_firing_for, now, wall) else {
+        let Some(transition) = state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall) else {
             return;
         };
         self.emit(rule, target_name, transition, scope, now, wall, actions);

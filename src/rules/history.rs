@@ -89,7 +89,7 @@ impl History {
 pub fn history_metrics(rules: &[Arc<Rule>]) -> Option<HashSet<String>> {
     let mut metrics = HashSet::new();
     for rule in rules {
-        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
+        for text in rule.expression_texts() {
             let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
             for f in HISTORY_FUNCTIONS {
                 for call in compact.split(&format!("{f}(")).skip(1) {
@@ -108,7 +108,7 @@ pub fn history_retention(rules: &[Arc<Rule>]) -> Duration {
     const DEFAULT: Duration = Duration::from_secs(600);
     let mut longest = Duration::ZERO;
     for rule in rules {
-        for text in std::iter::once(&rule.when_text).chain(rule.clear_text.as_ref()) {
+        for text in rule.expression_texts() {
             // Whitespace is legal between a function and its `(`.
             let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
             if !HISTORY_FUNCTIONS.iter().any(|f| compact.contains(&format!("{f}("))) {

@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use self::expression::{Expression, Region, Tok, Token, comparisons, conjunction, is_keyword, number, tokenize};
 use super::expr::HISTORY_FUNCTIONS;
-use super::model::{Rule, SourceKind};
+use super::model::{Rule, RuleKind, SourceKind};
 use crate::config::{Config, document};
 use crate::diagnostics::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::metric_names::{METRIC_NAMES, is_known_metric};
@@ -228,9 +228,9 @@ fn lint_rule(
         unknown_names(expr, rule, scopes, diags);
         percentages(expr, rule, diags);
     }
-    if let (Some(for_), SourceKind::Sample) = (&spans.for_, rule.source)
-        && !rule.for_.is_zero()
-        && rule.for_ < sample_interval
+    if let (Some(for_), RuleKind::Sample(hold)) = (&spans.for_, &rule.kind)
+        && !hold.for_.is_zero()
+        && hold.for_ < sample_interval
     {
         let interval = humantime::format_duration(sample_interval);
         diags.push(
@@ -249,9 +249,9 @@ fn lint_rule(
             )),
         );
     }
-    if let (Some(keep), SourceKind::Sample) = (&spans.keep_firing_for, rule.source)
-        && !rule.keep_firing_for.is_zero()
-        && rule.keep_firing_for < sample_interval
+    if let (Some(keep), RuleKind::Sample(hold)) = (&spans.keep_firing_for, &rule.kind)
+        && !hold.keep_firing_for.is_zero()
+        && hold.keep_firing_for < sample_interval
     {
         let interval = humantime::format_duration(sample_interval);
         diags.push(
@@ -290,21 +290,21 @@ fn unknown_names(expr: &Expression<'_>, rule: &Rule, scopes: &Scopes<'_>, diags:
             }
             continue;
         }
-        if scopes.knows(rule.source, name) {
+        if scopes.knows(rule.source(), name) {
             continue;
         }
-        let candidates = scopes.of(rule.source);
+        let candidates = scopes.of(rule.source());
         let mut d = expr.warning(
             &token.chars,
             format!(
                 "rule `{}`: no {} event has `{name}`, so this condition never has data",
                 rule.name,
-                rule.source.as_str()
+                rule.source().as_str()
             ),
         );
         d = match document::closest(name, candidates) {
             Some(best) => d.with_hint(format!("did you mean `{best}`?")),
-            None => d.with_hint(scope_hint(rule.source)),
+            None => d.with_hint(scope_hint(rule.source())),
         };
         diags.push(d);
     }

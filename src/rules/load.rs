@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use toml::de::DeValue;
 
 use super::expr::ExprEngine;
-use super::model::{Rule, RuleSpec, ScheduleSpec, SentinelSelector, SourceKind};
+use super::model::{Hold, Rule, RuleKind, ScheduleSpec, SentinelSelector, SourceKind};
+use super::spec::{self, ConditionSpec, EventSpec, KeyspaceSpec, RuleSpec, ScheduleFields, SourceSpec};
 use crate::event::keyspace::KeyspaceSelector;
 
 /// How long a Sentinel alert stays firing without an event that resolves it.
@@ -111,23 +112,20 @@ fn parse_rules(
         }
         for item in crate::config::array_items(file, value, "[[rule]]", diags) {
             let digest = digest_of(&item);
-            let Some(spec) = document::deserialize::<RuleSpec>(file, item, diags) else {
+            let Some(spec) = spec::read(file, item, diags) else {
                 continue;
             };
-            if let Some(first) = names_here.get(spec.name.get_ref()) {
+            let name = &spec.common.name;
+            if let Some(first) = names_here.get(name.get_ref()) {
                 let (line, _) = file.line_col(first.start);
                 diags.push(
-                    Diagnostic::error(
-                        file,
-                        spec.name.span(),
-                        format!("two rules are named `{}`", spec.name.get_ref()),
-                    )
-                    .with_hint(format!("the first is on line {line}; rule names must be unique")),
+                    Diagnostic::error(file, name.span(), format!("two rules are named `{}`", name.get_ref()))
+                        .with_hint(format!("the first is on line {line}; rule names must be unique")),
                 );
                 continue;
             }
-            let name_span = spec.name.span();
-            names_here.insert(spec.name.get_ref().clone(), name_span.clone());
+            let name_span = name.span();
+            names_here.insert(name.get_ref().clone(), name_span.clone());
             if let Some(rule) = compile(file, spec, digest, refs, expr, diags) {
                 rules.push((rule, name_span));
             }
@@ -148,6 +146,23 @@ fn digest_of(item: &toml::Spanned<DeValue<'_>>) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
+/// What every step of compiling one rule reports against.
+struct Cx<'a> {
+    file: &'a SourceFile,
+    name: &'a str,
+    name_span: Range<usize>,
+    expr: &'a ExprEngine,
+}
+
+impl Cx<'_> {
+    fn error_at_name(&self, message: String, hint: &str) -> Diagnostic {
+        Diagnostic::error(self.file, self.name_span.clone(), message).with_hint(hint)
+    }
+}
+
+/// A compiled `when`, with its text.
+type When = (rhai::AST, String);
+
 fn compile(
     file: &SourceFile,
     spec: RuleSpec,
@@ -157,35 +172,42 @@ fn compile(
     diags: &mut Diagnostics,
 ) -> Option<Rule> {
     let errors_before = diags.error_count();
-    let name = spec.name.get_ref().clone();
-    let name_span = spec.name.span();
+    let RuleSpec { common, source } = spec;
+    let name = common.name.get_ref().clone();
+    let cx = Cx {
+        file,
+        name: &name,
+        name_span: common.name.span(),
+        expr,
+    };
 
-    let when = match &spec.when {
-        Some(w) => compile_expr(file, w, expr, diags),
-        // A Sentinel rule fires on its events, a schedule on its clock; a
-        // condition only narrows them.
-        None if matches!(
-            spec.source,
-            SourceKind::Sentinel | SourceKind::Cluster | SourceKind::Schedule
-        ) =>
-        {
-            expr.compile("true").ok()
+    let compiled = match source {
+        SourceSpec::Sample(condition) => {
+            let example = "e.g. when = \"memory_used_pct > 85\"";
+            condition_rule(&cx, condition, example, diags).map(|(when, hold)| (when, RuleKind::Sample(hold)))
         }
-        None => {
-            diags.push(
-                Diagnostic::error(
-                    file,
-                    name_span.clone(),
-                    format!("rule `{name}` has no `when` condition"),
-                )
-                .with_hint("e.g. when = \"memory_used_pct > 85\" (keyspace rules: when = \"count > 1000\")"),
-            );
-            None
+        SourceSpec::Health(condition) => {
+            let example = "e.g. when = \"redis_up == 0\"";
+            condition_rule(&cx, condition, example, diags).map(|(when, hold)| (when, RuleKind::Health(hold)))
+        }
+        SourceSpec::Keyspace(condition, keyspace) => {
+            let rule = condition_rule(&cx, condition, "e.g. when = \"count > 1000\"", diags);
+            let selector = keyspace_selector(&cx, keyspace, diags);
+            rule.map(|(when, hold)| (when, RuleKind::Keyspace { hold, selector }))
+        }
+        SourceSpec::Sentinel(events) => {
+            event_rule(&cx, SourceKind::Sentinel, events, diags).map(|(when, s)| (when, RuleKind::Sentinel(s)))
+        }
+        SourceSpec::Cluster(events) => {
+            event_rule(&cx, SourceKind::Cluster, events, diags).map(|(when, s)| (when, RuleKind::Cluster(s)))
+        }
+        SourceSpec::Schedule(schedule) => {
+            let has_playbook = common.playbook.is_some();
+            schedule_rule(&cx, schedule, has_playbook, diags).map(|(when, s)| (when, RuleKind::Schedule(s)))
         }
     };
-    let clear = spec.clear.as_ref().and_then(|c| compile_expr(file, c, expr, diags));
 
-    if let Some(p) = &spec.playbook
+    if let Some(p) = &common.playbook
         && !refs.playbooks.contains(&p.get_ref().as_str())
     {
         let mut d = Diagnostic::error(
@@ -200,232 +222,185 @@ fn compile(
         };
         diags.push(d);
     }
-    check_refs(file, &name, "target", &spec.targets, &refs.targets, diags);
-    check_refs(file, &name, "receiver", &spec.notify, &refs.receivers, diags);
-
-    let summary_text = spec
-        .summary
-        .as_ref()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_else(|| "{{ rule }} on {{ target }}".into());
-    let summary = match Template::parse(&summary_text) {
-        Ok(t) => Some(t),
-        Err((offset, message)) => {
-            let span = spec.summary.as_ref().map_or(name_span.clone(), |s| {
-                let start = s.span().start + 1 + offset;
-                start..start + 2
-            });
-            diags.push(Diagnostic::error(
-                file,
-                span,
-                format!("rule `{name}`: summary: {message}"),
-            ));
-            None
-        }
-    };
-
-    let keyspace = match spec.source {
-        SourceKind::Keyspace => {
-            let window = spec.window.unwrap_or_else(|| {
-                diags.push(
-                    Diagnostic::error(
-                        file,
-                        name_span.clone(),
-                        format!("keyspace rule `{name}` has no `window`"),
-                    )
-                    .with_hint("events are counted over a sliding window, e.g. window = \"1m\""),
-                );
-                Duration::ZERO
-            });
-            Some(KeyspaceSelector {
-                events: spec.events.iter().map(|e| e.to_ascii_lowercase()).collect(),
-                keys: Glob::new(spec.keys.as_deref().unwrap_or("*")),
-                window,
-                db: spec.db,
-            })
-        }
-        _ => {
-            for (set, what) in [
-                (
-                    !spec.events.is_empty() && !matches!(spec.source, SourceKind::Sentinel | SourceKind::Cluster),
-                    "events",
-                ),
-                (spec.keys.is_some(), "keys"),
-                (spec.window.is_some(), "window"),
-                (spec.db.is_some(), "db"),
-            ] {
-                if set {
-                    diags.push(
-                        Diagnostic::error(
-                            file,
-                            name_span.clone(),
-                            format!("rule `{name}`: `{what}` only applies to keyspace rules"),
-                        )
-                        .with_hint(format!("this rule has source = \"{}\"", spec.source.as_str())),
-                    );
-                }
-            }
-            None
-        }
-    };
-
-    let sentinel = match spec.source {
-        SourceKind::Sentinel | SourceKind::Cluster => {
-            let (kind, known, example) = if spec.source == SourceKind::Sentinel {
-                (
-                    "Sentinel",
-                    crate::event::sentinel::KNOWN_EVENTS,
-                    "e.g. events = [\"+switch-master\"] (globs work: \"+failover-*\")",
-                )
-            } else {
-                (
-                    "cluster",
-                    crate::event::cluster::CLUSTER_EVENTS,
-                    "e.g. events = [\"cluster_failover\"] (globs work: \"cluster_node_*\")",
-                )
-            };
-            if spec.events.is_empty() {
-                diags.push(
-                    Diagnostic::error(
-                        file,
-                        name_span.clone(),
-                        format!("{} rule `{name}` names no `events`", spec.source.as_str()),
-                    )
-                    .with_hint(example),
-                );
-            }
-            for e in spec.events.iter().chain(&spec.resolve_events) {
-                if !e.contains(['*', '?', '[']) && !known.contains(&e.as_str()) {
-                    let mut d = Diagnostic::error(
-                        file,
-                        name_span.clone(),
-                        format!("rule `{name}`: `{e}` is not a {kind} event"),
-                    );
-                    if let Some(best) = document::closest(e, known) {
-                        d = d.with_hint(format!("did you mean `{best}`?"));
-                    }
-                    diags.push(d);
-                }
-            }
-            Some(SentinelSelector {
-                events: spec.events.iter().map(|e| Glob::new(e)).collect(),
-                resolve_events: spec.resolve_events.iter().map(|e| Glob::new(e)).collect(),
-                resolve_after: spec.resolve_after.unwrap_or(DEFAULT_RESOLVE_AFTER),
-            })
-        }
-        _ => {
-            if !spec.resolve_events.is_empty() || spec.resolve_after.is_some() {
-                diags.push(
-                    Diagnostic::error(
-                        file,
-                        name_span.clone(),
-                        format!("rule `{name}`: `resolve_events` and `resolve_after` only apply to sentinel and cluster rules"),
-                    )
-                    .with_hint("other rules resolve when `clear` holds, or `when` no longer does"),
-                );
-            }
-            None
-        }
-    };
-
-    let schedule = match (spec.source, &spec.cron) {
-        (SourceKind::Schedule, Some(cron)) => {
-            if spec.playbook.is_none() {
-                diags.push(
-                    Diagnostic::error(
-                        file,
-                        name_span.clone(),
-                        format!("schedule rule `{name}` has no `playbook` to run"),
-                    )
-                    .with_hint("e.g. playbook = \"backup\""),
-                );
-            }
-            match crate::cron::parse(cron.get_ref(), spec.timezone.as_deref()) {
-                Ok((cron, tz)) => Some(ScheduleSpec {
-                    cron,
-                    tz,
-                    catch_up: spec.catch_up.unwrap_or_default(),
-                }),
-                Err(e) => {
-                    diags.push(
-                        Diagnostic::error(file, cron.span(), format!("rule `{name}`: {e}"))
-                            .with_hint("five fields: minute hour day-of-month month day-of-week, e.g. \"30 3 * * *\""),
-                    );
-                    None
-                }
-            }
-        }
-        (SourceKind::Schedule, None) => {
-            diags.push(
-                Diagnostic::error(file, name_span.clone(), format!("schedule rule `{name}` has no `cron`"))
-                    .with_hint("e.g. cron = \"0 * * * *\" (hourly) and timezone = \"Europe/Berlin\""),
-            );
-            None
-        }
-        (_, cron) => {
-            if cron.is_some() || spec.timezone.is_some() || spec.catch_up.is_some() {
-                diags.push(
-                    Diagnostic::error(
-                        file,
-                        name_span.clone(),
-                        format!("rule `{name}`: `cron`, `timezone` and `catch_up` only apply to schedule rules"),
-                    )
-                    .with_hint("set source = \"schedule\""),
-                );
-            }
-            None
-        }
-    };
-
-    if spec.keep_firing_for.is_some() && matches!(spec.source, SourceKind::Sentinel | SourceKind::Schedule) {
-        diags.push(
-            Diagnostic::error(
-                file,
-                name_span.clone(),
-                format!(
-                    "rule `{name}`: `keep_firing_for` does not apply to {} rules",
-                    spec.source.as_str()
-                ),
-            )
-            .with_hint(
-                "sentinel alerts resolve on `resolve_events` or after `resolve_after`; schedules raise no alert",
-            ),
-        );
-    }
+    check_refs(file, &name, "target", &common.targets, &refs.targets, diags);
+    check_refs(file, &name, "receiver", &common.notify, &refs.receivers, diags);
+    let summary = compile_summary(&cx, common.summary.as_ref(), diags);
 
     if diags.error_count() > errors_before {
         return None;
     }
-    let when_text = spec
-        .when
-        .as_ref()
-        .map_or_else(|| "true".to_owned(), |w| w.get_ref().clone());
+    let ((when, when_text), kind) = compiled?;
     Some(Rule {
         value_metric: first_identifier(&when_text),
         name,
-        source: spec.source,
-        when: when?,
+        when,
         when_text,
-        clear,
-        clear_text: spec.clear.as_ref().map(|c| c.get_ref().clone()),
-        for_: spec.for_.unwrap_or_default(),
-        keep_firing_for: spec.keep_firing_for.unwrap_or_default(),
-        severity: spec.severity,
-        playbook: spec.playbook.map(|p| p.into_inner()),
-        params: spec.params,
-        cooldown: spec.cooldown.unwrap_or_default(),
+        severity: common.severity,
+        playbook: common.playbook.map(|p| p.into_inner()),
+        params: common.params,
+        cooldown: common.cooldown.unwrap_or_default(),
         summary: summary?,
-        labels: spec.labels,
-        keyspace,
-        sentinel,
-        schedule,
-        targets: spec.targets.into_iter().map(|t| t.into_inner()).collect(),
-        notify: spec.notify.into_iter().map(|t| t.into_inner()).collect(),
-        runbook: spec.runbook,
-        description: spec.description,
+        labels: common.labels,
+        targets: common.targets.into_iter().map(|t| t.into_inner()).collect(),
+        notify: common.notify.into_iter().map(|t| t.into_inner()).collect(),
+        runbook: common.runbook,
+        description: common.description,
         file: file.path.clone(),
         digest,
+        kind,
     })
+}
+
+fn compile_summary(cx: &Cx<'_>, summary: Option<&toml::Spanned<String>>, diags: &mut Diagnostics) -> Option<Template> {
+    let text = summary.map_or("{{ rule }} on {{ target }}", |s| s.get_ref().as_str());
+    match Template::parse(text) {
+        Ok(t) => Some(t),
+        Err((offset, message)) => {
+            let span = summary.map_or(cx.name_span.clone(), |s| {
+                let start = s.span().start + 1 + offset;
+                start..start + 2
+            });
+            diags.push(Diagnostic::error(
+                cx.file,
+                span,
+                format!("rule `{}`: summary: {message}", cx.name),
+            ));
+            None
+        }
+    }
+}
+
+/// A sample, keyspace or health rule: a `when` that must hold for `for`.
+fn condition_rule(cx: &Cx<'_>, spec: ConditionSpec, example: &str, diags: &mut Diagnostics) -> Option<(When, Hold)> {
+    let when = match &spec.when {
+        Some(w) => compile_expr(cx.file, w, cx.expr, diags).map(|ast| (ast, w.get_ref().clone())),
+        None => {
+            diags.push(cx.error_at_name(format!("rule `{}` has no `when` condition", cx.name), example));
+            None
+        }
+    };
+    let clear = match &spec.clear {
+        Some(c) => Some(compile_expr(cx.file, c, cx.expr, diags)?),
+        None => None,
+    };
+    let hold = Hold {
+        for_: spec.for_.unwrap_or_default(),
+        keep_firing_for: spec.keep_firing_for.unwrap_or_default(),
+        clear,
+        clear_text: spec.clear.map(|c| c.into_inner()),
+    };
+    Some((when?, hold))
+}
+
+fn keyspace_selector(cx: &Cx<'_>, spec: KeyspaceSpec, diags: &mut Diagnostics) -> KeyspaceSelector {
+    let window = spec.window.unwrap_or_else(|| {
+        diags.push(cx.error_at_name(
+            format!("keyspace rule `{}` has no `window`", cx.name),
+            "events are counted over a sliding window, e.g. window = \"1m\"",
+        ));
+        Duration::ZERO
+    });
+    KeyspaceSelector {
+        events: spec.events.iter().map(|e| e.to_ascii_lowercase()).collect(),
+        keys: Glob::new(spec.keys.as_deref().unwrap_or("*")),
+        window,
+        db: spec.db,
+    }
+}
+
+/// A sentinel or cluster rule: fires on each event it names; a `when`
+/// only narrows them.
+fn event_rule(
+    cx: &Cx<'_>,
+    source: SourceKind,
+    spec: EventSpec,
+    diags: &mut Diagnostics,
+) -> Option<(When, SentinelSelector)> {
+    let (kind, known, example) = match source {
+        SourceKind::Sentinel => (
+            "Sentinel",
+            crate::event::sentinel::KNOWN_EVENTS,
+            "e.g. events = [\"+switch-master\"] (globs work: \"+failover-*\")",
+        ),
+        _ => (
+            "cluster",
+            crate::event::cluster::CLUSTER_EVENTS,
+            "e.g. events = [\"cluster_failover\"] (globs work: \"cluster_node_*\")",
+        ),
+    };
+    if spec.events.is_empty() {
+        diags.push(cx.error_at_name(format!("{source} rule `{}` names no `events`", cx.name), example));
+    }
+    for e in spec.events.iter().chain(&spec.resolve_events) {
+        let event = e.get_ref();
+        if !event.contains(['*', '?', '[']) && !known.contains(&event.as_str()) {
+            let mut d = Diagnostic::error(
+                cx.file,
+                e.span(),
+                format!("rule `{}`: `{event}` is not a {kind} event", cx.name),
+            );
+            if let Some(best) = document::closest(event, known) {
+                d = d.with_hint(format!("did you mean `{best}`?"));
+            }
+            diags.push(d);
+        }
+    }
+    let when = optional_when(cx, spec.when.as_ref(), diags)?;
+    let selector = SentinelSelector {
+        events: spec.events.iter().map(|e| Glob::new(e.get_ref())).collect(),
+        resolve_events: spec.resolve_events.iter().map(|e| Glob::new(e.get_ref())).collect(),
+        resolve_after: spec.resolve_after.unwrap_or(DEFAULT_RESOLVE_AFTER),
+    };
+    Some((when, selector))
+}
+
+/// A schedule rule: runs its playbook on its clock.
+fn schedule_rule(
+    cx: &Cx<'_>,
+    spec: ScheduleFields,
+    has_playbook: bool,
+    diags: &mut Diagnostics,
+) -> Option<(When, ScheduleSpec)> {
+    if !has_playbook {
+        diags.push(cx.error_at_name(
+            format!("schedule rule `{}` has no `playbook` to run", cx.name),
+            "e.g. playbook = \"backup\"",
+        ));
+    }
+    let Some(cron) = &spec.cron else {
+        diags.push(cx.error_at_name(
+            format!("schedule rule `{}` has no `cron`", cx.name),
+            "e.g. cron = \"0 * * * *\" (hourly) and timezone = \"Europe/Berlin\"",
+        ));
+        return None;
+    };
+    let timezone = spec.timezone.as_ref();
+    match crate::cron::parse(cron.get_ref(), timezone.map(|t| t.get_ref().as_str())) {
+        Ok((cron, tz)) => Some((
+            optional_when(cx, None, diags)?,
+            ScheduleSpec {
+                cron,
+                tz,
+                catch_up: spec.catch_up.unwrap_or_default(),
+            },
+        )),
+        Err(e) => {
+            let span = match (&e, timezone) {
+                (crate::cron::CronError::TimeZone(_), Some(tz)) => tz.span(),
+                _ => cron.span(),
+            };
+            diags.push(Diagnostic::error(cx.file, span, format!("rule `{}`: {e}", cx.name)).with_hint(e.hint()));
+            None
+        }
+    }
+}
+
+/// The `when` of a rule that fires without one: `true` when absent.
+fn optional_when(cx: &Cx<'_>, when: Option<&toml::Spanned<String>>, diags: &mut Diagnostics) -> Option<When> {
+    match when {
+        Some(w) => compile_expr(cx.file, w, cx.expr, diags).map(|ast| (ast, w.get_ref().clone())),
+        None => Some((cx.expr.compile("true").ok()?, "true".to_owned())),
+    }
 }
 
 fn check_refs(

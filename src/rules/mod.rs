@@ -8,6 +8,7 @@ pub mod history;
 pub mod lint;
 pub mod load;
 pub mod model;
+pub mod spec;
 
 pub use eval::Evaluator;
-pub use model::{Rule, SourceKind, keyspace_rules};
+pub use model::{Rule, RuleKind, SourceKind, keyspace_rules};

@@ -33,6 +33,20 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    pub const ALL: [SourceKind; 6] = [
+        SourceKind::Sample,
+        SourceKind::Keyspace,
+        SourceKind::Health,
+        SourceKind::Sentinel,
+        SourceKind::Schedule,
+        SourceKind::Cluster,
+    ];
+
+    /// The source a rule names in `source = "..."`.
+    pub fn from_name(name: &str) -> Option<SourceKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Sample => "sample",
@@ -42,6 +56,12 @@ impl SourceKind {
             SourceKind::Schedule => "schedule",
             SourceKind::Cluster => "cluster",
         }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -74,27 +94,19 @@ impl SentinelSelector {
     }
 }
 
+/// A compiled rule: what every rule has, and in `kind` what its source adds.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
-    pub source: SourceKind,
+    /// The condition; `true` for an event or schedule rule that gives none.
     pub when: AST,
     pub when_text: String,
-    pub clear: Option<AST>,
-    pub clear_text: Option<String>,
-    pub for_: Duration,
-    /// How long a firing alert outlives its condition: it resolves once the
-    /// condition has stayed clear this long.
-    pub keep_firing_for: Duration,
     pub severity: Severity,
     pub playbook: Option<String>,
     pub params: BTreeMap<String, toml::Value>,
     pub cooldown: Duration,
     pub summary: Template,
     pub labels: BTreeMap<String, String>,
-    pub keyspace: Option<KeyspaceSelector>,
-    pub sentinel: Option<SentinelSelector>,
-    pub schedule: Option<ScheduleSpec>,
     /// Targets the rule applies to; empty means all.
     pub targets: Vec<String>,
     /// Receivers to tell; empty means every receiver.
@@ -106,6 +118,63 @@ pub struct Rule {
     pub file: PathBuf,
     /// A digest of the rule's definition, so a reload can tell whether it changed.
     pub digest: String,
+    pub kind: RuleKind,
+}
+
+/// What a rule's source adds to it. Condition rules (sample, keyspace,
+/// health) fire when `when` has held for a while; event rules (sentinel,
+/// cluster) fire on each event they name; a schedule runs on its clock.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    Sample(Hold),
+    Keyspace { hold: Hold, selector: KeyspaceSelector },
+    Health(Hold),
+    Sentinel(SentinelSelector),
+    Cluster(SentinelSelector),
+    Schedule(ScheduleSpec),
+}
+
+/// How long a condition must hold before its alert fires, and how the
+/// alert ends.
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    pub for_: Duration,
+    /// How long a firing alert outlives its condition: it resolves once the
+    /// condition has stayed clear this long.
+    pub keep_firing_for: Duration,
+    /// Hysteresis: the alert resolves when this holds; without it, when
+    /// `when` no longer does.
+    pub clear: Option<AST>,
+    pub clear_text: Option<String>,
+}
+
+impl RuleKind {
+    pub fn source(&self) -> SourceKind {
+        match self {
+            RuleKind::Sample(_) => SourceKind::Sample,
+            RuleKind::Keyspace { .. } => SourceKind::Keyspace,
+            RuleKind::Health(_) => SourceKind::Health,
+            RuleKind::Sentinel(_) => SourceKind::Sentinel,
+            RuleKind::Cluster(_) => SourceKind::Cluster,
+            RuleKind::Schedule(_) => SourceKind::Schedule,
+        }
+    }
+
+    /// The hold of a condition rule; `None` for event and schedule rules.
+    pub fn hold(&self) -> Option<&Hold> {
+        match self {
+            RuleKind::Sample(hold) | RuleKind::Keyspace { hold, .. } | RuleKind::Health(hold) => Some(hold),
+            RuleKind::Sentinel(_) | RuleKind::Cluster(_) | RuleKind::Schedule(_) => None,
+        }
+    }
+
+    /// The events an event rule fires and resolves on.
+    pub fn events(&self) -> Option<&SentinelSelector> {
+        match self {
+            RuleKind::Sentinel(selector) | RuleKind::Cluster(selector) => Some(selector),
+            _ => None,
+        }
+    }
 }
 
 /// What the keyspace sources need of `rules`: the keyspace rules' names,
@@ -114,77 +183,32 @@ pub fn keyspace_rules(rules: &[Arc<Rule>]) -> Vec<KeyspaceRule> {
     rules
         .iter()
         .filter_map(|r| {
+            let RuleKind::Keyspace { selector, .. } = &r.kind else {
+                return None;
+            };
             Some(KeyspaceRule {
                 rule: r.name.clone(),
                 targets: r.targets.clone(),
-                selector: r.keyspace.clone()?,
+                selector: selector.clone(),
             })
         })
         .collect()
 }
 
 impl Rule {
+    pub fn source(&self) -> SourceKind {
+        self.kind.source()
+    }
+
+    /// The texts of the rule's expressions: `when`, then `clear` if any.
+    pub fn expression_texts(&self) -> impl Iterator<Item = &String> {
+        let clear = self.kind.hold().and_then(|h| h.clear_text.as_ref());
+        std::iter::once(&self.when_text).chain(clear)
+    }
+
     /// Whether the rule watches `target`. Naming a Sentinel group covers
     /// the group and each of its nodes (`group/host:port`).
     pub fn applies_to(&self, target: &str) -> bool {
         crate::event::names_target(&self.targets, target)
     }
-}
-
-/// The rule as written in TOML.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RuleSpec {
-    pub name: toml::Spanned<String>,
-    pub source: SourceKind,
-    #[serde(default)]
-    pub when: Option<toml::Spanned<String>>,
-    #[serde(default, rename = "for", with = "crate::config::duration::option")]
-    pub for_: Option<Duration>,
-    #[serde(default, with = "crate::config::duration::option")]
-    pub keep_firing_for: Option<Duration>,
-    #[serde(default)]
-    pub clear: Option<toml::Spanned<String>>,
-    #[serde(default = "default_severity")]
-    pub severity: Severity,
-    #[serde(default)]
-    pub playbook: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    pub params: BTreeMap<String, toml::Value>,
-    #[serde(default, with = "crate::config::duration::option")]
-    pub cooldown: Option<Duration>,
-    #[serde(default)]
-    pub summary: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub events: Vec<String>,
-    #[serde(default)]
-    pub keys: Option<String>,
-    #[serde(default, with = "crate::config::duration::option")]
-    pub window: Option<Duration>,
-    #[serde(default)]
-    pub db: Option<u32>,
-    #[serde(default)]
-    pub resolve_events: Vec<String>,
-    #[serde(default, with = "crate::config::duration::option")]
-    pub resolve_after: Option<Duration>,
-    #[serde(default)]
-    pub cron: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    pub timezone: Option<String>,
-    #[serde(default)]
-    pub catch_up: Option<crate::cron::CatchUp>,
-    #[serde(default)]
-    pub targets: Vec<toml::Spanned<String>>,
-    #[serde(default)]
-    pub notify: Vec<toml::Spanned<String>>,
-    #[serde(default)]
-    pub runbook: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-fn default_severity() -> Severity {
-    Severity::Warning
 }

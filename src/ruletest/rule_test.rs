@@ -330,7 +330,7 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>, config:
         .filter(|at| *at <= end)
         .collect();
 
-    let keyspace_rules: Vec<&Arc<Rule>> = rules.iter().filter(|r| r.source == SourceKind::Keyspace).collect();
+    let keyspace_rules: Vec<&Arc<Rule>> = rules.iter().filter(|r| r.source() == SourceKind::Keyspace).collect();
     let mut keyspace_counts: BTreeMap<(String, String), u64> = BTreeMap::new();
     for target in test.targets.keys() {
         for rule in keyspace_rules.iter().filter(|r| r.applies_to(target)) {

@@ -350,7 +350,7 @@ pub(super) fn rule_test(
         let input = if let Some(ks) = e.keyspace {
             let rule = rules.iter().find(|r| r.name == *ks.rule.get_ref());
             match rule {
-                Some(r) if r.source == SourceKind::Keyspace => {}
+                Some(r) if r.source() == SourceKind::Keyspace => {}
                 Some(_) => {
                     diags.push(Diagnostic::error(
                         file,
@@ -382,7 +382,7 @@ pub(super) fn rule_test(
         } else if let Some(rule) = e.schedule {
             if !rules
                 .iter()
-                .any(|r| r.name == *rule.get_ref() && r.source == SourceKind::Schedule)
+                .any(|r| r.name == *rule.get_ref() && r.source() == SourceKind::Schedule)
             {
                 diags.push(unknown_name(
                     file,
