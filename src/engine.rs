@@ -613,6 +613,11 @@ fn state_dir_alert(problem: &str) -> Alert {
         ends_at: None,
         runbook: None,
         description: Some("Fix the state directory's permissions or free space, then restart redops.".into()),
+        annotations: [(
+            "description".to_owned(),
+            "Fix the state directory's permissions or free space, then restart redops.".to_owned(),
+        )]
+        .into(),
     }
 }
 
@@ -636,6 +641,11 @@ fn reload_alert(first_error: &str, errors: usize, previous: Option<&Alert>) -> A
         ends_at: None,
         runbook: None,
         description: Some("Run `redops check` for every problem.".into()),
+        annotations: [(
+            "description".to_owned(),
+            "Run `redops check` for every problem.".to_owned(),
+        )]
+        .into(),
     }
 }
 

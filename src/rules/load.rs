@@ -1,6 +1,6 @@
 //! Reading `rules/*.toml`: every file, every rule, every problem at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -208,21 +208,17 @@ fn compile(
         .as_ref()
         .map(|s| s.get_ref().clone())
         .unwrap_or_else(|| "{{ rule }} on {{ target }}".into());
-    let summary = match Template::parse(&summary_text) {
-        Ok(t) => Some(t),
-        Err((offset, message)) => {
-            let span = spec.summary.as_ref().map_or(name_span.clone(), |s| {
-                let start = s.span().start + 1 + offset;
-                start..start + 2
-            });
-            diags.push(Diagnostic::error(
-                file,
-                span,
-                format!("rule `{name}`: summary: {message}"),
-            ));
-            None
-        }
-    };
+    let summary = compile_template(
+        file,
+        &name,
+        "summary",
+        spec.summary.as_ref(),
+        &summary_text,
+        &name_span,
+        spec.source,
+        diags,
+    );
+    let annotations = compile_annotations(file, &spec, &name_span, diags);
 
     let keyspace = match spec.source {
         SourceKind::Keyspace => {
@@ -423,9 +419,157 @@ fn compile(
         notify: spec.notify.into_iter().map(|t| t.into_inner()).collect(),
         runbook: spec.runbook,
         description: spec.description,
+        annotations: annotations?,
         file: file.path.clone(),
         digest,
     })
+}
+
+/// The rule's `annotations`, each a template; `description` is the
+/// annotation of that name, written as a field.
+fn compile_annotations(
+    file: &SourceFile,
+    spec: &RuleSpec,
+    name_span: &Range<usize>,
+    diags: &mut Diagnostics,
+) -> Option<BTreeMap<String, Template>> {
+    let name = spec.name.get_ref();
+    let mut out = BTreeMap::new();
+    let mut failed = false;
+    if let (Some(_), Some(written)) = (&spec.description, spec.annotations.get("description")) {
+        diags.push(
+            Diagnostic::error(
+                file,
+                written.span(),
+                format!("rule `{name}` has both `description` and `annotations.description`"),
+            )
+            .with_hint("they are the same annotation: keep one"),
+        );
+        failed = true;
+    }
+    if let Some(written) = spec.annotations.get("summary") {
+        diags.push(
+            Diagnostic::error(
+                file,
+                written.span(),
+                format!("rule `{name}`: `summary` is a field of the rule, not an annotation"),
+            )
+            .with_hint("write summary = \"...\" next to `annotations`; it is sent as the `summary` annotation"),
+        );
+        failed = true;
+    }
+    if let Some(text) = &spec.description {
+        // `description` has no position of its own: errors point at the rule.
+        let t = compile_template(file, name, "description", None, text, name_span, spec.source, diags);
+        failed |= t.is_none();
+        out.extend(t.map(|t| ("description".to_owned(), t)));
+    }
+    for (key, text) in &spec.annotations {
+        if key == "summary" {
+            continue;
+        }
+        let what = format!("annotations.{key}");
+        let t = compile_template(
+            file,
+            name,
+            &what,
+            Some(text),
+            text.get_ref(),
+            name_span,
+            spec.source,
+            diags,
+        );
+        failed |= t.is_none();
+        out.extend(t.map(|t| (key.clone(), t)));
+    }
+    (!failed).then_some(out)
+}
+
+/// Parses one template of a rule. A syntax error or an unknown filter is an
+/// error at its place in the file; so is a variable the rule's source never
+/// gives (a sample rule's unknown names are warnings: a target's probes
+/// add names only the config knows).
+#[allow(clippy::too_many_arguments)]
+fn compile_template(
+    file: &SourceFile,
+    rule: &str,
+    what: &str,
+    written: Option<&toml::Spanned<String>>,
+    text: &str,
+    name_span: &Range<usize>,
+    source: SourceKind,
+    diags: &mut Diagnostics,
+) -> Option<Template> {
+    let span_at = |offset: usize| match written {
+        Some(w) => {
+            let index = text.get(..offset).map_or(0, |t| t.chars().count());
+            let raw = file.text.get(w.span().start..).unwrap_or("");
+            let offsets = literal_offsets(raw, text);
+            let at = w.span().start + offsets.get(index).or(offsets.last()).copied().unwrap_or(0);
+            at..at + 1
+        }
+        None => name_span.clone(),
+    };
+    let template = match Template::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    span_at(e.offset.unwrap_or(0)),
+                    format!("rule `{rule}`: {what}: {}", e.message),
+                )
+                .with_hint(
+                    "templates are Jinja: {{ target }}, {{ labels.env }}, {{ value|humanize }}, \
+                     {% if value > 90 %}...{% endif %} (docs/rules.md#templates)",
+                ),
+            );
+            return None;
+        }
+    };
+    let mut unknown_is_error = false;
+    for var in template.variables() {
+        if template_variable_exists(source, &var) {
+            continue;
+        }
+        let span = span_at(template.offset_of(&var).unwrap_or(0));
+        let message = format!(
+            "rule `{rule}`: {what}: no {} event has `{var}`, so the template cannot render",
+            source.as_str()
+        );
+        let hint = "rules' templates see `rule`, `target`, `severity`, `value`, `labels` and the variables of \
+                    their source (docs/rules.md#templates); `{% if x is defined %}` guards an optional one";
+        if source == SourceKind::Sample {
+            diags.push(Diagnostic::warning(file, span, message).with_hint(hint));
+        } else {
+            diags.push(Diagnostic::error(file, span, message).with_hint(hint));
+            unknown_is_error = true;
+        }
+    }
+    (!unknown_is_error).then_some(template)
+}
+
+/// Whether a rule of `source` can give its templates `name`.
+fn template_variable_exists(source: SourceKind, name: &str) -> bool {
+    use super::lint::{GROUP_METRICS, HEALTH_VARIABLES, KEYSPACE_VARIABLES, SENTINEL_VARIABLES};
+    use crate::event::metric_names as m;
+    if ["rule", "target", "severity", "value", "labels"].contains(&name) {
+        return true;
+    }
+    match source {
+        SourceKind::Sample => {
+            m::is_known_metric(name)
+                || GROUP_METRICS.contains(&name)
+                || m::CLUSTER_METRICS.contains(&name)
+                || m::CLUSTER_LINK_METRICS.contains(&name)
+                || m::KEYSPACE_STAT_METRICS.contains(&name)
+        }
+        SourceKind::Keyspace => KEYSPACE_VARIABLES.contains(&name),
+        SourceKind::Health => HEALTH_VARIABLES.contains(&name),
+        SourceKind::Sentinel => SENTINEL_VARIABLES.contains(&name),
+        SourceKind::Cluster => crate::event::cluster::CLUSTER_VARIABLES.contains(&name),
+        SourceKind::Schedule => false,
+    }
 }
 
 fn check_refs(

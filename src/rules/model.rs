@@ -101,6 +101,9 @@ pub struct Rule {
     pub notify: Vec<String>,
     pub runbook: Option<String>,
     pub description: Option<String>,
+    /// Templates rendered per alert and sent to every receiver; `description`
+    /// is one of them.
+    pub annotations: BTreeMap<String, Template>,
     /// The metric whose value an alert reports: the first metric `when` names.
     pub value_metric: Option<String>,
     pub file: PathBuf,
@@ -183,6 +186,8 @@ pub(super) struct RuleSpec {
     pub runbook: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, toml::Spanned<String>>,
 }
 
 fn default_severity() -> Severity {
