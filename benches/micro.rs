@@ -314,6 +314,7 @@ fn playbook_run(filter: &Option<String>) {
         ends_at: None,
         runbook: None,
         description: None,
+        annotations: Default::default(),
     };
     let policy = Arc::new(CommandPolicy::playbook(&[]));
     let receivers: Arc<HashSet<String>> = Arc::default();

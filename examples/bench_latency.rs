@@ -928,6 +928,7 @@ fn playbook(args: &[String]) {
             ends_at: None,
             runbook: None,
             description: None,
+            annotations: Default::default(),
         };
         let mut samples = Vec::new();
         for _ in 0..trials {

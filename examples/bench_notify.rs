@@ -30,6 +30,7 @@ fn alert(i: usize) -> Notification {
         ends_at: None,
         runbook: None,
         description: None,
+        annotations: Default::default(),
     })))
 }
 

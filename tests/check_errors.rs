@@ -308,6 +308,63 @@ fn a_syntax_error_in_when_points_inside_the_expression() {
 }
 
 #[test]
+fn an_unknown_filter_in_an_annotation_is_located_inside_the_template() {
+    let dir = valid_dir();
+    write_file(
+        dir.path(),
+        "rules/memory.toml",
+        &format!("{RULE}annotations = {{ detail = \"used {{{{ value|humanise }}}}\" }}\n"),
+    );
+    let out = check(dir.path(), &[], &[]);
+    // Line 9: `annotations = { detail = "` is 26 characters, then
+    // `used {{ value|humanise }}`: the filter's name starts at column 41.
+    assert_error_at(
+        &out,
+        &at(dir.path(), "rules/memory.toml", 9, 41),
+        &["rule `memory_high`: annotations.detail", "unknown filter"],
+    );
+    assert_summary(&out, 1);
+}
+
+#[test]
+fn a_template_syntax_error_in_a_multi_line_summary_is_located_on_its_line() {
+    let dir = valid_dir();
+    write_file(
+        dir.path(),
+        "rules/memory.toml",
+        &format!("{RULE}summary = \"\"\"\nMemory on {{{{ target }}}}\n{{% if value > 90 %}}high\n\"\"\"\n"),
+    );
+    let out = check(dir.path(), &[], &[]);
+    // The `if` on line 11 is never closed: the error is at the end of its
+    // text, after `{% if value > 90 %}` (19 characters).
+    assert_error_at(
+        &out,
+        &at(dir.path(), "rules/memory.toml", 11, 20),
+        &["rule `memory_high`: summary: syntax error"],
+    );
+    assert_summary(&out, 1);
+}
+
+#[test]
+fn a_variable_a_health_rule_never_has_is_an_error_at_its_place() {
+    let dir = valid_dir();
+    write_file(
+        dir.path(),
+        "rules/memory.toml",
+        "[[rule]]\nname = \"down\"\nsource = \"health\"\nwhen = \"redis_up == 0\"\n\
+         annotations = { why = \"{{ reason }} / {{ memory_used_pct }}\" }\n",
+    );
+    let out = check(dir.path(), &[], &[]);
+    // `annotations = { why = "` is 23 characters; `{{ reason }} / {{ ` 18 more.
+    assert_error_at(
+        &out,
+        &at(dir.path(), "rules/memory.toml", 5, 42),
+        &["annotations.why", "no health event has `memory_used_pct`"],
+    );
+    assert_summary(&out, 1);
+}
+
+#[test]
 fn a_syntax_error_after_escaped_quotes_in_when_is_located() {
     let dir = valid_dir();
     write_file(

@@ -36,6 +36,7 @@ fn alert(rule: &str, target: &str, severity: Severity) -> Alert {
         ends_at: None,
         runbook: None,
         description: None,
+        annotations: Default::default(),
     }
 }
 

@@ -37,6 +37,7 @@ fn alert(rule: usize, target: usize, status: AlertStatus, starts_at: SystemTime)
         ends_at: (status == AlertStatus::Resolved).then(SystemTime::now),
         runbook: None,
         description: None,
+        annotations: Default::default(),
     }
 }
 

@@ -216,6 +216,7 @@ fn firing_alert() -> Alert {
         ends_at: None,
         runbook: None,
         description: None,
+        annotations: Default::default(),
     }
 }
 

@@ -71,6 +71,10 @@ pub struct Alert {
     pub runbook: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The rule's annotations, rendered for this alert (`description`
+    /// among them when the rule has one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A stable identity for an alert: the same rule on the same target always

@@ -41,6 +41,9 @@ pub struct AlertRow {
     /// Receivers that got this alert's firing notification.
     pub notified: Vec<String>,
     pub silenced: bool,
+    /// The alert's rendered annotations, for the API and the dashboard.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
     #[serde(skip)]
     pub alert_json: String,
 }
@@ -77,6 +80,10 @@ const SELECT_ALERT: &str = "SELECT fingerprint, rule, target, severity, status, 
 
 fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
     let notified: String = r.get(11)?;
+    let alert_json: String = r.get(13)?;
+    let annotations = serde_json::from_str::<super::Alert>(&alert_json)
+        .map(|a| a.annotations)
+        .unwrap_or_default();
     Ok(AlertRow {
         fingerprint: r.get(0)?,
         rule: r.get(1)?,
@@ -91,7 +98,8 @@ fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
         ack_comment: r.get(10)?,
         notified: serde_json::from_str(&notified).unwrap_or_default(),
         silenced: r.get(12)?,
-        alert_json: r.get(13)?,
+        annotations,
+        alert_json,
     })
 }
 

@@ -13,7 +13,10 @@ pub(super) fn state_dir_alert(problem: &str) -> Alert {
         crate::secrets::redact(problem)
     );
     let mut alert = internal_alert("state_dir_unusable", Severity::Critical, summary, SystemTime::now());
-    alert.description = Some("Fix the state directory's permissions or free space, then restart redops.".into());
+    describe(
+        &mut alert,
+        "Fix the state directory's permissions or free space, then restart redops.",
+    );
     alert
 }
 
@@ -25,8 +28,15 @@ pub(super) fn reload_alert(first_error: &str, errors: usize, previous: Option<&A
     let starts_at = previous.map_or(wall, |p| p.starts_at);
     let mut alert = internal_alert("config_reload_failed", Severity::High, summary, starts_at);
     alert.value = Some(errors.to_string());
-    alert.description = Some("Run `redops check` for every problem.".into());
+    describe(&mut alert, "Run `redops check` for every problem.");
     alert
+}
+
+/// Sets the alert's description, which receivers also get as the
+/// `description` annotation.
+fn describe(alert: &mut Alert, text: &str) {
+    alert.description = Some(text.to_owned());
+    alert.annotations.insert("description".to_owned(), text.to_owned());
 }
 
 fn internal_alert(rule: &str, severity: Severity, summary: String, starts_at: SystemTime) -> Alert {
@@ -47,5 +57,6 @@ fn internal_alert(rule: &str, severity: Severity, summary: String, starts_at: Sy
         ends_at: None,
         runbook: None,
         description: None,
+        annotations: Default::default(),
     }
 }

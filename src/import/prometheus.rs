@@ -205,28 +205,31 @@ fn render_rule(
     let (severity, note) = severity_of(severity.as_deref());
     notes.extend(note);
     fields.push(("severity", severity.into()));
-    let mut dropped = Vec::new();
-    let (mut summary, mut description, mut runbook) = (None, None, None);
+    // `summary` is the rule's headline and `runbook_url` its runbook; every
+    // other annotation (`description` included) keeps its name.
+    let (mut summary, mut runbook) = (None, None);
+    let mut annotations = toml::Table::new();
     for (key, text) in &rule.annotations {
+        if matches!(key.as_str(), "runbook_url" | "runbook") {
+            runbook = Some(text.clone());
+            continue;
+        }
         let t = annotation::translate(text);
         notes.extend(t.notes.into_iter().map(|n| format!("{key}: {n}")));
         match key.as_str() {
             "summary" => summary = Some(t.text),
-            "description" => description = Some(t.text),
-            "runbook_url" | "runbook" => runbook = Some(text.clone()),
-            _ => dropped.push(key.as_str()),
+            _ => {
+                annotations.insert(key.clone(), t.text.into());
+            }
         }
     }
-    for (key, value) in [("summary", summary), ("description", description), ("runbook", runbook)] {
+    for (key, value) in [("summary", summary), ("runbook", runbook)] {
         if let Some(value) = value {
             fields.push((key, value.into()));
         }
     }
-    if !dropped.is_empty() {
-        notes.push(format!(
-            "annotation(s) {} not imported: a redops rule has summary, description and runbook",
-            dropped.join(", ")
-        ));
+    if !annotations.is_empty() {
+        fields.push(("annotations", toml::Value::Table(annotations)));
     }
     if !labels.is_empty() {
         let table: toml::Table = labels.into_iter().map(|(k, v)| (k, toml::Value::String(v))).collect();

@@ -73,7 +73,7 @@ impl EmailSender {
                 .map_err(|e| format!("`{s}` is not an email address: {e}"))
         };
         let template = |t: &Option<String>, default: &str| {
-            Template::parse(t.as_deref().unwrap_or(default)).map_err(|(_, e)| format!("template: {e}"))
+            Template::parse(t.as_deref().unwrap_or(default)).map_err(|e| format!("template: {e}"))
         };
         Ok(EmailSender {
             transport: builder.build(),

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::{AlertNotice, Notification, SCHEMA_VERSION};
 use crate::alerts::{Alert, AlertStatus, Severity};
 use crate::config::WebhookFormat;
-use crate::template::Template;
+use crate::template::{Template, Value as TemplateValue, Vars, labels_value};
 
 /// The JSON bodies to POST for one notification, in order. Most formats
 /// send one; PagerDuty takes one event per alert.
@@ -68,11 +68,24 @@ pub fn details(notice: &AlertNotice) -> Vec<String> {
     if let Some(explains) = explains(notice) {
         lines.push(format!("Explains: {explains}"));
     }
+    for (key, text) in &a.annotations {
+        lines.push(format!("{}: {text}", annotation_title(key)));
+    }
     if let Some(r) = &a.runbook {
         lines.push(format!("Runbook: {r}"));
     }
     lines.push(format!("Since {}", humantime::format_rfc3339_seconds(a.starts_at)));
     lines
+}
+
+/// `description` reads `Description`, `runbook_hint` reads `Runbook hint`.
+fn annotation_title(key: &str) -> String {
+    let words = key.replace(['_', '-'], " ");
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// The alerts an incident's cause folded, one phrase each with its status.
@@ -171,6 +184,7 @@ fn pagerduty(n: &Notification, routing_key: &str) -> Vec<Value> {
                 "group": a.labels.get("group").cloned().unwrap_or_default(),
                 "custom_details": {
                     "labels": a.labels,
+                    "annotations": a.annotations,
                     "value": a.value,
                     "details": details(notice),
                 },
@@ -215,7 +229,11 @@ fn alertmanager(n: &Notification) -> Value {
         let a = &notice.alert;
         let mut labels = a.labels.clone();
         labels.insert("alertname".into(), a.rule.clone());
-        let mut annotations = serde_json::Map::new();
+        let mut annotations: serde_json::Map<String, Value> = a
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
         annotations.insert("summary".into(), a.summary.clone().into());
         if let Some(v) = &a.value {
             annotations.insert("value".into(), v.clone().into());
@@ -278,32 +296,44 @@ pub const DEFAULT_SUBJECT: &str = "[{{ status }}] {{ severity }}: {{ rule }} on 
 pub const DEFAULT_BODY: &str =
     "{{ summary }}\n\n{{ details }}\n\nLabels: {{ labels }}\nFingerprint: {{ fingerprint }}\n";
 
+/// What an email's templates see: the alert's fields, `details` (the
+/// lines every format sends), `labels`, `annotations`, and each label by
+/// its own name where no field has it.
+fn email_vars(notice: &AlertNotice) -> Vars {
+    let a = &notice.alert;
+    let mut vars: Vars = a
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), TemplateValue::from(v.as_str())))
+        .collect();
+    for (name, value) in [
+        ("status", status_word(a).to_owned()),
+        ("severity", a.severity.as_str().to_uppercase()),
+        ("rule", a.rule.clone()),
+        ("target", a.target.clone()),
+        ("summary", a.summary.clone()),
+        ("value", a.value.clone().unwrap_or_default()),
+        ("runbook", a.runbook.clone().unwrap_or_default()),
+        ("description", a.description.clone().unwrap_or_default()),
+        ("fingerprint", a.fingerprint.clone()),
+        ("details", details(notice).join("\n")),
+    ] {
+        vars.insert(name.into(), value.into());
+    }
+    vars.insert("labels".into(), labels_value(&a.labels));
+    vars.insert("annotations".into(), TemplateValue::from_serialize(&a.annotations));
+    vars
+}
+
 /// Subject and body of an email, from the receiver's templates.
 pub fn email(n: &Notification, subject: &Template, body: &Template) -> (String, String) {
     match n {
         Notification::Alert(notice) => {
-            let a = &notice.alert;
-            let lookup = |name: &str| -> Option<String> {
-                Some(match name {
-                    "status" => status_word(a).to_owned(),
-                    "severity" => a.severity.as_str().to_uppercase(),
-                    "rule" => a.rule.clone(),
-                    "target" => a.target.clone(),
-                    "summary" => a.summary.clone(),
-                    "value" => a.value.clone().unwrap_or_default(),
-                    "runbook" => a.runbook.clone().unwrap_or_default(),
-                    "fingerprint" => a.fingerprint.clone(),
-                    "details" => details(notice).join("\n"),
-                    "labels" => a
-                        .labels
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    other => a.labels.get(other.strip_prefix("labels.").unwrap_or(other))?.clone(),
-                })
-            };
-            (header_safe(&subject.render(lookup)), body.render(lookup))
+            let vars = email_vars(notice);
+            (
+                header_safe(&subject.render_or_raw(&vars, "email subject")),
+                body.render_or_raw(&vars, "email body"),
+            )
         }
         Notification::Group { alerts, .. } => (
             header_safe(&format!("[redops] {} alerts", alerts.len())),

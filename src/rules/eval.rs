@@ -14,6 +14,7 @@ use super::model::{Rule, RuleKind, SourceKind};
 use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Phase, Transition, fingerprint};
 use crate::event::{Event, MetricValue, Metrics};
 use crate::invocation::{Action, Invocation};
+use crate::template::{Value as TemplateValue, Vars, labels_value};
 
 #[derive(Debug, Default)]
 struct RuleState {
@@ -577,16 +578,14 @@ fn build_alert(
         labels.insert("role".into(), role.to_string());
     }
     let value = rule.value_metric.as_deref().and_then(|m| scope_value(scope, m));
-    let summary = rule.summary.render(|name| match name {
-        "rule" => Some(rule.name.clone()),
-        "target" => Some(target.to_owned()),
-        "severity" => Some(rule.severity.to_string()),
-        "value" => value.clone(),
-        _ => match name.strip_prefix("labels.") {
-            Some(l) => labels.get(l).cloned(),
-            None => scope_value(scope, name),
-        },
-    });
+    let vars = template_vars(rule, target, &labels, scope);
+    let what = |key: &str| format!("rule `{}` {key}", rule.name);
+    let summary = rule.summary.render_or_raw(&vars, &what("summary"));
+    let annotations: BTreeMap<String, String> = rule
+        .annotations
+        .iter()
+        .map(|(key, t)| (key.clone(), t.render_or_raw(&vars, &what(key))))
+        .collect();
     Alert {
         fingerprint: fingerprint(&rule.name, target),
         rule: rule.name.clone(),
@@ -599,7 +598,40 @@ fn build_alert(
         starts_at: started_at,
         ends_at: (status == AlertStatus::Resolved).then_some(wall),
         runbook: rule.runbook.clone(),
-        description: rule.description.clone(),
+        description: annotations.get("description").cloned(),
+        annotations,
+    }
+}
+
+/// What a rule's templates see: the event's variables, then `rule`,
+/// `target`, `severity`, `value` (the number `when` is about) and `labels`.
+fn template_vars(rule: &Rule, target: &str, labels: &BTreeMap<String, String>, scope: &Scope) -> Vars {
+    let mut vars: Vars = scope
+        .iter_raw()
+        .map(|(name, _, v)| (name.to_owned(), dynamic_value(v)))
+        .collect();
+    vars.insert("rule".into(), rule.name.as_str().into());
+    vars.insert("target".into(), target.into());
+    vars.insert("severity".into(), rule.severity.as_str().into());
+    let value = rule
+        .value_metric
+        .as_deref()
+        .and_then(|m| scope.get(m))
+        .map(dynamic_value);
+    vars.insert("value".into(), value.unwrap_or(TemplateValue::from(())));
+    vars.insert("labels".into(), labels_value(labels));
+    vars
+}
+
+fn dynamic_value(v: &Dynamic) -> TemplateValue {
+    if let Ok(n) = v.as_float() {
+        TemplateValue::from(n)
+    } else if let Ok(n) = v.as_int() {
+        TemplateValue::from(n)
+    } else if let Ok(b) = v.as_bool() {
+        TemplateValue::from(b)
+    } else {
+        TemplateValue::from(v.to_string())
     }
 }
 

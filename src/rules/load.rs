@@ -1,6 +1,6 @@
 //! Reading `rules/*.toml`: every file, every rule, every problem at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -173,6 +173,7 @@ fn compile(
 ) -> Option<Rule> {
     let errors_before = diags.error_count();
     let RuleSpec { common, source } = spec;
+    let source_kind = source.kind();
     let name = common.name.get_ref().clone();
     let cx = Cx {
         file,
@@ -224,7 +225,22 @@ fn compile(
     }
     check_refs(file, &name, "target", &common.targets, &refs.targets, diags);
     check_refs(file, &name, "receiver", &common.notify, &refs.receivers, diags);
-    let summary = compile_summary(&cx, common.summary.as_ref(), diags);
+    let summary_text = common
+        .summary
+        .as_ref()
+        .map_or("{{ rule }} on {{ target }}", |s| s.get_ref().as_str())
+        .to_owned();
+    let summary = compile_template(
+        file,
+        &name,
+        "summary",
+        common.summary.as_ref(),
+        &summary_text,
+        &cx.name_span,
+        source_kind,
+        diags,
+    );
+    let annotations = compile_annotations(file, &common, source_kind, &cx.name_span, diags);
 
     if diags.error_count() > errors_before {
         return None;
@@ -245,29 +261,11 @@ fn compile(
         notify: common.notify.into_iter().map(|t| t.into_inner()).collect(),
         runbook: common.runbook,
         description: common.description,
+        annotations: annotations?,
         file: file.path.clone(),
         digest,
         kind,
     })
-}
-
-fn compile_summary(cx: &Cx<'_>, summary: Option<&toml::Spanned<String>>, diags: &mut Diagnostics) -> Option<Template> {
-    let text = summary.map_or("{{ rule }} on {{ target }}", |s| s.get_ref().as_str());
-    match Template::parse(text) {
-        Ok(t) => Some(t),
-        Err((offset, message)) => {
-            let span = summary.map_or(cx.name_span.clone(), |s| {
-                let start = s.span().start + 1 + offset;
-                start..start + 2
-            });
-            diags.push(Diagnostic::error(
-                cx.file,
-                span,
-                format!("rule `{}`: summary: {message}", cx.name),
-            ));
-            None
-        }
-    }
 }
 
 /// A sample, keyspace or health rule: a `when` that must hold for `for`.
@@ -400,6 +398,145 @@ fn optional_when(cx: &Cx<'_>, when: Option<&toml::Spanned<String>>, diags: &mut 
     match when {
         Some(w) => compile_expr(cx.file, w, cx.expr, diags).map(|ast| (ast, w.get_ref().clone())),
         None => Some((cx.expr.compile("true").ok()?, "true".to_owned())),
+    }
+}
+
+/// The rule's `annotations`, each a template; `description` is the
+/// annotation of that name, written as a field.
+fn compile_annotations(
+    file: &SourceFile,
+    spec: &spec::CommonSpec,
+    source: SourceKind,
+    name_span: &Range<usize>,
+    diags: &mut Diagnostics,
+) -> Option<BTreeMap<String, Template>> {
+    let name = spec.name.get_ref();
+    let mut out = BTreeMap::new();
+    let mut failed = false;
+    if let (Some(_), Some(written)) = (&spec.description, spec.annotations.get("description")) {
+        diags.push(
+            Diagnostic::error(
+                file,
+                written.span(),
+                format!("rule `{name}` has both `description` and `annotations.description`"),
+            )
+            .with_hint("they are the same annotation: keep one"),
+        );
+        failed = true;
+    }
+    if let Some(written) = spec.annotations.get("summary") {
+        diags.push(
+            Diagnostic::error(
+                file,
+                written.span(),
+                format!("rule `{name}`: `summary` is a field of the rule, not an annotation"),
+            )
+            .with_hint("write summary = \"...\" next to `annotations`; it is sent as the `summary` annotation"),
+        );
+        failed = true;
+    }
+    if let Some(text) = &spec.description {
+        // `description` has no position of its own: errors point at the rule.
+        let t = compile_template(file, name, "description", None, text, name_span, source, diags);
+        failed |= t.is_none();
+        out.extend(t.map(|t| ("description".to_owned(), t)));
+    }
+    for (key, text) in &spec.annotations {
+        if key == "summary" {
+            continue;
+        }
+        let what = format!("annotations.{key}");
+        let t = compile_template(file, name, &what, Some(text), text.get_ref(), name_span, source, diags);
+        failed |= t.is_none();
+        out.extend(t.map(|t| (key.clone(), t)));
+    }
+    (!failed).then_some(out)
+}
+
+/// Parses one template of a rule. A syntax error or an unknown filter is an
+/// error at its place in the file; so is a variable the rule's source never
+/// gives (a sample rule's unknown names are warnings: a target's probes
+/// add names only the config knows).
+#[allow(clippy::too_many_arguments)]
+fn compile_template(
+    file: &SourceFile,
+    rule: &str,
+    what: &str,
+    written: Option<&toml::Spanned<String>>,
+    text: &str,
+    name_span: &Range<usize>,
+    source: SourceKind,
+    diags: &mut Diagnostics,
+) -> Option<Template> {
+    let span_at = |offset: usize| match written {
+        Some(w) => {
+            let index = text.get(..offset).map_or(0, |t| t.chars().count());
+            let raw = file.text.get(w.span().start..).unwrap_or("");
+            let offsets = literal_offsets(raw, text);
+            let at = w.span().start + offsets.get(index).or(offsets.last()).copied().unwrap_or(0);
+            at..at + 1
+        }
+        None => name_span.clone(),
+    };
+    let template = match Template::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    span_at(e.offset.unwrap_or(0)),
+                    format!("rule `{rule}`: {what}: {}", e.message),
+                )
+                .with_hint(
+                    "templates are Jinja: {{ target }}, {{ labels.env }}, {{ value|humanize }}, \
+                     {% if value > 90 %}...{% endif %} (docs/rules.md#templates)",
+                ),
+            );
+            return None;
+        }
+    };
+    let mut unknown_is_error = false;
+    for var in template.variables() {
+        if template_variable_exists(source, &var) {
+            continue;
+        }
+        let span = span_at(template.offset_of(&var).unwrap_or(0));
+        let message = format!(
+            "rule `{rule}`: {what}: no {} event has `{var}`, so the template cannot render",
+            source.as_str()
+        );
+        let hint = "rules' templates see `rule`, `target`, `severity`, `value`, `labels` and the variables of \
+                    their source (docs/rules.md#templates); `{% if x is defined %}` guards an optional one";
+        if source == SourceKind::Sample {
+            diags.push(Diagnostic::warning(file, span, message).with_hint(hint));
+        } else {
+            diags.push(Diagnostic::error(file, span, message).with_hint(hint));
+            unknown_is_error = true;
+        }
+    }
+    (!unknown_is_error).then_some(template)
+}
+
+/// Whether a rule of `source` can give its templates `name`.
+fn template_variable_exists(source: SourceKind, name: &str) -> bool {
+    use super::lint::{GROUP_METRICS, HEALTH_VARIABLES, KEYSPACE_VARIABLES, SENTINEL_VARIABLES};
+    use crate::event::metric_names as m;
+    if ["rule", "target", "severity", "value", "labels"].contains(&name) {
+        return true;
+    }
+    match source {
+        SourceKind::Sample => {
+            m::is_known_metric(name)
+                || GROUP_METRICS.contains(&name)
+                || m::CLUSTER_METRICS.contains(&name)
+                || m::CLUSTER_LINK_METRICS.contains(&name)
+                || m::KEYSPACE_STAT_METRICS.contains(&name)
+        }
+        SourceKind::Keyspace => KEYSPACE_VARIABLES.contains(&name),
+        SourceKind::Health => HEALTH_VARIABLES.contains(&name),
+        SourceKind::Sentinel => SENTINEL_VARIABLES.contains(&name),
+        SourceKind::Cluster => crate::event::cluster::CLUSTER_VARIABLES.contains(&name),
+        SourceKind::Schedule => false,
     }
 }
 

@@ -113,6 +113,9 @@ pub struct Rule {
     pub notify: Vec<String>,
     pub runbook: Option<String>,
     pub description: Option<String>,
+    /// Templates rendered per alert and sent to every receiver; `description`
+    /// is one of them.
+    pub annotations: BTreeMap<String, Template>,
     /// The metric whose value an alert reports: the first metric `when` names.
     pub value_metric: Option<String>,
     pub file: PathBuf,

@@ -50,6 +50,8 @@ pub(super) struct CommonSpec {
     pub runbook: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, Spanned<String>>,
 }
 
 fn default_severity() -> Severity {
@@ -121,6 +123,19 @@ pub(super) enum SourceSpec {
     Sentinel(EventSpec),
     Schedule(ScheduleFields),
     Cluster(EventSpec),
+}
+
+impl SourceSpec {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceSpec::Sample(_) => SourceKind::Sample,
+            SourceSpec::Keyspace(..) => SourceKind::Keyspace,
+            SourceSpec::Health(_) => SourceKind::Health,
+            SourceSpec::Sentinel(_) => SourceKind::Sentinel,
+            SourceSpec::Schedule(_) => SourceKind::Schedule,
+            SourceSpec::Cluster(_) => SourceKind::Cluster,
+        }
+    }
 }
 
 /// A `[[rule]]` as written.

@@ -179,6 +179,7 @@ pub struct ExpectedAlert {
     pub labels: BTreeMap<String, String>,
     pub summary: Option<TextMatch>,
     pub value: Option<String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 pub struct ExpectedRun {
@@ -567,6 +568,13 @@ fn field_diffs(expected: &ExpectedAlert, actual: &Actual) -> Vec<(String, String
         && !summary.matches(&alert.summary)
     {
         out.push(("summary".into(), summary.describe(), format!("{:?}", alert.summary)));
+    }
+    for (key, text) in &expected.annotations {
+        let got = alert.annotations.get(key);
+        if got != Some(text) {
+            let got = got.map_or_else(|| "(no such annotation)".to_owned(), |g| format!("{g:?}"));
+            out.push((format!("annotations.{key}"), format!("{text:?}"), got));
+        }
     }
     if let Some(value) = &expected.value
         && alert.value.as_ref() != Some(value)

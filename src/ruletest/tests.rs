@@ -12,6 +12,7 @@ for = "20s"
 severity = "high"
 playbook = "cool_down"
 summary = "{{ temp }} degrees on {{ target }}"
+annotations = { level = "{% if temp > 55 %}very {% endif %}hot", big = "{{ (temp * 1000)|humanize }}" }
 
 [[rule]]
 name = "storm"
@@ -129,6 +130,33 @@ at = "40s"
 alerts = []
 "#,
     );
+}
+
+#[test]
+fn rendered_annotations_are_compared_exactly() {
+    passes(
+        r#"
+[[test]]
+name = "t"
+[test.targets.a]
+series = { temp = "60x3" }
+[[test.expect]]
+at = "20s"
+alerts = [{ rule = "hot", annotations = { level = "very hot", big = "60k" } }]
+"#,
+    );
+    let (summary, out, _) = run(r#"
+[[test]]
+name = "t"
+[test.targets.a]
+series = { temp = "60x3" }
+[[test.expect]]
+at = "20s"
+alerts = [{ rule = "hot", annotations = { level = "hot", nope = "x" } }]
+"#);
+    assert_eq!(summary.failed, 1, "{out}");
+    assert!(out.contains("annotations.level"), "{out}");
+    assert!(out.contains("(no such annotation)"), "{out}");
 }
 
 #[test]

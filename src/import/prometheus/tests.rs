@@ -37,8 +37,9 @@ when = 'avg_over("rejected_connections_per_sec", "1m") * 60 > 0'
 for = "1m 30s"
 keep_firing_for = "5m"
 severity = "critical"
-summary = "Rejected on {{ target }} ({{ value }})"
+summary = "Rejected on {{ target }} ({{ value|humanize }})"
 runbook = "https://runbooks.example.com/redis"
+annotations = { dashboard = "https://grafana.example.com/d/redis" }
 labels = { service = "django", team = "cache" }
 
 "#
@@ -54,11 +55,7 @@ labels = { service = "django", team = "cache" }
         "{}",
         out.toml
     );
-    assert!(
-        out.toml.contains("# note: annotation(s) dashboard not imported"),
-        "{}",
-        out.toml
-    );
+    assert!(!out.toml.contains("not imported"), "{}", out.toml);
 }
 
 #[test]

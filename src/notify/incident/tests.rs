@@ -24,6 +24,7 @@ fn alert(rule: &str, target: &str, severity: Severity, labels: &[(&str, &str)]) 
         ends_at: None,
         runbook: None,
         description: None,
+        annotations: Default::default(),
     })
 }
 

@@ -169,6 +169,7 @@ pub(super) fn playbook_test(
             ends_at: None,
             runbook: a.runbook,
             description: None,
+            annotations: Default::default(),
         }
     });
     if diags.error_count() > errors_before {

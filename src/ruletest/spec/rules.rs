@@ -178,6 +178,9 @@ struct AlertSpec {
     summary_match: SummaryMatch,
     #[serde(default)]
     value: Option<String>,
+    /// Rendered annotations, each compared exactly.
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 fn firing() -> AlertState {
@@ -580,8 +583,13 @@ fn expected_alert(
         diags.push(unknown_name(file, span, "rule", &a.rule, rule_names));
         return None;
     }
-    if a.state != AlertState::Firing && (a.summary.is_some() || !a.labels.is_empty() || a.value.is_some()) {
-        let message = format!("a {} alert has no summary, labels or value", a.state.as_str());
+    if a.state != AlertState::Firing
+        && (a.summary.is_some() || !a.labels.is_empty() || a.value.is_some() || !a.annotations.is_empty())
+    {
+        let message = format!(
+            "a {} alert has no summary, labels, value or annotations",
+            a.state.as_str()
+        );
         diags
             .push(Diagnostic::error(file, span, message).with_hint("check them on a firing alert: state = \"firing\""));
         return None;
@@ -595,6 +603,7 @@ fn expected_alert(
         labels: a.labels,
         summary,
         value: a.value,
+        annotations: a.annotations,
     })
 }
 
