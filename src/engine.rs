@@ -103,6 +103,7 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
     let mut ha = crate::ha::Ha::spawn(&config, view.counters.clone()).map_err(anyhow::Error::msg)?;
     if let Some(ha) = &mut ha {
         ha.prune_outbox(outbox.clone());
+        ha.share_alert_state(alert_store.clone());
     }
     let (notifier, notifier_handle) = Notifier::spawn_gated(
         &config.receivers,
@@ -197,7 +198,20 @@ pub async fn run(loaded: Loaded, options: Options, shutdown: CancellationToken) 
                 config.engine.sample_interval,
             ),
         })
-        .merge(crate::api::history::routes(history_store));
+        .merge(crate::api::history::routes(history_store))
+        .merge(crate::api::alertmanager::routes(
+            &config,
+            crate::api::alertmanager::AlertmanagerDeps {
+                runner: crate::api::runs::RunnerHandle {
+                    playbooks: live_playbooks.clone(),
+                    requests: invocations_tx.downgrade(),
+                    targets: every_target.clone(),
+                    ha: ha.as_ref().map(|h| h.ledger.clone()),
+                },
+                runs: Some(run_store.clone()),
+                view: view.clone(),
+            },
+        ));
         let stop = effects_stop.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::api::serve(addr, app, stop).await {
@@ -586,6 +600,7 @@ fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -
         ("[exec]", running.exec != new.exec),
         ("[backup]", running.backup != new.backup),
         ("[ha]", running.ha != new.ha),
+        ("[alertmanager]", running.alertmanager != new.alertmanager),
     ]
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))
