@@ -61,6 +61,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Diagnostics> {
     refs.targets.extend(broken.0.iter().map(String::as_str));
     refs.receivers.extend(broken.1.iter().map(String::as_str));
     let rules = load_rules(&config.engine.rules_dir, &refs, &expr, &mut diags);
+    crate::config::alertmanager::check_references(&config, &refs.playbooks, &refs.targets, &mut diags);
     if diags.has_errors() {
         return Err(diags);
     }

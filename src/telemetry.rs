@@ -83,6 +83,9 @@ pub struct Counters {
     pub playbook_durations: RunDurations,
     /// Invocations the runner's full queue refused.
     pub playbook_invocations_dropped: AtomicU64,
+    /// Alerts an Alertmanager posted, by what became of them (started,
+    /// duplicate, cooldown, resolved, unmatched, rejected).
+    pub alertmanager_alerts: CounterVec<1>,
     pub reloads_failed: AtomicU64,
     /// `[ha]` is on: the two below are exported.
     pub ha_enabled: AtomicBool,

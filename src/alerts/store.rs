@@ -25,7 +25,7 @@ pub struct AlertStore {
     store: Store,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AlertRow {
     pub fingerprint: String,
     pub rule: String,
@@ -42,7 +42,7 @@ pub struct AlertRow {
     pub notified: Vec<String>,
     pub silenced: bool,
     /// The alert's rendered annotations, for the API and the dashboard.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub annotations: std::collections::BTreeMap<String, String>,
     #[serde(skip)]
     pub alert_json: String,
@@ -59,7 +59,7 @@ pub struct Escalation {
     pub ack_notified: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Silence {
     pub id: i64,
     pub matchers: Vec<Matcher>,
@@ -320,6 +320,15 @@ impl AlertStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ends a silence at `ends_ms` if it would end later. False when it
+    /// does not (or does not exist).
+    pub fn end_silence_at(&self, id: i64, ends_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.store.conn().execute(
+            "UPDATE silences SET ends_ms = ?2 WHERE id = ?1 AND ends_ms > ?2",
+            params![id, ends_ms],
+        )? > 0)
     }
 
     /// Ends a silence now. False when no active silence has that id.

@@ -4,6 +4,7 @@
 //! that changes state needs the bearer token, and redops refuses to listen
 //! beyond loopback without one.
 
+pub mod alertmanager;
 pub mod dashboard;
 pub mod history;
 pub mod metrics;
@@ -125,28 +126,33 @@ pub async fn serve(addr: SocketAddr, app: Router, shutdown: CancellationToken) -
 }
 
 impl Api {
-    /// Write endpoints: 401 without the right bearer token, 403 when no
-    /// token is configured at all (writes are then off).
     #[allow(clippy::result_large_err)] // a rejected request is the rare path
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let Some(token) = &self.token else {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "write endpoints are off: set [api] token = \"${REDOPS_API_TOKEN}\" to enable them",
-            ));
-        };
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(error(StatusCode::UNAUTHORIZED, "wrong bearer token")),
-            None => Err(error(
-                StatusCode::UNAUTHORIZED,
-                "missing `Authorization: Bearer <token>`",
-            )),
-        }
+        authorize(self.token.as_deref(), headers)
+    }
+}
+
+/// Write endpoints: 401 without the right bearer token, 403 when no token
+/// is configured at all (writes are then off).
+#[allow(clippy::result_large_err)] // a rejected request is the rare path
+fn authorize(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "write endpoints are off: set [api] token = \"${REDOPS_API_TOKEN}\" to enable them",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(error(StatusCode::UNAUTHORIZED, "wrong bearer token")),
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>`",
+        )),
     }
 }
 
@@ -220,8 +226,28 @@ async fn backups(State(api): State<Api>, query: Result<Query<BackupsQuery>, Quer
     }
 }
 
-async fn alerts_list(State(api): State<Api>) -> Response {
-    match api.alerts.list(false) {
+/// `?all=true`: resolved alerts and expired silences too.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+#[allow(clippy::result_large_err)] // a rejected request is the rare path
+fn all_of(query: Result<Query<AllQuery>, QueryRejection>) -> Result<bool, Response> {
+    match query {
+        Ok(Query(q)) => Ok(q.all),
+        Err(rejection) => Err(error(StatusCode::BAD_REQUEST, rejection.body_text())),
+    }
+}
+
+async fn alerts_list(State(api): State<Api>, query: Result<Query<AllQuery>, QueryRejection>) -> Response {
+    let all = match all_of(query) {
+        Ok(all) => all,
+        Err(r) => return r,
+    };
+    match api.alerts.list(all) {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read alerts: {e}")),
     }
@@ -254,8 +280,12 @@ async fn ack(
     }
 }
 
-async fn silences(State(api): State<Api>) -> Response {
-    match api.alerts.silences(false) {
+async fn silences(State(api): State<Api>, query: Result<Query<AllQuery>, QueryRejection>) -> Response {
+    let all = match all_of(query) {
+        Ok(all) => all,
+        Err(r) => return r,
+    };
+    match api.alerts.silences(all) {
         Ok(list) => Json(list).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read silences: {e}")),
     }

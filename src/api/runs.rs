@@ -65,6 +65,7 @@ pub(super) async fn list(State(api): State<Api>, query: Result<Query<ListQuery>,
     let Some(runs) = &api.runs else {
         return unavailable("the run store");
     };
+    let follower = follower_headers(&api).await;
     match runs.list(limit) {
         Ok(rows) => {
             let rows: Vec<serde_json::Value> = rows
@@ -81,10 +82,33 @@ pub(super) async fn list(State(api): State<Api>, query: Result<Query<ListQuery>,
                     value
                 })
                 .collect();
-            Json(rows).into_response()
+            (follower, Json(rows)).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the runs: {e}")),
     }
+}
+
+/// Under `[ha]`, on a follower: `x-redops-ha-leader` (and
+/// `x-redops-ha-leader-api` when it published one), since runs are
+/// recorded where they ran, on the leader. Empty elsewhere.
+async fn follower_headers(api: &Api) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let Some(ledger) = api.runner.as_ref().and_then(|r| r.ha.as_ref()) else {
+        return headers;
+    };
+    if ledger.fence().holds() {
+        return headers;
+    }
+    if let Ok(Some((id, addr))) = ledger.leader().await
+        && id != ledger.id()
+    {
+        for (name, value) in [("x-redops-ha-leader", Some(id)), ("x-redops-ha-leader-api", addr)] {
+            if let Some(value) = value.and_then(|v| v.parse().ok()) {
+                headers.insert(name, value);
+            }
+        }
+    }
+    headers
 }
 
 /// One run with its audit of side-effecting calls.

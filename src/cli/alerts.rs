@@ -1,11 +1,13 @@
 //! `redops alerts list|ack`: what is firing, and acknowledging it, which
 //! stops its escalation. Works on the state store, with or without a
-//! running engine; the engine notices acks within a second.
+//! running engine; the engine notices acks within a second. With `--url`
+//! it asks a running engine's API instead.
 
 use std::process::ExitCode;
 
+use super::remote::{Remote, RemoteArg};
 use super::{ConfigArg, EXIT_FAILED};
-use crate::alerts::store::AlertStore;
+use crate::alerts::store::{AlertRow, AlertStore};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,6 +15,8 @@ pub struct Args {
     pub command: AlertsCommand,
     #[command(flatten)]
     pub config: ConfigArg,
+    #[command(flatten)]
+    pub remote: RemoteArg,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -41,53 +45,23 @@ pub fn open_store(config: &ConfigArg) -> Result<AlertStore, ExitCode> {
 }
 
 pub fn main(args: Args) -> ExitCode {
+    if let Some(remote) = args.remote.remote("redops alerts") {
+        return main_remote(args.command, &remote);
+    }
     let store = match open_store(&args.config) {
         Ok(s) => s,
         Err(code) => return code,
     };
     match args.command {
-        AlertsCommand::List { all, json } => {
-            let rows = match store.list(all) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("redops: {e}");
-                    return ExitCode::from(EXIT_FAILED);
-                }
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-                return ExitCode::SUCCESS;
+        AlertsCommand::List { all, json } => match store.list(all) {
+            Ok(rows) => print_list(&rows, all, json),
+            Err(e) => {
+                eprintln!("redops: {e}");
+                ExitCode::from(EXIT_FAILED)
             }
-            if rows.is_empty() {
-                println!("no {}alerts", if all { "" } else { "firing " });
-            }
-            for a in rows {
-                let since = humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(a.starts_ms as u64),
-                );
-                let ack = a
-                    .acked_by
-                    .as_ref()
-                    .map(|b| format!("  acked by {b}"))
-                    .unwrap_or_default();
-                let silenced = if a.silenced { "  silenced" } else { "" };
-                println!(
-                    "{}  {:<8} {:<9} {:<24} {:<28} since {since}{ack}{silenced}\n            {}",
-                    &a.fingerprint[..a.fingerprint.len().min(10)],
-                    a.status,
-                    a.severity,
-                    a.rule,
-                    a.target,
-                    a.summary
-                );
-            }
-            ExitCode::SUCCESS
-        }
+        },
         AlertsCommand::Ack { id, comment, by } => match store.ack(&id, &by, comment.as_deref()) {
-            Ok(Ok(fingerprint)) => {
-                println!("acknowledged {fingerprint} as {by}; its escalation stops");
-                ExitCode::SUCCESS
-            }
+            Ok(Ok(fingerprint)) => acknowledged(&fingerprint, &by),
             Ok(Err(why)) => {
                 eprintln!("redops alerts ack: {why}");
                 ExitCode::from(EXIT_FAILED)
@@ -98,4 +72,57 @@ pub fn main(args: Args) -> ExitCode {
             }
         },
     }
+}
+
+/// The same commands through a running engine's API.
+fn main_remote(command: AlertsCommand, remote: &Remote) -> ExitCode {
+    match command {
+        AlertsCommand::List { all, json } => match remote.get::<Vec<AlertRow>>(&format!("/api/v1/alerts?all={all}")) {
+            Ok(rows) => print_list(&rows, all, json),
+            Err(code) => code,
+        },
+        AlertsCommand::Ack { id, comment, by } => {
+            let body = serde_json::json!({ "by": by, "comment": comment });
+            match remote.post::<serde_json::Value>(&format!("/api/v1/alerts/{id}/ack"), &body) {
+                Ok(answer) => acknowledged(answer["acknowledged"].as_str().unwrap_or(&id), &by),
+                Err(code) => code,
+            }
+        }
+    }
+}
+
+fn acknowledged(fingerprint: &str, by: &str) -> ExitCode {
+    println!("acknowledged {fingerprint} as {by}; its escalation stops");
+    ExitCode::SUCCESS
+}
+
+fn print_list(rows: &[AlertRow], all: bool, json: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    if rows.is_empty() {
+        println!("no {}alerts", if all { "" } else { "firing " });
+    }
+    for a in rows {
+        let since = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(a.starts_ms as u64),
+        );
+        let ack = a
+            .acked_by
+            .as_ref()
+            .map(|b| format!("  acked by {b}"))
+            .unwrap_or_default();
+        let silenced = if a.silenced { "  silenced" } else { "" };
+        println!(
+            "{}  {:<8} {:<9} {:<24} {:<28} since {since}{ack}{silenced}\n            {}",
+            &a.fingerprint[..a.fingerprint.len().min(10)],
+            a.status,
+            a.severity,
+            a.rule,
+            a.target,
+            a.summary
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -12,6 +12,7 @@ pub mod config_arg;
 pub mod import;
 pub mod lab;
 pub mod playbook;
+pub mod remote;
 pub mod report;
 pub mod restore;
 pub mod run;

@@ -1,8 +1,10 @@
 //! `redops runs list|show`: the playbook runs the engine and `redops
-//! playbook run` stored, with their audit trails.
+//! playbook run` stored, with their audit trails; with `--url`, those of a
+//! running engine, through its API.
 
 use std::process::ExitCode;
 
+use super::remote::RemoteArg;
 use super::{ConfigArg, EXIT_FAILED};
 use crate::playbooks::runs::{RunRow, RunStore};
 
@@ -12,6 +14,8 @@ pub struct Args {
     pub command: RunsCommand,
     #[command(flatten)]
     pub config: ConfigArg,
+    #[command(flatten)]
+    pub remote: RemoteArg,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -35,19 +39,54 @@ fn open_store(config: &ConfigArg) -> Result<RunStore, ExitCode> {
     super::open_state(config, RunStore::open)
 }
 
+/// Where the runs are read: the local state store, or a running engine.
+enum Source {
+    Local(RunStore),
+    Remote(super::remote::Remote),
+}
+
+impl Source {
+    fn list(&self, limit: usize) -> Result<Vec<RunRow>, ExitCode> {
+        match self {
+            Source::Local(store) => store.list(limit).map_err(|e| {
+                eprintln!("redops: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }),
+            Source::Remote(remote) => remote.get_noting_leader(&format!("/api/v1/runs?limit={limit}")),
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<RunRow, ExitCode> {
+        match self {
+            Source::Local(store) => match store.get(id) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => {
+                    eprintln!("redops runs show: no run `{id}` (`redops runs list` shows the ids)");
+                    Err(ExitCode::from(EXIT_FAILED))
+                }
+                Err(e) => {
+                    eprintln!("redops: {e}");
+                    Err(ExitCode::from(EXIT_FAILED))
+                }
+            },
+            Source::Remote(remote) => remote.get(&format!("/api/v1/runs/{id}")),
+        }
+    }
+}
+
 pub fn main(args: Args) -> ExitCode {
-    let store = match open_store(&args.config) {
-        Ok(s) => s,
-        Err(code) => return code,
+    let source = match args.remote.remote("redops runs") {
+        Some(remote) => Source::Remote(remote),
+        None => match open_store(&args.config) {
+            Ok(s) => Source::Local(s),
+            Err(code) => return code,
+        },
     };
     match args.command {
         RunsCommand::List { limit, json } => {
-            let rows = match store.list(limit) {
+            let rows = match source.list(limit) {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("redops: {e}");
-                    return ExitCode::from(EXIT_FAILED);
-                }
+                Err(code) => return code,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
@@ -62,16 +101,9 @@ pub fn main(args: Args) -> ExitCode {
             ExitCode::SUCCESS
         }
         RunsCommand::Show { id, json } => {
-            let row = match store.get(&id) {
-                Ok(Some(r)) => r,
-                Ok(None) => {
-                    eprintln!("redops runs show: no run `{id}` (`redops runs list` shows the ids)");
-                    return ExitCode::from(EXIT_FAILED);
-                }
-                Err(e) => {
-                    eprintln!("redops: {e}");
-                    return ExitCode::from(EXIT_FAILED);
-                }
+            let row = match source.get(&id) {
+                Ok(r) => r,
+                Err(code) => return code,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());

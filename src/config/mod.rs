@@ -4,6 +4,7 @@
 //! Every struct denies unknown keys and names its defaults. Loading collects
 //! all problems with their `file:line:col` before giving up.
 
+pub mod alertmanager;
 pub mod backup;
 pub mod cluster;
 mod connection;
@@ -54,6 +55,8 @@ pub struct Config {
     pub exec: BTreeMap<String, ExecConfig>,
     /// `[ha]`: leader election among instances sharing this config.
     pub ha: HaConfig,
+    /// `[[alertmanager.route]]`: Alertmanager alerts that run playbooks.
+    pub alertmanager: alertmanager::AlertmanagerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -364,6 +367,7 @@ impl Config {
             backup: BackupConfig::default(),
             exec: BTreeMap::new(),
             ha: HaConfig::default(),
+            alertmanager: Default::default(),
         };
         let mut dirs_known = true;
         let mut broken_targets = Vec::new();
@@ -490,6 +494,7 @@ impl Config {
                         config.ha = h;
                     }
                 }
+                "alertmanager" => config.alertmanager = alertmanager::parse(file, value, diags),
                 "notify" => {
                     if let Some(n) = document::deserialize(file, value, diags) {
                         config.notify = n;
@@ -532,6 +537,7 @@ impl Config {
                         "backup",
                         "exec",
                         "ha",
+                        "alertmanager",
                     ];
                     let mut d = Diagnostic::error(file, key.span(), format!("unknown section `{other}`"));
                     d = match document::closest(other, &options) {

@@ -232,6 +232,7 @@ fn needs_restart(running: &crate::config::Config, new: &crate::config::Config) -
         ("[exec]", running.exec != new.exec),
         ("[backup]", running.backup != new.backup),
         ("[ha]", running.ha != new.ha),
+        ("[alertmanager]", running.alertmanager != new.alertmanager),
     ]
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))

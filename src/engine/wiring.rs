@@ -126,6 +126,7 @@ impl Wiring {
         let mut ha = Ha::spawn(&config, view.counters.clone()).map_err(anyhow::Error::msg)?;
         if let Some(ha) = &mut ha {
             ha.prune_outbox(outbox.clone());
+            ha.share_alert_state(alert_store.clone());
         }
         let (notifier, notifier_handle) = Notifier::spawn_gated(
             &config.receivers,
@@ -201,7 +202,20 @@ impl Wiring {
                     config.engine.sample_interval,
                 ),
             })
-            .merge(crate::api::history::routes(history_store));
+            .merge(crate::api::history::routes(history_store))
+            .merge(crate::api::alertmanager::routes(
+                &config,
+                crate::api::alertmanager::AlertmanagerDeps {
+                    runner: crate::api::runs::RunnerHandle {
+                        playbooks: live_playbooks.clone(),
+                        requests: invocations.downgrade(),
+                        targets: every_target.clone(),
+                        ha: ha.as_ref().map(|h| h.ledger.clone()),
+                    },
+                    runs: Some(run_store.clone()),
+                    view: view.clone(),
+                },
+            ));
             let stop = effects_stop.clone();
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve(addr, app, stop).await {

@@ -25,6 +25,7 @@ pub mod align;
 pub mod election;
 pub mod fence;
 pub mod ledger;
+pub mod shared;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -129,6 +130,9 @@ pub struct Ha {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     prune_every: Duration,
+    keys: Keys,
+    link: Link,
+    timeout: Duration,
 }
 
 impl Ha {
@@ -147,8 +151,8 @@ impl Ha {
         let renew_every = config.ha.renew_every();
         let ledger = Ledger::new(
             election.id().to_owned(),
-            keys,
-            link,
+            keys.clone(),
+            link.clone(),
             leadership.clone(),
             fence,
             config.engine.command_timeout.min(Duration::from_secs(1)),
@@ -165,7 +169,39 @@ impl Ha {
             stop,
             tasks,
             prune_every: renew_every,
+            keys,
+            link,
+            timeout: config.engine.command_timeout.min(Duration::from_secs(1)),
         }))
+    }
+
+    /// Once a second, merges the silences and acks of `store` with those
+    /// of the other instances ([`shared`]).
+    pub fn share_alert_state(&mut self, store: crate::alerts::store::AlertStore) {
+        let shared = shared::SharedAlertState::new(self.keys.clone(), self.link.clone(), self.timeout);
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(SHARE_EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
+                match shared.step(&store).await {
+                    Ok(merged) => {
+                        if merged != shared::Merged::default() {
+                            tracing::debug!(?merged, "HA: silences and acks merged with the other instances");
+                        }
+                        failing = false;
+                    }
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "HA: cannot share silences and acks with the other instances; retrying every second");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }));
     }
 
     /// On a follower, drops from `outbox` what the leader already delivered.
@@ -198,6 +234,9 @@ impl Ha {
         }
     }
 }
+
+/// How often silences and acks are merged: as often as the router reads them.
+const SHARE_EVERY: Duration = Duration::from_secs(1);
 
 /// Pending entries per round: a follower's backlog is small unless the
 /// leader is down, and then nothing is marked anyway.

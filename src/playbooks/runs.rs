@@ -22,6 +22,8 @@ pub enum Trigger {
     Manual,
     /// `POST /api/v1/playbooks/{name}/run`.
     Api,
+    /// An alert an Alertmanager posted to `POST /api/v1/alertmanager`.
+    Alertmanager,
 }
 
 impl Trigger {
@@ -31,6 +33,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Manual => "manual",
             Trigger::Api => "api",
+            Trigger::Alertmanager => "alertmanager",
         }
     }
 }
@@ -41,7 +44,7 @@ pub struct RunStore {
 }
 
 /// One stored run, as `redops runs` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunRow {
     pub id: String,
     pub playbook: String,
@@ -57,6 +60,8 @@ pub struct RunRow {
     /// The playbook's result, or the error that ended it.
     pub detail: String,
     pub findings: serde_json::Value,
+    /// Absent from the API's list, which counts it in `audit_entries`.
+    #[serde(default)]
     pub audit: serde_json::Value,
     pub audit_dropped: i64,
     /// Under `[ha]`: the run of a leader that lost the lease mid-run, which

@@ -122,7 +122,7 @@ pub fn lint(config: &Config, rules: &[Rule], playbooks: &PlaybookFiles, diags: &
             }
         }
     }
-    unused_playbooks(rules, playbooks, diags);
+    unused_playbooks(config, rules, playbooks, diags);
     unreached_receivers(config, rules, playbooks, diags);
     unknown_incident_rules(config, rules, diags);
     if config.playbooks.http_allow.is_none() {
@@ -484,9 +484,11 @@ fn hysteresis(when: &Expression<'_>, clear: &Expression<'_>, rule: &Rule, diags:
 /// playbook run`, `redops restore`): no rule needs to name it.
 pub const MANUAL_MARKER: &str = "// redops: manual";
 
-fn unused_playbooks(rules: &[Rule], playbooks: &PlaybookFiles, diags: &mut Diagnostics) {
+fn unused_playbooks(config: &Config, rules: &[Rule], playbooks: &PlaybookFiles, diags: &mut Diagnostics) {
     for (name, path) in playbooks {
-        if rules.iter().any(|r| r.playbook.as_deref() == Some(name)) {
+        if rules.iter().any(|r| r.playbook.as_deref() == Some(name))
+            || config.alertmanager.routes.iter().any(|r| &r.playbook == name)
+        {
             continue;
         }
         let Ok(file) = SourceFile::read(path) else {

@@ -25,6 +25,7 @@ pub const FAMILIES: &[&str] = &[
     "redops_playbook_run_duration_seconds",
     "redops_deliveries_total",
     "redops_playbook_invocations_dropped_total",
+    "redops_alertmanager_alerts_total",
     "redops_config_reloads_failed_total",
     "redops_config_last_reload_successful",
     "redops_ha_leader",
@@ -123,6 +124,13 @@ impl Collector for EngineFamilies {
             "Notification delivery attempts, by receiver and outcome (delivered, retried, dead).",
             ["receiver", "outcome"],
             &self.deliveries,
+        )?;
+        counter_vec(
+            &mut encoder,
+            "redops_alertmanager_alerts",
+            "Alerts posted by an Alertmanager, by outcome (started, duplicate, cooldown, resolved, unmatched, rejected).",
+            ["outcome"],
+            &c.alertmanager_alerts,
         )?;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         counter(
