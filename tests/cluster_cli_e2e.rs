@@ -1,5 +1,7 @@
-//! `redops cluster status|validate`, `redops status` and `redops lab
-//! --cluster` end to end, on real `redis-server --cluster-enabled` processes.
+//! `redops cluster status|validate`, `redops status`, `redops lab
+//! --cluster`, `redops run --lab --cluster` and `redops backup list|cleanup`
+//! of cluster sets end to end, on real `redis-server --cluster-enabled`
+//! processes.
 
 mod harness;
 
@@ -9,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use harness::{run_redops, wait_until};
+use harness::{REDOPS_BIN, WebhookReceiver, alerts, run_redops, wait_until};
 use redops::lab::cluster::{ClusterLab, slot_ranges};
 use redops::lab::topology::{LabState, pid_alive};
 use serde_json::Value;
@@ -265,4 +267,157 @@ fn lab_up_cluster_fails_over_loses_a_node_and_comes_down() {
         "a lab process survived `lab down`"
     );
     assert!(LabState::load(lab.dir.path()).unwrap().is_none());
+}
+
+#[test]
+fn backup_list_shows_a_set_as_one_entry_and_cleanup_takes_sets_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = ClusterLab::start(&dir.path().join("lab"), 3, 0).unwrap();
+    let config = write_config(dir.path(), &lab);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let output = run_redops(
+            &[
+                "backup", "create", "--target", "c1", "--type", "rdb", "--json", "--config", &config,
+            ],
+            &[],
+        );
+        assert!(output.status.success(), "{}", describe(&output));
+        ids.push(json(&output)["id"].as_str().unwrap().to_owned());
+    }
+    let (older, newer) = (&ids[0], &ids[1]);
+
+    let output = run_redops(&["backup", "list", "--json", "--config", &config], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let rows = json(&output);
+    let rows = rows.as_array().unwrap();
+    let listed: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        listed,
+        [newer.as_str(), older.as_str()],
+        "one row a set, no member alone"
+    );
+    let masters: BTreeSet<String> = lab.initial_masters().iter().map(|m| m.addr()).collect();
+    let mut older_files = Vec::new();
+    for row in rows {
+        assert_eq!(row["kind"], "set");
+        assert_eq!(row["target"], "c1");
+        let members = row["members"].as_array().unwrap();
+        let of: BTreeSet<String> = members
+            .iter()
+            .map(|m| m["master"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(of, masters, "{row}");
+        for m in members {
+            assert_eq!(m["backup"]["target"], format!("c1/{}", m["master"].as_str().unwrap()));
+            let path = m["backup"]["path"].as_str().unwrap().to_owned();
+            assert!(Path::new(&path).exists(), "{path}");
+            if row["id"] == older.as_str() {
+                older_files.push(path);
+            }
+        }
+    }
+    let output = run_redops(&["backup", "list", "--config", &config], &[]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(text.contains(&format!("set {older}  cluster c1")), "{text}");
+    assert!(!text.contains("no backups"), "{text}");
+
+    // Both sets are past a zero-day retention; the newest of the cluster stays.
+    let output = run_redops(
+        &[
+            "backup",
+            "cleanup",
+            "--retention-days",
+            "0",
+            "--json",
+            "--config",
+            &config,
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["removed"], serde_json::json!([]), "{report}");
+    assert_eq!(report["removed_sets"][0]["id"], older.as_str(), "{report}");
+    assert_eq!(report["removed_sets"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["kept_newest_sets"][0]["id"], newer.as_str(), "{report}");
+    assert_eq!(older_files.len(), 3);
+    for path in &older_files {
+        assert!(!Path::new(path).exists(), "{path} left behind");
+    }
+    let output = run_redops(&["backup", "list", "--json", "--config", &config], &[]);
+    let rows = json(&output);
+    let listed: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [newer.as_str()]);
+    let output = run_redops(&["backup", "verify", "--backup-id", newer, "--config", &config], &[]);
+    assert!(output.status.success(), "the kept set is whole: {}", describe(&output));
+}
+
+/// `redops run --lab --cluster` as a child, killed on drop.
+struct Engine {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Engine {
+    fn output(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn run_lab_cluster_pages_the_failover_of_a_chaos_node_down() {
+    let mut lab = LabDir {
+        dir: tempfile::tempdir().unwrap(),
+        pids: BTreeSet::new(),
+    };
+    let hook = WebhookReceiver::start();
+    let api = format!("127.0.0.1:{}", redops::lab::process::free_port().unwrap());
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("redops.log");
+    let file = fs::File::create(&log).unwrap();
+    let lab_dir = lab.dir.path().to_string_lossy().into_owned();
+    let child = Command::new(REDOPS_BIN)
+        .args(["run", "--lab", "--cluster", "--lab-dir", &lab_dir])
+        .env("REDOPS_WEBHOOK_URL", hook.url())
+        .env("REDOPS_LAB_API_LISTEN", &api)
+        .env("RUST_LOG", "redops=info")
+        .env("NO_COLOR", "1")
+        .current_dir(log_dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let engine = Engine { child, log };
+    // The lab comes up first, then the engine serves on the address asked.
+    let serving = wait_until(Duration::from_secs(120), POLL, || {
+        reqwest::blocking::get(format!("http://{api}/health")).is_ok_and(|r| r.status().is_success())
+    });
+    assert!(serving, "the engine never served on {api}:\n{}", engine.output());
+    let (status, up) = lab.status();
+    assert!(up, "{status}");
+    let followed = wait_until(Duration::from_secs(30), POLL, || {
+        engine.output().matches("Following node").count() >= 6
+    });
+    assert!(followed, "{}", engine.output());
+
+    let out = lab.ok(&["chaos", "node-down"]);
+    assert!(out.contains("Killed the master"), "{out}");
+    let got = hook.wait_for(CLUSTER_CHANGE, |r| !alerts(r, "cluster_failover", "firing").is_empty());
+    let page = alerts(&got, "cluster_failover", "firing")[0];
+    assert_eq!(page.body["labels"]["cluster"], "lab", "{}", hook.describe());
+    assert_eq!(page.body["labels"]["role"], "master", "{}", hook.describe());
 }

@@ -435,11 +435,19 @@ fn a_cluster_backup_set_verifies_per_master_and_is_refused_onto_another_layout()
     let (code, stdout, _) = redops(dir.path(), &["backup", "list", "--json"]);
     assert_eq!(code, Some(0));
     let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let member_rows = rows
+    // One entry for the set, its members inside it.
+    let set_row = rows
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["target"].as_str().is_some_and(|t| t.starts_with("c1/")))
+        .find(|r| r["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{rows:#}"));
+    assert_eq!(set_row["kind"], "set", "{rows:#}");
+    let member_rows = set_row["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["backup"]["target"].as_str().is_some_and(|t| t.starts_with("c1/")))
         .count();
     assert_eq!(member_rows, 3, "{rows:#}");
 

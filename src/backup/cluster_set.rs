@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{BackupError, BackupRecord, Backups, Kind, Progress, Target, Verified, ms_of};
+use super::{BackupError, BackupRecord, Backups, CleanupReport, Kind, Progress, Target, Verified, ms_of};
 use crate::cluster::ClusterView;
 use crate::config::ClusterConfig;
 use crate::store::{Store, StoreError};
@@ -37,6 +37,47 @@ pub struct ClusterSet {
     pub created_ms: i64,
     pub layout: SlotLayout,
     pub members: Vec<SetMember>,
+}
+
+/// A set with its members' catalog rows, as `backup list` and `cleanup`
+/// show it: one entry.
+#[derive(Debug, Clone)]
+pub struct SetEntry {
+    pub set: ClusterSet,
+    /// The members' rows, in the set's order; a member whose row is gone is
+    /// missing here (and fails the set's verification).
+    pub records: Vec<BackupRecord>,
+}
+
+impl SetEntry {
+    /// Bytes of every member's archive.
+    pub fn size(&self) -> u64 {
+        self.records.iter().map(|r| r.size).sum()
+    }
+
+    /// A row of `backup list --json`: `kind = "set"`, the cluster as its
+    /// target, and each member's catalog row beside its shard.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut row = self.set.to_json();
+        row["kind"] = "set".into();
+        row["target"] = self.set.cluster.clone().into();
+        row["size"] = self.size().into();
+        row["members"] = self
+            .set
+            .members
+            .iter()
+            .map(|m| {
+                let record = self.records.iter().find(|r| r.id == m.backup);
+                serde_json::json!({
+                    "shard": m.shard,
+                    "master": m.master,
+                    "backup": record.map_or_else(|| serde_json::json!({"id": m.backup, "missing": true}), BackupRecord::to_json),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into();
+        row
+    }
 }
 
 impl ClusterSet {
@@ -105,26 +146,40 @@ impl ClusterSets {
         let conn = self.store.conn();
         let mut stmt =
             conn.prepare_cached("SELECT id, cluster, created, layout, members FROM backup_sets WHERE id = ?1")?;
-        let row = stmt
-            .query_row(params![id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })
-            .optional()?;
-        Ok(row.map(|(id, cluster, created_ms, layout, members)| ClusterSet {
-            id,
-            cluster,
-            created_ms,
-            // Only this module writes the columns.
-            layout: serde_json::from_str(&layout).unwrap_or_default(),
-            members: serde_json::from_str(&members).unwrap_or_default(),
-        }))
+        Ok(stmt.query_row(params![id], set_of_row).optional()?)
     }
+
+    /// Newest first; `since_ms` and `cluster` narrow it.
+    pub fn list(&self, since_ms: Option<i64>, cluster: Option<&str>) -> Result<Vec<ClusterSet>, StoreError> {
+        let conn = self.store.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, cluster, created, layout, members FROM backup_sets
+             WHERE created >= ?1 AND (?2 IS NULL OR cluster = ?2)
+             ORDER BY created DESC, id DESC",
+        )?;
+        let rows = stmt.query_map(params![since_ms.unwrap_or(i64::MIN), cluster], set_of_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.store
+            .conn()
+            .execute("DELETE FROM backup_sets WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+}
+
+fn set_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClusterSet> {
+    let layout: String = r.get(3)?;
+    let members: String = r.get(4)?;
+    Ok(ClusterSet {
+        id: r.get(0)?,
+        cluster: r.get(1)?,
+        created_ms: r.get(2)?,
+        // Only this module writes the columns.
+        layout: serde_json::from_str(&layout).unwrap_or_default(),
+        members: serde_json::from_str(&members).unwrap_or_default(),
+    })
 }
 
 impl Backups {
@@ -220,6 +275,85 @@ impl Backups {
         Err(BackupError::Usage(format!("too many backup sets named {base}")))
     }
 
+    /// The sets, newest first, each with its members' rows; `since` and
+    /// `cluster` narrow it.
+    pub fn list_sets(&self, since: Option<SystemTime>, cluster: Option<&str>) -> Result<Vec<SetEntry>, BackupError> {
+        let sets = self.sets.list(since.map(ms_of), cluster)?;
+        sets.into_iter()
+            .map(|set| {
+                let mut records = Vec::new();
+                for m in &set.members {
+                    records.extend(self.catalog.get(&m.backup)?);
+                }
+                Ok(SetEntry { set, records })
+            })
+            .collect()
+    }
+
+    /// The catalog ids of every set's members: retention never takes one
+    /// of them alone.
+    pub(super) fn set_members(&self) -> Result<std::collections::HashSet<String>, BackupError> {
+        Ok(self
+            .sets
+            .list(None, None)?
+            .into_iter()
+            .flat_map(|s| s.members.into_iter().map(|m| m.backup))
+            .collect())
+    }
+
+    /// Retention for sets, as for single backups but a set at a time: the
+    /// newest set of each cluster is kept whatever its age; an older one
+    /// past `cutoff_ms` goes whole, files, member rows and its own row. If
+    /// a member's file cannot be deleted, every row stays (the set is still
+    /// listed, and fails verification if a file is gone) and the error is
+    /// reported: the next cleanup finishes it.
+    pub(super) fn cleanup_sets(
+        &self,
+        cutoff_ms: i64,
+        cluster: Option<&str>,
+        dry_run: bool,
+        report: &mut CleanupReport,
+    ) -> Result<(), BackupError> {
+        let mut newest = std::collections::HashSet::new();
+        for entry in self.list_sets(None, cluster)? {
+            let is_newest = newest.insert(entry.set.cluster.clone());
+            if entry.set.created_ms >= cutoff_ms {
+                continue;
+            }
+            if is_newest {
+                report.kept_newest_sets.push(entry);
+                continue;
+            }
+            if !dry_run {
+                let failed: Vec<String> = entry
+                    .records
+                    .iter()
+                    .filter_map(|r| match std::fs::remove_file(&r.path) {
+                        Ok(()) => None,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => Some(format!(
+                            "set {}: member {}: cannot delete {}: {e}",
+                            entry.set.id,
+                            r.id,
+                            r.path.display()
+                        )),
+                    })
+                    .collect();
+                if !failed.is_empty() {
+                    report.errors.extend(failed);
+                    continue;
+                }
+                for r in &entry.records {
+                    self.catalog.delete(&r.id)?;
+                }
+                self.sets.delete(&entry.set.id)?;
+                tracing::info!(id = %entry.set.id, cluster = %entry.set.cluster, members = entry.records.len(), "Backup set removed by retention");
+            }
+            report.removed_sets.push(entry);
+        }
+        Ok(())
+    }
+
     /// The set with this id, if `id` names one.
     pub fn get_set(&self, id: &str) -> Result<Option<ClusterSet>, BackupError> {
         Ok(self.sets.get(id)?)
@@ -308,4 +442,126 @@ pub fn check_layout(set: &ClusterSet, live: &ClusterView) -> Result<(), BackupEr
         now.len(),
         show_layout(&now)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::BackupConfig;
+
+    const DAY_MS: i64 = 86_400_000;
+
+    /// A set of three members, catalogued with a file each; `masters` are
+    /// the ports of the masters the members were taken of.
+    fn add_set(backups: &Backups, dir: &Path, id: &str, cluster: &str, created_ms: i64, masters: [u16; 3]) {
+        let mut members = Vec::new();
+        for (i, port) in masters.into_iter().enumerate() {
+            let master = format!("127.0.0.1:{port}");
+            let member = format!("{id}-m{i}");
+            let path = dir.join(format!("{member}.rdb"));
+            std::fs::write(&path, b"REDIS").unwrap();
+            backups
+                .catalog
+                .insert(&BackupRecord {
+                    id: member.clone(),
+                    target: format!("{cluster}/{master}"),
+                    kind: Kind::Rdb,
+                    path,
+                    size: 5,
+                    checksum: "ab".repeat(32),
+                    compressed: false,
+                    encrypted: false,
+                    created_ms,
+                    verified_ms: None,
+                    verify_error: None,
+                })
+                .unwrap();
+            members.push(SetMember {
+                shard: format!("shard{i}"),
+                master,
+                backup: member,
+            });
+        }
+        let layout = vec![vec![(0, 5460)], vec![(5461, 10922)], vec![(10923, 16383)]];
+        let set = ClusterSet {
+            id: id.into(),
+            cluster: cluster.into(),
+            created_ms,
+            layout,
+            members,
+        };
+        backups.sets.insert(&set).unwrap();
+    }
+
+    fn ids(entries: &[SetEntry]) -> Vec<&str> {
+        entries.iter().map(|e| e.set.id.as_str()).collect()
+    }
+
+    #[test]
+    fn retention_takes_whole_sets_and_keeps_each_clusters_newest() {
+        let state = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let backups = Backups::open(state.path(), &BackupConfig::default()).unwrap();
+        let now = ms_of(SystemTime::now());
+        add_set(
+            &backups,
+            files.path(),
+            "old",
+            "c1",
+            now - 30 * DAY_MS,
+            [7000, 7001, 7002],
+        );
+        // Taken after a failover: its first member is the only backup of
+        // 7003, which a per-target retention would keep, halving the set.
+        add_set(
+            &backups,
+            files.path(),
+            "older",
+            "c1",
+            now - 40 * DAY_MS,
+            [7003, 7001, 7002],
+        );
+        add_set(&backups, files.path(), "new", "c1", now - DAY_MS, [7000, 7001, 7002]);
+        add_set(
+            &backups,
+            files.path(),
+            "lone",
+            "c2",
+            now - 30 * DAY_MS,
+            [8000, 8001, 8002],
+        );
+        let week = Duration::from_secs(7 * 86_400);
+
+        let dry = backups.cleanup(week, None, None, true).unwrap();
+        assert_eq!(ids(&dry.removed_sets), ["old", "older"]);
+        assert_eq!(
+            ids(&backups.list_sets(None, None).unwrap()),
+            ["new", "old", "lone", "older"]
+        );
+
+        let report = backups.cleanup(week, None, None, false).unwrap();
+        assert_eq!(ids(&report.removed_sets), ["old", "older"]);
+        assert_eq!(ids(&report.kept_newest_sets), ["lone"]);
+        assert!(report.removed.is_empty(), "no member goes alone: {:?}", report.removed);
+        assert_eq!(report.freed_bytes(), 6 * 5);
+        for entry in &report.removed_sets {
+            for r in &entry.records {
+                assert!(!r.path.exists(), "{} left on disk", r.path.display());
+                assert!(backups.catalog.get(&r.id).unwrap().is_none());
+            }
+        }
+        let left = backups.list_sets(None, None).unwrap();
+        assert_eq!(ids(&left), ["new", "lone"]);
+        for entry in &left {
+            assert_eq!(entry.records.len(), 3, "{} lost a member", entry.set.id);
+            assert!(entry.records.iter().all(|r| r.path.exists()));
+        }
+        // Sets are rdb backups: a `full` cleanup leaves them alone.
+        let full = backups.cleanup(Duration::ZERO, None, Some(Kind::Full), false).unwrap();
+        assert!(full.removed_sets.is_empty());
+        assert_eq!(ids(&backups.list_sets(None, Some("c2")).unwrap()), ["lone"]);
+    }
 }

@@ -30,7 +30,7 @@ use redis::ConnectionInfo;
 
 pub use archive::{ArchiveError, Keys, Sealing};
 pub use catalog::{BackupRecord, Catalog};
-pub use cluster_set::{ClusterSet, SetMember};
+pub use cluster_set::{ClusterSet, SetEntry, SetMember};
 pub use logical::FormatError;
 pub use rdb::RdbError;
 pub use remote::RestoreStats;
@@ -258,6 +258,10 @@ pub struct CleanupReport {
     pub removed: Vec<BackupRecord>,
     /// Past the retention but kept: the newest backup of its target and kind.
     pub kept_newest: Vec<BackupRecord>,
+    /// Cluster sets removed whole, and sets past the retention kept as the
+    /// newest of their cluster.
+    pub removed_sets: Vec<SetEntry>,
+    pub kept_newest_sets: Vec<SetEntry>,
     /// Files that could not be deleted (their rows are kept).
     pub errors: Vec<String>,
     pub dry_run: bool,
@@ -265,7 +269,7 @@ pub struct CleanupReport {
 
 impl CleanupReport {
     pub fn freed_bytes(&self) -> u64 {
-        self.removed.iter().map(|r| r.size).sum()
+        self.removed.iter().map(|r| r.size).sum::<u64>() + self.removed_sets.iter().map(SetEntry::size).sum::<u64>()
     }
 }
 
@@ -505,7 +509,9 @@ impl Backups {
     /// Removes backups older than `retention` (of one target and one kind,
     /// if given), files and rows. The newest backup of each target and kind
     /// is kept whatever its age: a cleanup never leaves a target without a
-    /// backup.
+    /// backup. Members of a cluster set are never taken alone: sets follow
+    /// the same retention a whole set at a time (`rdb` kind, `target` the
+    /// cluster's name).
     pub fn cleanup(
         &self,
         retention: Duration,
@@ -515,13 +521,17 @@ impl Backups {
     ) -> Result<CleanupReport, BackupError> {
         let cutoff = ms_of(SystemTime::now()) - retention.as_millis().min(i64::MAX as u128) as i64;
         let all = self.catalog.list(None, target)?;
+        let members = self.set_members()?;
         let mut newest = std::collections::HashSet::new();
         let mut report = CleanupReport {
             dry_run,
             ..CleanupReport::default()
         };
         // `all` is newest first: the first of each (target, kind) is the newest.
-        for record in all.into_iter().filter(|r| kind.is_none_or(|k| r.kind == k)) {
+        let singles = all
+            .into_iter()
+            .filter(|r| kind.is_none_or(|k| r.kind == k) && !members.contains(&r.id));
+        for record in singles {
             let is_newest = newest.insert((record.target.clone(), record.kind));
             if record.created_ms >= cutoff {
                 continue;
@@ -545,6 +555,9 @@ impl Backups {
                 tracing::info!(id = %record.id, target = %record.target, "Backup removed by retention");
             }
             report.removed.push(record);
+        }
+        if kind.is_none_or(|k| k == Kind::Rdb) {
+            self.cleanup_sets(cutoff, target, dry_run, &mut report)?;
         }
         Ok(report)
     }

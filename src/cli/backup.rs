@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE};
-use crate::backup::{BackupError, BackupRecord, Backups, Kind, Progress, Unit};
+use crate::backup::{BackupError, BackupRecord, Backups, Kind, Progress, SetEntry, Unit};
 use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
@@ -24,13 +24,15 @@ pub struct Args {
 pub enum BackupCommand {
     /// Take a backup of a target now.
     Create(CreateArgs),
-    /// The cataloged backups, newest first.
+    /// The cataloged backups, newest first; a cluster's backup set is one
+    /// entry listing its per-master members.
     List(ListArgs),
     /// Check a backup end to end: file checksum, decryption, decompression,
     /// then the RDB's CRC-64 or the full backup's checksums. Exit 1 if it fails.
     Verify(VerifyArgs),
     /// Delete backups older than the retention. The newest backup of each
-    /// target and kind is always kept.
+    /// target and kind is always kept; a cluster's backup sets go whole,
+    /// never a member alone, and its newest set is always kept.
     Cleanup(CleanupArgs),
 }
 
@@ -218,17 +220,71 @@ fn list(backups: &Backups, args: ListArgs) -> ExitCode {
     let since = args
         .days_back
         .map(|d| SystemTime::now() - Duration::from_secs(d.saturating_mul(86_400).min(1 << 40)));
-    let records = match backups.list(since, args.target.as_deref()) {
-        Ok(r) => r,
+    let listed = backups.list(since, args.target.as_deref()).and_then(|records| {
+        let sets = backups.list_sets(since, args.target.as_deref())?;
+        Ok((records, sets))
+    });
+    let (records, sets) = match listed {
+        Ok(l) => l,
         Err(e) => return fail("backup list", &e),
     };
+    // A set's members are shown in their set, not one by one.
+    let members = match backups.list_sets(None, None) {
+        Ok(all) => all
+            .into_iter()
+            .flat_map(|e| e.set.members.into_iter().map(|m| m.backup))
+            .collect::<std::collections::HashSet<_>>(),
+        Err(e) => return fail("backup list", &e),
+    };
+    let records: Vec<BackupRecord> = records.into_iter().filter(|r| !members.contains(&r.id)).collect();
     if args.json {
-        let rows: Vec<_> = records.iter().map(BackupRecord::to_json).collect();
+        let mut rows: Vec<(i64, &str, serde_json::Value)> = records
+            .iter()
+            .map(|r| (r.created_ms, r.id.as_str(), r.to_json()))
+            .collect();
+        rows.extend(sets.iter().map(|e| (e.set.created_ms, e.set.id.as_str(), e.to_json())));
+        rows.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        let rows: Vec<_> = rows.into_iter().map(|(_, _, row)| row).collect();
         println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
     } else {
-        print_table(&records);
+        if !records.is_empty() || sets.is_empty() {
+            print_table(&records);
+        }
+        print_sets(&sets);
     }
     ExitCode::SUCCESS
+}
+
+/// Each set as one entry, its members indented below it.
+fn print_sets(sets: &[SetEntry]) {
+    for entry in sets {
+        let set = &entry.set;
+        println!(
+            "\nset {}  cluster {}  created {}  {} member(s), {}  layout {}",
+            set.id,
+            set.cluster,
+            crate::backup::catalog::rfc3339(set.created_ms),
+            set.members.len(),
+            HumanBytes(entry.size()),
+            crate::backup::cluster_set::show_layout(&set.layout)
+        );
+        for m in &set.members {
+            match entry.records.iter().find(|r| r.id == m.backup) {
+                Some(r) => println!(
+                    "  shard {:<16} {}  {}  {:>10}  {}",
+                    m.shard,
+                    m.master,
+                    r.id,
+                    HumanBytes(r.size).to_string(),
+                    sealing(r)
+                ),
+                None => println!(
+                    "  shard {:<16} {}  {}  MISSING from the catalog",
+                    m.shard, m.master, m.backup
+                ),
+            }
+        }
+    }
 }
 
 pub(crate) fn print_table(records: &[BackupRecord]) {
@@ -338,6 +394,8 @@ fn cleanup(backups: &Backups, args: CleanupArgs) -> ExitCode {
             "dry_run": report.dry_run,
             "removed": report.removed.iter().map(BackupRecord::to_json).collect::<Vec<_>>(),
             "kept_newest": report.kept_newest.iter().map(BackupRecord::to_json).collect::<Vec<_>>(),
+            "removed_sets": report.removed_sets.iter().map(SetEntry::to_json).collect::<Vec<_>>(),
+            "kept_newest_sets": report.kept_newest_sets.iter().map(SetEntry::to_json).collect::<Vec<_>>(),
             "freed_bytes": report.freed_bytes(),
             "errors": report.errors,
         });
@@ -347,15 +405,31 @@ fn cleanup(backups: &Backups, args: CleanupArgs) -> ExitCode {
         for r in &report.removed {
             println!("{verb} {} ({}, {})", r.id, HumanBytes(r.size), r.path.display());
         }
+        for e in &report.removed_sets {
+            println!(
+                "{verb} set {} of cluster {} with its {} member(s) ({})",
+                e.set.id,
+                e.set.cluster,
+                e.records.len(),
+                HumanBytes(e.size())
+            );
+        }
         for r in &report.kept_newest {
             println!(
                 "kept {}: older than {} days but the newest {} backup of {}",
                 r.id, args.retention_days, r.kind, r.target
             );
         }
+        for e in &report.kept_newest_sets {
+            println!(
+                "kept set {}: older than {} days but the newest backup set of cluster {}",
+                e.set.id, args.retention_days, e.set.cluster
+            );
+        }
         println!(
-            "{verb} {} backup(s), {}",
+            "{verb} {} backup(s) and {} set(s), {}",
             report.removed.len(),
+            report.removed_sets.len(),
             HumanBytes(report.freed_bytes())
         );
     }

@@ -8,7 +8,8 @@
 //! The nodes' samplers report through this task, which passes their events
 //! on: a node whose connection fails or whose role changed makes it
 //! discover again at once, so the labels follow a promoted replica without
-//! waiting for the next tick.
+//! waiting for the next tick. So does a `MOVED` anyone was answered
+//! ([`super::redirects`]) for a slot the last view puts elsewhere.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,19 +22,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::Tracker;
 use super::metrics::{NodeSample, cluster_metrics};
+use super::redirects::{self, Moved};
 use super::{ClusterView, Discoverer};
 use crate::config::{ClusterConfig, Config, TargetConfig};
 use crate::event::keyspace::KeyspaceRule;
 use crate::event::{Event, KeyspaceCounts, MetricValue, Sample, TargetChange};
-use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
-use crate::sources::sampler::{SamplerSpec, spawn_sampler};
+use crate::sources::node_set::NodeSet;
 
-/// Rediscovering on a node's news at most this often: a node going down
-/// is told by its sampler once, but several nodes may tell at once.
+/// Rediscovering on news at most this often: a node going down is told by
+/// its sampler once, but several nodes may tell at once, and a playbook
+/// may be redirected many times before the cluster agrees on a new map.
 const MIN_REDISCOVER_GAP: Duration = Duration::from_millis(200);
 
 struct Node {
-    stop: CancellationToken,
     labels: BTreeMap<String, String>,
     /// The last health its sampler told: a change to down is news.
     up: bool,
@@ -41,21 +42,22 @@ struct Node {
 
 pub struct ClusterSource {
     cluster: ClusterConfig,
-    config: Arc<Config>,
-    keyspace_rules: Vec<KeyspaceRule>,
     events: mpsc::Sender<Event>,
-    /// Where the nodes' samplers and keyspace readers send.
-    node_events: mpsc::Sender<Event>,
     discoverer: Discoverer,
     tracker: Tracker,
     nodes: HashMap<String, Node>,
+    /// Each node's sampler, and a keyspace reader on each master; they
+    /// report through this task.
+    running: NodeSet,
     samples: HashMap<String, NodeSample>,
-    /// Masters whose keyspace notifications are read, by address.
-    keyspace: HashMap<String, CancellationToken>,
     /// Last cumulative count per (master, rule), and the cluster's totals.
     keyspace_last: HashMap<(String, String), u64>,
     keyspace_totals: BTreeMap<String, u64>,
     last_discovery: Option<Instant>,
+    /// When news asked to discover again before the next tick.
+    rediscover_at: Option<Instant>,
+    /// The last discovery's view: a `MOVED` that agrees with it is no news.
+    view: Option<ClusterView>,
     discovery_failing: bool,
 }
 
@@ -68,6 +70,7 @@ pub fn spawn_cluster_source(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (node_tx, mut node_rx) = mpsc::channel(1024);
+        let mut moved_rx = redirects::listen(&cluster.name);
         let interval = config.engine.sample_interval;
         let mut source = ClusterSource::new(cluster, config, keyspace_rules, events, node_tx);
         // The cluster's own alerts carry its name as a label, as its nodes'
@@ -84,13 +87,23 @@ pub fn spawn_cluster_source(
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let rediscover_at = source.rediscover_at;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(rediscover_at.unwrap_or_else(Instant::now)), if rediscover_at.is_some() => {
+                    source.refresh().await;
+                }
                 event = node_rx.recv() => {
                     let Some(event) = event else { break };
                     if source.on_node_event(event).await {
-                        source.refresh().await;
+                        source.rediscover_soon();
+                    }
+                }
+                Some(moved) = moved_rx.recv() => {
+                    if source.is_news(&moved) {
+                        tracing::info!(cluster = %source.cluster.name, slot = moved.slot, to = %moved.to, "Slot moved; discovering the cluster again");
+                        source.rediscover_soon();
                     }
                 }
                 _ = ticker.tick() => source.refresh().await,
@@ -111,20 +124,35 @@ impl ClusterSource {
         let timeout = config.engine.connect_timeout;
         ClusterSource {
             discoverer: Discoverer::new(cluster.clone(), timeout),
+            running: NodeSet::new(config, keyspace_rules, node_events, Some(cluster.name.clone())),
             cluster,
-            config,
-            keyspace_rules,
             events,
-            node_events,
             tracker: Tracker::default(),
             nodes: HashMap::new(),
             samples: HashMap::new(),
-            keyspace: HashMap::new(),
             keyspace_last: HashMap::new(),
             keyspace_totals: BTreeMap::new(),
             last_discovery: None,
+            rediscover_at: None,
+            view: None,
             discovery_failing: false,
         }
+    }
+
+    /// Discovers again now, or once [`MIN_REDISCOVER_GAP`] has passed since
+    /// the last discovery.
+    fn rediscover_soon(&mut self) {
+        let at = self
+            .last_discovery
+            .map_or_else(Instant::now, |last| last + MIN_REDISCOVER_GAP);
+        self.rediscover_at = Some(self.rediscover_at.map_or(at, |pending| pending.min(at)));
+    }
+
+    /// Whether a `MOVED` tells something the last view does not: the slot
+    /// served by another node than the view's master of it.
+    fn is_news(&self, moved: &Moved) -> bool {
+        let Some(view) = &self.view else { return true };
+        view.shard_of_slot(moved.slot).and_then(|s| s.master.as_deref()) != Some(moved.to.as_str())
     }
 
     async fn emit(&self, event: Event) {
@@ -176,7 +204,7 @@ impl ClusterSource {
             _ => {}
         }
         self.emit(event).await;
-        changed && self.last_discovery.is_none_or(|at| at.elapsed() >= MIN_REDISCOVER_GAP)
+        changed
     }
 
     /// Adds what a master counted since its last report to the cluster's
@@ -201,6 +229,7 @@ impl ClusterSource {
     /// samples the cluster.
     async fn refresh(&mut self) {
         self.last_discovery = Some(Instant::now());
+        self.rediscover_at = None;
         let view = match self.discoverer.discover().await {
             Ok(view) => {
                 if self.discovery_failing {
@@ -234,6 +263,7 @@ impl ClusterSource {
             metrics,
         }))
         .await;
+        self.view = Some(view);
     }
 
     /// A node's target: the cluster's node config plus the labels discovery
@@ -273,14 +303,7 @@ impl ClusterSource {
                 }
                 continue;
             }
-            let stop = CancellationToken::new();
-            match SamplerSpec::from_config(&self.config, &target) {
-                Ok(mut spec) => {
-                    spec.cluster_links = true;
-                    spawn_sampler(spec, self.node_events.clone(), stop.clone());
-                }
-                Err(e) => tracing::error!(cluster = %self.cluster.name, node = %addr, error = %e, "Cannot sample node"),
-            }
+            self.running.start(addr, &target);
             tracing::info!(cluster = %self.cluster.name, node = %addr, "Following node");
             self.emit(Event::Target(TargetChange {
                 target: target.name.clone(),
@@ -289,7 +312,6 @@ impl ClusterSource {
             }))
             .await;
             let node = Node {
-                stop,
                 labels: target.labels,
                 up: true,
             };
@@ -297,9 +319,8 @@ impl ClusterSource {
         }
         let gone: Vec<String> = self.nodes.keys().filter(|a| !wanted.contains(a)).cloned().collect();
         for addr in gone {
-            if let Some(node) = self.nodes.remove(&addr) {
-                node.stop.cancel();
-            }
+            self.nodes.remove(&addr);
+            self.running.stop(&addr);
             self.samples.remove(&addr);
             tracing::info!(cluster = %self.cluster.name, node = %addr, "Node left the cluster");
             self.emit(Event::Target(TargetChange {
@@ -315,36 +336,24 @@ impl ClusterSource {
     /// only there: they are node-local, and a replica's would count twice.
     fn follow_keyspace(&mut self, view: &ClusterView) {
         let masters: Vec<String> = view.masters().into_iter().map(str::to_owned).collect();
-        let gone: Vec<String> = self.keyspace.keys().filter(|a| !masters.contains(a)).cloned().collect();
-        for addr in gone {
-            if let Some(stop) = self.keyspace.remove(&addr) {
-                stop.cancel();
+        for addr in self.running.keyspace_readers() {
+            if !masters.contains(&addr) {
+                self.running.stop_keyspace(&addr);
             }
         }
         for addr in masters {
-            if self.keyspace.contains_key(&addr) {
-                continue;
-            }
             let target = self.node_config(view, &addr);
-            let Some(spec) = KeyspaceSpec::from_config(&self.config, &target, &self.keyspace_rules) else {
-                continue;
-            };
-            // A new reader counts from zero.
-            self.keyspace_last.retain(|(a, _), _| *a != addr);
-            let stop = CancellationToken::new();
-            tracing::info!(cluster = %self.cluster.name, node = %addr, "Reading keyspace events on master");
-            spawn_keyspace_source(spec, self.node_events.clone(), stop.clone());
-            self.keyspace.insert(addr, stop);
+            if self.running.read_keyspace(&addr, &target) {
+                // A new reader counts from zero.
+                self.keyspace_last.retain(|(a, _), _| *a != addr);
+                tracing::info!(cluster = %self.cluster.name, node = %addr, "Reading keyspace events on master");
+            }
         }
     }
 
     fn stop_all(&mut self) {
-        for (_, node) in self.nodes.drain() {
-            node.stop.cancel();
-        }
-        for (_, stop) in self.keyspace.drain() {
-            stop.cancel();
-        }
+        self.nodes.clear();
+        self.running.stop_all();
     }
 }
 

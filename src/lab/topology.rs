@@ -628,6 +628,10 @@ sample_interval = "1s"
 {source}keyspace_events = "Ee"
 labels = {{ env = "lab" }}
 
+[api]
+# Another address with REDOPS_LAB_API_LISTEN: two labs, or a test, on one machine.
+listen = "${{REDOPS_LAB_API_LISTEN:-127.0.0.1:9187}}"
+
 [receiver.log]
 type = "log"
 

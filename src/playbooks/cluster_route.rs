@@ -192,8 +192,10 @@ impl ClusterRoute {
             first = self.query(&node, args, timeout);
         }
         match first {
-            Err(Redirect::Moved(to)) => {
-                // The slot moved: the whole map is likely stale.
+            Err(Redirect::Moved(to, slot)) => {
+                // The slot moved: the whole map is likely stale, here and
+                // in the engine's source.
+                crate::cluster::redirects::report_moved(&self.config.name, slot, &to);
                 let _ = self.refresh(timeout);
                 let reply = self.query(&to, args, timeout).map_err(RouteError::from);
                 (reply, Some(to))
@@ -232,12 +234,12 @@ impl ClusterRoute {
             cmd.arg(a);
         }
         cmd.query::<Value>(conn).map_err(|e| {
-            if let Some((to, _slot)) = e.redirect_node() {
+            if let Some((to, slot)) = e.redirect_node() {
                 let to = to.to_owned();
                 return if e.code() == Some("ASK") {
                     Redirect::Ask(to)
                 } else {
-                    Redirect::Moved(to)
+                    Redirect::Moved(to, slot)
                 };
             }
             if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
@@ -250,7 +252,7 @@ impl ClusterRoute {
 
 /// A reply that sends the command elsewhere, or a failure.
 enum Redirect {
-    Moved(String),
+    Moved(String, u16),
     Ask(String),
     Failed(RouteError),
 }
@@ -259,7 +261,7 @@ impl From<Redirect> for RouteError {
     /// A second redirect is not followed: it is the error.
     fn from(r: Redirect) -> Self {
         match r {
-            Redirect::Moved(to) => RouteError::Command(format!("MOVED again, to {to}")),
+            Redirect::Moved(to, _) => RouteError::Command(format!("MOVED again, to {to}")),
             Redirect::Ask(to) => RouteError::Command(format!("ASK again, to {to}")),
             Redirect::Failed(e) => e,
         }

@@ -24,8 +24,7 @@ use crate::event::keyspace::KeyspaceRule;
 use crate::event::sentinel::{self as events, SentinelEvent, parse_addr};
 use crate::event::{Event, MetricValue, Metrics, Sample, SentinelNotice, TargetChange};
 use crate::redis::connect;
-use crate::sources::keyspace::{KeyspaceSpec, spawn_keyspace_source};
-use crate::sources::sampler::{SamplerSpec, spawn_sampler};
+use crate::sources::node_set::NodeSet;
 
 /// Copies of one incident from several Sentinels arrive within milliseconds;
 /// anything with the same key inside this window is the same incident.
@@ -47,10 +46,6 @@ enum Heard {
     },
 }
 
-struct Node {
-    stop: CancellationToken,
-}
-
 struct Told {
     at: Instant,
     by: Vec<String>,
@@ -59,10 +54,10 @@ struct Told {
 pub struct GroupSource {
     group: SentinelGroupConfig,
     config: Arc<Config>,
-    keyspace_rules: Vec<KeyspaceRule>,
     events: mpsc::Sender<Event>,
     discoverer: Discoverer,
-    nodes: HashMap<String, Node>,
+    /// Each node's sampler and keyspace reader.
+    nodes: NodeSet,
     node_conns: HashMap<String, MultiplexedConnection>,
     known_master: Option<String>,
     /// Incidents told within [`DEDUP_WINDOW`]: when first told, and by
@@ -140,11 +135,10 @@ impl GroupSource {
         let timeout = config.engine.connect_timeout;
         GroupSource {
             discoverer: Discoverer::new(group.clone(), timeout),
+            nodes: NodeSet::new(config.clone(), keyspace_rules, events.clone(), None),
             group,
             config,
-            keyspace_rules,
             events,
-            nodes: HashMap::new(),
             node_conns: HashMap::new(),
             known_master: None,
             seen: HashMap::new(),
@@ -269,23 +263,14 @@ impl GroupSource {
         }
         let wanted = view.nodes();
         for (addr, _) in &wanted {
-            if self.nodes.contains_key(addr) {
+            if self.nodes.contains(addr) {
                 continue;
             }
             let target = self.node_config(addr);
-            let stop = CancellationToken::new();
-            let config = &self.config;
-            let keyspace = KeyspaceSpec::from_config(config, &target, &self.keyspace_rules);
-            match SamplerSpec::from_config(config, &target) {
-                Ok(mut spec) => {
-                    spec.keyspace_stats = keyspace.as_ref().map(|k| k.stats.clone());
-                    spawn_sampler(spec, self.events.clone(), stop.clone());
-                }
-                Err(e) => tracing::error!(group = %self.group.name, node = %addr, error = %e, "Cannot sample node"),
-            }
-            if let Some(spec) = keyspace {
-                spawn_keyspace_source(spec, self.events.clone(), stop.clone());
-            }
+            // Keyspace notifications are node-local: every node's are read,
+            // so counting goes on wherever the master moves.
+            self.nodes.start(addr, &target);
+            self.nodes.read_keyspace(addr, &target);
             tracing::info!(group = %self.group.name, node = %addr, "Following node");
             self.emit(Event::Target(TargetChange {
                 target: target.name.clone(),
@@ -293,18 +278,15 @@ impl GroupSource {
                 present: true,
             }))
             .await;
-            self.nodes.insert(addr.clone(), Node { stop });
         }
         let gone: Vec<String> = self
             .nodes
-            .keys()
+            .addrs()
             .filter(|a| !wanted.iter().any(|(w, _)| w == *a))
             .cloned()
             .collect();
         for addr in gone {
-            if let Some(node) = self.nodes.remove(&addr) {
-                node.stop.cancel();
-            }
+            self.nodes.stop(&addr);
             self.node_conns.remove(&addr);
             tracing::info!(group = %self.group.name, node = %addr, "Node left the group");
             self.emit(Event::Target(TargetChange {
@@ -403,9 +385,7 @@ impl GroupSource {
     }
 
     fn stop_nodes(&mut self) {
-        for (_, node) in self.nodes.drain() {
-            node.stop.cancel();
-        }
+        self.nodes.stop_all();
     }
 }
 

@@ -5,8 +5,11 @@
 //! - [`sampler`]: INFO and probes every `sample_interval`; target health.
 //! - [`keyspace`]: keyevent notifications counted per keyspace rule.
 //! - [`targets`]: the sources of each `[[target]]`, restarted one by one on reload.
+//! - [`node_set`]: the samplers and keyspace readers of discovered nodes (a
+//!   Sentinel group's, a cluster's), started and stopped as they come and go.
 
 pub mod keyspace;
+pub mod node_set;
 pub mod sampler;
 pub mod schedule;
 pub mod targets;

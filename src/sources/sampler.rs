@@ -31,8 +31,10 @@ pub struct SamplerSpec {
     /// The target's keyspace subscription losses, reported in each sample
     /// so that rules can alert on them; `None` without keyspace rules.
     pub keyspace_stats: Option<Arc<KeyspaceStats>>,
-    /// A cluster node: add the `cluster_links*` metrics of `CLUSTER LINKS`.
-    pub cluster_links: bool,
+    /// A cluster node, with its cluster's name: add the `cluster_links*`
+    /// metrics of `CLUSTER LINKS`, and tell the cluster's source when a
+    /// probe is answered `MOVED`.
+    pub cluster: Option<String>,
 }
 
 impl SamplerSpec {
@@ -56,7 +58,7 @@ impl SamplerSpec {
             connect_timeout: config.engine.connect_timeout,
             command_timeout: config.engine.command_timeout,
             keyspace_stats: None,
-            cluster_links: false,
+            cluster: None,
         })
     }
 }
@@ -187,10 +189,16 @@ impl Sampler {
                     }
                     None => tracing::debug!(target = %self.spec.target, probe = %name, "Probe reply is not a number"),
                 },
-                Err(e) => tracing::warn!(target = %self.spec.target, probe = %name, error = %redact(e), "Probe failed"),
+                Err(e) => {
+                    let moved = e.redirect_node().filter(|_| e.code() == Some("MOVED"));
+                    if let (Some(cluster), Some((to, slot))) = (&self.spec.cluster, moved) {
+                        crate::cluster::redirects::report_moved(cluster, slot, to);
+                    }
+                    tracing::warn!(target = %self.spec.target, probe = %name, error = %redact(e), "Probe failed")
+                }
             }
         }
-        if self.spec.cluster_links {
+        if self.spec.cluster.is_some() {
             // Redis ≥ 7 only; an older node simply has no link metrics.
             match redis::cmd("CLUSTER")
                 .arg("LINKS")
