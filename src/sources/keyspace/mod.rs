@@ -188,10 +188,10 @@ impl KeyspaceCounter {
             self.malformed += 1;
             return;
         };
-        let Ok(event) = std::str::from_utf8(event) else {
+        if std::str::from_utf8(event).is_err() {
             self.malformed += 1;
             return;
-        };
+        }
         let counts = &mut self.counts;
         let changed = &mut self.changed;
         self.matcher.for_each_match(db, event, key, |i| {
@@ -217,7 +217,13 @@ impl KeyspaceCounter {
 pub fn parse_keyevent_channel(channel: &[u8]) -> Option<(u32, &[u8])> {
     let rest = channel.strip_prefix(b"__keyevent@")?;
     let end = rest.iter().position(|&b| b == b'_')?;
-    let db = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    if end == 0 {
+        return None;
+    }
+    let db = rest[..end].iter().try_fold(0u32, |db, &d| {
+        d.is_ascii_digit()
+            .then(|| db.checked_mul(10)?.checked_add(u32::from(d - b'0')))?
+    })?;
     let event = rest[end..].strip_prefix(b"__:")?;
     Some((db, event))
 }
@@ -340,16 +346,21 @@ impl KeyspaceSource {
         let reader = self.reader_name();
         loop {
             match self.subscribe().await {
-                Ok(mut subscription) => {
+                Ok(subscription) => {
                     backoff = FIRST_BACKOFF;
                     failures = 0;
                     tracing::info!(target = %self.spec.target, reconnect = connected_once, reader, "Keyspace subscription active");
                     connected_once = true;
-                    let ended = match &mut subscription {
-                        Subscription::Resp(s) => self.count_frames_until_lost(s, &shutdown).await,
-                        Subscription::Push(s) => self.count_pushes_until_lost(s, &shutdown).await,
+                    let ended = match subscription {
+                        Subscription::Resp(s) => match self.count_frames_on_thread(s, &shutdown).await {
+                            Some((source, ended)) => {
+                                self = source;
+                                ended
+                            }
+                            None => return,
+                        },
+                        Subscription::Push(s) => self.count_pushes_until_lost(&s, &shutdown).await,
                     };
-                    drop(subscription);
                     match ended {
                         Ended::Stopped => return,
                         Ended::Lost => {

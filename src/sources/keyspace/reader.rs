@@ -4,9 +4,14 @@
 //! are parsed in place ([`super::resp`]). Each `pmessage` is counted as it is
 //! read: its channel and key are slices of that buffer, matched by the
 //! [`KeyspaceCounter`](super::KeyspaceCounter) without a copy, a `Value`, a
-//! queue or an allocation. One `read` brings hundreds of events, and the
-//! clock is looked at once per `read`, so counts still go out on time
-//! during a storm.
+//! queue or an allocation.
+//!
+//! Once subscribed, the connection is read on a thread of its own with
+//! plain blocking reads: no reactor, timer or task switch per wake-up. What
+//! a wake-up costs is then mostly the `read` itself, so the thread reads at
+//! most once every [`READ_PAUSE`]: in a storm each `read` brings that long's
+//! events (hundreds) rather than the few of one Redis write. The clock is
+//! looked at once per `read`, so counts still go out on time.
 //!
 //! It has no queue to drop from: if it falls behind, the events wait in the
 //! socket and then in Redis's output buffer, and past
@@ -16,18 +21,28 @@
 //! It speaks plain TCP only. `rediss://` (TLS) and Unix socket targets keep
 //! the redis-rs reader ([`super::push`]); [`plain_tcp`] says which.
 
+use std::io::{ErrorKind, Read};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::resp::{Frame, ReadBuffer, RespError};
-use super::{Ended, KeyspaceCounter, KeyspaceSource, ensure_flags_if_asked};
+use super::{Ended, KEEPALIVE, KeyspaceCounter, KeyspaceSource, ensure_flags_if_asked};
 
-/// Room for ~700 keyevents a `read`; it grows only for a larger frame.
-const BUFFER: usize = 64 * 1024;
+/// Room for ~2,800 keyevents a `read`, 10 ms of a 260k/s storm; it grows
+/// only for a larger frame.
+const BUFFER: usize = 256 * 1024;
+/// The least time between two `read`s that did not fill the buffer. Events
+/// meanwhile wait in the socket (and Redis's output buffer, ~50 KB at 260k
+/// events/s): at most this much later to the counts, for a `read` that
+/// brings this long's events instead of one Redis write's (16 events of a
+/// `-P 16` pipeline). A full buffer is read again at once.
+pub(super) const READ_PAUSE: Duration = Duration::from_millis(2);
 /// Larger than Redis's largest key (512 MB) plus its framing.
 const MAX_FRAME: usize = 513 * 1024 * 1024;
 
@@ -52,13 +67,6 @@ pub(super) fn plain_tcp(info: &ConnectionInfo) -> Option<(&str, u16)> {
         ConnectionAddr::Tcp(host, port) => Some((host, *port)),
         _ => None,
     }
-}
-
-/// What woke the reading loop.
-enum Wake {
-    Stop,
-    Emit,
-    Read(std::io::Result<usize>),
 }
 
 /// A live subscription: the socket and its read buffer.
@@ -157,38 +165,96 @@ impl KeyspaceSource {
             .map_err(|_| ReaderError::Timeout(timeout))?
     }
 
-    /// Reads and counts until the connection is lost or the engine stops,
-    /// emitting counts when due.
-    pub(super) async fn count_frames_until_lost(
-        &mut self,
-        subscription: &mut RespSubscription,
+    /// Reads and counts on a thread of its own until the connection is
+    /// lost or the engine stops, emitting counts when due; gives the source
+    /// back with how it ended, or `None` if the runtime is going away.
+    pub(super) async fn count_frames_on_thread(
+        self,
+        subscription: RespSubscription,
         shutdown: &CancellationToken,
-    ) -> Ended {
+    ) -> Option<(Self, Ended)> {
         let RespSubscription { stream, buffer } = subscription;
+        let stream = match stream.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot be read on its own thread; reconnecting");
+                return Some((self, Ended::Lost));
+            }
+        };
+        // Wakes the thread's `read` when the engine stops, or when this
+        // future is dropped (the runtime going away), so it never outlives us.
+        let waker = match stream.try_clone() {
+            Ok(clone) => WakeOnDrop(clone),
+            Err(e) => {
+                tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot be read on its own thread; reconnecting");
+                return Some((self, Ended::Lost));
+            }
+        };
+        let stop = shutdown.clone();
+        let mut source = self;
+        let mut thread = tokio::task::spawn_blocking(move || {
+            let ended = source.count_frames_until_lost(stream, buffer, &stop);
+            (source, ended)
+        });
+        let joined = tokio::select! {
+            joined = &mut thread => joined,
+            _ = shutdown.cancelled() => {
+                drop(waker);
+                thread.await
+            }
+        };
+        match joined {
+            Ok(done) => Some(done),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
+    }
+
+    /// The thread's loop: blocking reads, each followed by counting every
+    /// complete frame, and an emit whenever one is due.
+    fn count_frames_until_lost(
+        &mut self,
+        mut stream: std::net::TcpStream,
+        mut buffer: ReadBuffer,
+        stop: &CancellationToken,
+    ) -> Ended {
+        // A `read` returns by then with or without data, so an emit is at
+        // most this late; a fixed timeout is one `setsockopt`, not one per
+        // `read`. Idle, that is a wake-up a tick (100 a second at 10 ms).
+        let timeout = self.spec.tick.clamp(Duration::from_millis(1), KEEPALIVE / 10);
+        if let Err(e) = stream.set_read_timeout(Some(timeout)) {
+            tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot set its read timeout; reconnecting");
+            return Ended::Lost;
+        }
         loop {
-            let due = self.next_emit();
+            if stop.is_cancelled() {
+                return Ended::Stopped;
+            }
+            if Instant::now() >= self.next_emit() {
+                if !self.emit() {
+                    return Ended::Stopped;
+                }
+                continue;
+            }
             let spare = match buffer.spare() {
                 Ok(spare) => spare,
                 Err(e) => return self.unreadable(&e),
             };
-            let wake = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => Wake::Stop,
-                // Before the socket: during a storm counts still go out on time.
-                _ = tokio::time::sleep_until(due) => Wake::Emit,
-                read = stream.read(spare) => Wake::Read(read),
-            };
-            match wake {
-                Wake::Stop => return Ended::Stopped,
-                Wake::Emit => {
-                    if !self.emit() {
-                        return Ended::Stopped;
-                    }
+            let room = spare.len();
+            let n = match stream.read(spare) {
+                Ok(0) => return self.closed(stop),
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
                     continue;
                 }
-                Wake::Read(Ok(0) | Err(_)) => return Ended::Lost,
-                Wake::Read(Ok(n)) => buffer.filled(n),
-            }
+                Err(_) => return self.closed(stop),
+            };
+            buffer.filled(n);
             loop {
                 match buffer.next_frame() {
                     Ok(Some(Frame::Message { channel, payload })) => self.counter.observe(channel, payload),
@@ -202,6 +268,20 @@ impl KeyspaceSource {
                     Err(e) => return self.unreadable(&e),
                 }
             }
+            if n < room {
+                // Drained: let events gather rather than wake per Redis write.
+                std::thread::sleep(READ_PAUSE);
+            }
+        }
+    }
+
+    /// A read that ended: the engine stopping (it shut the socket), or
+    /// Redis or the network closing it.
+    fn closed(&self, stop: &CancellationToken) -> Ended {
+        if stop.is_cancelled() {
+            Ended::Stopped
+        } else {
+            Ended::Lost
         }
     }
 
@@ -209,6 +289,15 @@ impl KeyspaceSource {
     fn unreadable(&self, e: &RespError) -> Ended {
         tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription sent an unreadable frame; reconnecting");
         Ended::Lost
+    }
+}
+
+/// Shuts the socket down when dropped, which ends a `read` blocked on it.
+struct WakeOnDrop(std::net::TcpStream);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
     }
 }
 
