@@ -18,7 +18,10 @@
 //! the requests and quote `{{ count }}`; the highest that fires bounds the
 //! count. The other 93 rules (prefix, class, `?`, suffix and exact globs,
 //! window 1m) never fire and are there to be matched. CPU per event is the
-//! process's utime + stime over the run divided by the events it counted.
+//! process's utime + stime over the run divided by the events it counted;
+//! for the RESP reader also that of its own thread (`redops-keyspace`, from
+//! /proc/PID/task), the rest being the evaluator, sampler and webhooks that
+//! both processes run alike.
 //! Disconnections are read from `CLIENT LIST` (sampled every 100 ms: client
 //! ids and output buffer per subscriber, told apart by protocol: the RESP
 //! reader speaks RESP2, redis-rs RESP3, redis-py names itself), the server's
@@ -39,7 +42,8 @@ use redops::lab::process::{RedisProcess, RedisSpec};
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{Proc, arg, cpu_secs, redops_bin, vm};
+use proc::{Proc, arg, cpu_secs, redops_bin, thread_cpu_secs, vm};
+use redops::sources::keyspace::READER_THREAD;
 #[path = "common/hook.rs"]
 mod hook;
 use hook::Hook;
@@ -307,6 +311,8 @@ fn main() {
 
     let hogs = start_hog(hog);
     let cpu0: Vec<f64> = counters.iter().map(|c| cpu_secs(c.pid()).unwrap()).collect();
+    let reader_cpu = |c: &Counter| thread_cpu_secs(c.pid(), READER_THREAD).unwrap_or(0.0);
+    let thread0: Vec<f64> = counters.iter().map(reader_cpu).collect();
     let t_start = Instant::now();
     let wall_start = SystemTime::now();
     let bench = Command::new("redis-benchmark")
@@ -350,6 +356,7 @@ fn main() {
         thread::sleep(Duration::from_millis(20));
     }
     let cpu1: Vec<f64> = counters.iter().map(|c| cpu_secs(c.pid()).unwrap()).collect();
+    let thread1: Vec<f64> = counters.iter().map(reader_cpu).collect();
     drop(hogs);
 
     let mut py_result = serde_json::Value::Null;
@@ -384,6 +391,16 @@ fn main() {
                     seen.ids,
                     seen.max_omem
                 );
+                let thread = thread1[i] - thread0[i];
+                if thread > 0.0 {
+                    println!(
+                        "RESULT {} reader thread `{READER_THREAD}`: CPU {thread:.2} s => {:.3} us/event; the rest of the process {:.2} s => {:.3} us/event",
+                        c.reader,
+                        thread * 1e6 / counted,
+                        cpu - thread,
+                        (cpu - thread) * 1e6 / counted
+                    );
+                }
             }
             None => println!(
                 "RESULT {}: no tier fired (counted < 50 %); CPU {cpu:.2} s; client ids {:?}, max omem {} B, 'subscription lost' {lost}",

@@ -238,7 +238,8 @@ fn start_ha(id: &str, redis: &TestRedis, hook: &WebhookReceiver) -> Engine {
         "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ marker = \"GET marker\" }}\n\n\
          [receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
          [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"${{REDOPS_TEST_API_TOKEN}}\"\n\n\
-         [ha]\nenabled = true\nlease_on = \"cache\"\nlease_ttl = \"3s\"\ninstance_id = \"{id}\"\n",
+         [ha]\nenabled = true\nlease_on = \"cache\"\nlease_ttl = \"3s\"\ninstance_id = \"{id}\"\n\
+         advertise_api = \"localhost:{port}\"\n",
         redis.url(0),
         hook.url()
     );
@@ -349,7 +350,9 @@ fn silences_and_acks_made_on_one_ha_instance_are_seen_by_the_other() {
     assert_eq!(runs.code, Some(0), "{}", runs.stderr);
     let note = format!("is an HA follower: playbook runs happen on the leader, `{leader}`");
     assert!(runs.stderr.contains(&note), "{}", runs.stderr);
-    assert!(runs.stderr.contains(&leading.base), "{}", runs.stderr);
+    // The leader's address as it advertises it (`[ha] advertise_api`).
+    let advertised = leading.base.replace("127.0.0.1", "localhost");
+    assert!(runs.stderr.contains(&advertised), "{}", runs.stderr);
     let runs = remote(&leading.base, &["runs", "list"], &[]);
     assert!(!runs.stderr.contains("HA follower"), "{}", runs.stderr);
 }

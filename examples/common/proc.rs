@@ -24,6 +24,25 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / clk_tck())
 }
 
+/// CPU seconds (utime + stime) of `pid`'s live threads named `name`.
+pub fn thread_cpu_secs(pid: u32, name: &str) -> Option<f64> {
+    let mut ticks = 0.0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some(end) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[end + 2..].split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        ticks += field(11) + field(12);
+    }
+    Some(ticks / clk_tck())
+}
+
 fn clk_tck() -> f64 {
     static TCK: OnceLock<f64> = OnceLock::new();
     *TCK.get_or_init(|| {

@@ -28,6 +28,11 @@ pub struct HaConfig {
     pub renew_every: Option<Duration>,
     /// This instance's name in the lease; hostname and pid when unset.
     pub instance_id: Option<String>,
+    /// The `host:port` other instances and the remote CLI are told to
+    /// reach this instance's API at while it leads: `[api] listen` when
+    /// unset, which is only right when they run on the same host or the
+    /// API listens on an address they can reach.
+    pub advertise_api: Option<String>,
 }
 
 impl Default for HaConfig {
@@ -39,6 +44,7 @@ impl Default for HaConfig {
             lease_ttl: Duration::from_secs(10),
             renew_every: None,
             instance_id: None,
+            advertise_api: None,
         }
     }
 }
@@ -61,6 +67,12 @@ impl HaConfig {
                 .unwrap_or_else(|_| "unknown-host".into());
             format!("{host}:{}", std::process::id())
         })
+    }
+
+    /// The API address published for this instance while it leads.
+    pub fn published_api(&self, api: &super::ApiConfig) -> Option<String> {
+        api.enabled
+            .then(|| self.advertise_api.clone().unwrap_or_else(|| api.listen.clone()))
     }
 
     /// `lease_on` must name a target or a group; the timings must leave the
@@ -107,6 +119,18 @@ impl HaConfig {
                 .with_hint("leave it unset for a third of lease_ttl"),
             );
         }
+        if let Some(addr) = &self.advertise_api
+            && !is_host_port(addr)
+        {
+            diags.push(
+                Diagnostic::error(
+                    file,
+                    find_key(file, "advertise_api"),
+                    format!("ha.advertise_api `{addr}` is not host:port"),
+                )
+                .with_hint("the address the other instances reach this API at, e.g. \"redops-a.internal:9187\""),
+            );
+        }
         if self.key_prefix.is_empty() {
             diags.push(Diagnostic::error(
                 file,
@@ -115,6 +139,16 @@ impl HaConfig {
             ));
         }
     }
+}
+
+/// `host:port` with a port number, the host a name or an address
+/// (`[::1]:9187` for IPv6); no scheme, no path.
+fn is_host_port(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    !host.is_empty() && !host.contains(['/', ' ', '@']) && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 #[cfg(test)]
@@ -154,6 +188,27 @@ mod tests {
         assert!(err.contains("leader_ttl"), "{err}");
         // Off, nothing is required.
         assert!(check("enabled = false\n").is_ok());
+    }
+
+    #[test]
+    fn the_published_api_is_the_advertised_address_or_the_listen_one() {
+        let err = check("enabled = true\nlease_on = \"cache\"\nadvertise_api = \"http://a:9187/\"\n").unwrap_err();
+        assert!(
+            err.contains("ha.advertise_api `http://a:9187/` is not host:port"),
+            "{err}"
+        );
+        for bad in ["a", "a:", ":9187", "a:0", "a:99999"] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+        for good in ["a:9187", "10.0.0.5:9187", "[::1]:9187", "redops-a.internal:1"] {
+            assert!(is_host_port(good), "{good}");
+        }
+        let mut config = check("enabled = true\nlease_on = \"cache\"\nadvertise_api = \"redops-a:9187\"\n").unwrap();
+        assert_eq!(config.ha.published_api(&config.api).as_deref(), Some("redops-a:9187"));
+        config.ha.advertise_api = None;
+        assert_eq!(config.ha.published_api(&config.api), Some(config.api.listen.clone()));
+        config.api.enabled = false;
+        assert_eq!(config.ha.published_api(&config.api), None);
     }
 
     #[test]

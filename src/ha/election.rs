@@ -124,7 +124,7 @@ impl Election {
             link,
             role,
             fence,
-            api_addr: config.api.enabled.then(|| config.api.listen.clone()),
+            api_addr: config.ha.published_api(&config.api),
             valid_until: None,
             highest_token: 0,
             lease_addr: None,

@@ -33,6 +33,7 @@ use crate::redis::connect;
 
 mod push;
 mod reader;
+pub use reader::THREAD_NAME as READER_THREAD;
 pub mod resp;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);

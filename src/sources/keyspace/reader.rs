@@ -23,6 +23,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::Shutdown;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion};
@@ -43,6 +44,8 @@ const BUFFER: usize = 256 * 1024;
 /// brings this long's events instead of one Redis write's (16 events of a
 /// `-P 16` pipeline). A full buffer is read again at once.
 pub(super) const READ_PAUSE: Duration = Duration::from_millis(2);
+/// The reading thread's name (at most 15 bytes: Linux's `comm`).
+pub const THREAD_NAME: &str = "redops-keyspace";
 /// Larger than Redis's largest key (512 MB) plus its framing.
 const MAX_FRAME: usize = 513 * 1024 * 1024;
 
@@ -190,23 +193,42 @@ impl KeyspaceSource {
                 return Some((self, Ended::Lost));
             }
         };
-        let stop = shutdown.clone();
-        let mut source = self;
-        let mut thread = tokio::task::spawn_blocking(move || {
-            let ended = source.count_frames_until_lost(stream, buffer, &stop);
-            (source, ended)
+        // A thread of its own, named so that `top -H` and the benchmark can
+        // tell what it costs. If it cannot start, the source comes back out
+        // of the slot the thread would have taken it from.
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
+        let job = Arc::new(Mutex::new(Some((self, stream, buffer, shutdown.clone(), done_tx))));
+        let for_thread = job.clone();
+        let spawned = std::thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
+            let taken = for_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((mut source, stream, buffer, stop, done_tx)) = taken {
+                let ended = source.count_frames_until_lost(stream, buffer, &stop);
+                let _ = done_tx.send((source, ended));
+            }
         });
-        let joined = tokio::select! {
-            joined = &mut thread => joined,
-            _ = shutdown.cancelled() => {
-                drop(waker);
-                thread.await
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                let (source, ..) = job.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+                tracing::warn!(target = %source.spec.target, error = %e, "Keyspace reader thread cannot start; reconnecting");
+                return Some((source, Ended::Lost));
             }
         };
-        match joined {
+        let done = tokio::select! {
+            done = &mut done => done,
+            _ = shutdown.cancelled() => {
+                drop(waker);
+                done.await
+            }
+        };
+        match done {
             Ok(done) => Some(done),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => None,
+            // The thread ended without answering: it panicked. Pass the
+            // panic on, as a task's would be.
+            Err(_) => match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                _ => None,
+            },
         }
     }
 
@@ -218,14 +240,14 @@ impl KeyspaceSource {
         mut buffer: ReadBuffer,
         stop: &CancellationToken,
     ) -> Ended {
-        // A `read` returns by then with or without data, so an emit is at
-        // most this late; a fixed timeout is one `setsockopt`, not one per
-        // `read`. Idle, that is a wake-up a tick (100 a second at 10 ms).
-        let timeout = self.spec.tick.clamp(Duration::from_millis(1), KEEPALIVE / 10);
-        if let Err(e) = stream.set_read_timeout(Some(timeout)) {
-            tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot set its read timeout; reconnecting");
-            return Ended::Lost;
-        }
+        // A `read` returns by its timeout with or without data, so an emit
+        // is at most that late: a tick while counts wait to go out, a tenth
+        // of the keepalive while idle (10 wake-ups a second, not 100). The
+        // timeout is set only when it changes: a storm keeps counts
+        // pending, so it costs no `setsockopt` per `read`.
+        let pending = self.spec.tick.clamp(Duration::from_millis(1), KEEPALIVE / 10);
+        let idle = KEEPALIVE / 10;
+        let mut timeout = None;
         loop {
             if stop.is_cancelled() {
                 return Ended::Stopped;
@@ -235,6 +257,14 @@ impl KeyspaceSource {
                     return Ended::Stopped;
                 }
                 continue;
+            }
+            let want = if self.counter.changed() { pending } else { idle };
+            if timeout != Some(want) {
+                if let Err(e) = stream.set_read_timeout(Some(want)) {
+                    tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot set its read timeout; reconnecting");
+                    return Ended::Lost;
+                }
+                timeout = Some(want);
             }
             let spare = match buffer.spare() {
                 Ok(spare) => spare,
