@@ -280,15 +280,17 @@ fn a_silence_mutes_what_it_matches_and_nothing_else_until_it_expires() {
     assert!(redops.output().contains("Notification silenced"));
 
     // After the silence ends, the next change notifies again.
-    std::thread::sleep(Duration::from_secs(4));
+    let expired = harness::wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        let listed = run_redops(&["silence", "list", "--all", "--config", cfg], &[]);
+        String::from_utf8_lossy(&listed.stdout).contains("expired")
+    });
+    assert!(expired, "the 4 s silence never expired");
     redis.cli(&["SET", "marker", "0"]);
-    std::thread::sleep(Duration::from_millis(800));
+    redops.wait_log("status=Resolved", Duration::from_secs(5));
     redis.cli(&["SET", "marker", "1"]);
     hook.wait_for(Duration::from_secs(5), |r| {
         !alerts(r, "maintained", "firing").is_empty()
     });
-    let listed = run_redops(&["silence", "list", "--all", "--config", cfg], &[]);
-    assert!(String::from_utf8_lossy(&listed.stdout).contains("expired"));
     assert!(redops.terminate().success(), "{}", redops.output());
 }
 
