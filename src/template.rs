@@ -71,7 +71,7 @@ fn environment() -> Environment<'static> {
                 return write!(out, "{i}").map_err(Error::from);
             }
             let n = f64::try_from(value.clone())?;
-            return write!(out, "{}", crate::event::MetricValue::Num(n)).map_err(Error::from);
+            return write!(out, "{}", Number(n)).map_err(Error::from);
         }
         minijinja::escape_formatter(out, state, value)
     });
@@ -256,17 +256,23 @@ impl Object for Labels {
     }
 }
 
-pub fn labels_value(labels: &BTreeMap<String, String>) -> Value {
-    Value::from_object(Labels(labels.clone()))
+/// A number as redops prints metrics: integers without a trailing `.0`,
+/// other values with two decimals.
+pub struct Number(pub f64);
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n.fract() == 0.0 && n.abs() < 1e15 {
+            write!(f, "{}", n as i64)
+        } else {
+            write!(f, "{n:.2}")
+        }
+    }
 }
 
-/// A metric's value as a template variable: numbers stay numbers, so that
-/// filters and comparisons work on them.
-pub fn metric_value(v: &crate::event::MetricValue) -> Value {
-    match v {
-        crate::event::MetricValue::Num(n) => Value::from(*n),
-        crate::event::MetricValue::Text(t) => Value::from(t.as_str()),
-    }
+pub fn labels_value(labels: &BTreeMap<String, String>) -> Value {
+    Value::from_object(Labels(labels.clone()))
 }
 
 /// A filter's argument as a number; like Prometheus, a numeric string counts.

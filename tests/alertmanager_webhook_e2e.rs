@@ -310,16 +310,7 @@ fn under_ha_a_follower_passes_the_post_to_the_leader_and_the_firing_runs_once() 
     let redis = TestRedis::start(&[]);
     let a = start_ha(&redis, "a");
     let b = start_ha(&redis, "b");
-    let mut leader: Option<String> = None;
-    let elected = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        leader = redis::cmd("GET")
-            .arg("redops:ha:leader")
-            .query(&mut redis.conn())
-            .unwrap();
-        leader.is_some()
-    });
-    assert!(elected, "nobody leads");
-    let leader = leader.unwrap();
+    let leader = redis.wait_for_leader(Duration::from_secs(10));
     let (leading, following) = if leader == "a" { (&a, &b) } else { (&b, &a) };
     let firing = payload(FIRING, &redis);
 

@@ -18,13 +18,20 @@ struct Engine {
 }
 
 fn start(redis: &TestRedis, hook: &WebhookReceiver) -> Engine {
+    start_with(redis, hook, |_| String::new())
+}
+
+/// An engine with one target and one rule, its API on a free port;
+/// `extra` adds config sections, given that port.
+fn start_with(redis: &TestRedis, hook: &WebhookReceiver, extra: impl FnOnce(u16) -> String) -> Engine {
     let port = redops::lab::process::free_port().unwrap();
     let config = format!(
         "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ marker = \"GET marker\" }}\n\n\
          [receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
-         [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"${{REDOPS_TEST_API_TOKEN}}\"\n",
+         [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"${{REDOPS_TEST_API_TOKEN}}\"\n\n{}",
         redis.url(0),
-        hook.url()
+        hook.url(),
+        extra(port)
     );
     let rules =
         "[[rule]]\nname = \"marker_set\"\nsource = \"sample\"\nwhen = \"marker >= 1\"\nseverity = \"critical\"\n";
@@ -36,6 +43,25 @@ fn start(redis: &TestRedis, hook: &WebhookReceiver) -> Engine {
         redops,
         base: format!("http://127.0.0.1:{port}"),
     }
+}
+
+/// `silence add rule=marker_set` for 2h by ann, through the API at `base`.
+fn add_maintenance_silence(base: &str, env: &[(&str, &str)]) -> Ran {
+    remote(
+        base,
+        &[
+            "silence",
+            "add",
+            "rule=marker_set",
+            "--duration",
+            "2h",
+            "--comment",
+            "maint",
+            "--by",
+            "ann",
+        ],
+        env,
+    )
 }
 
 struct Ran {
@@ -140,21 +166,7 @@ fn alerts_silences_and_runs_through_a_running_engines_api() {
     assert_eq!(refused.code, Some(1), "{}", refused.stdout);
     let none = remote(base, &["silence", "list"], &[]);
     assert_eq!(none.stdout.trim(), "no active silences");
-    let added = remote(
-        base,
-        &[
-            "silence",
-            "add",
-            "rule=marker_set",
-            "--duration",
-            "2h",
-            "--comment",
-            "maint",
-            "--by",
-            "ann",
-        ],
-        &with_token,
-    );
+    let added = add_maintenance_silence(base, &with_token);
     assert_eq!(added.code, Some(0), "{}", added.stderr);
     assert!(added.stdout.starts_with("silence "), "{}", added.stdout);
     assert!(added.stdout.contains("rule=marker_set for 2h"), "{}", added.stdout);
@@ -233,26 +245,12 @@ fn an_unreachable_engine_is_named_with_exit_code_1() {
 
 /// One of two instances under `[ha]` sharing a lease in `redis`.
 fn start_ha(id: &str, redis: &TestRedis, hook: &WebhookReceiver) -> Engine {
-    let port = redops::lab::process::free_port().unwrap();
-    let config = format!(
-        "[[target]]\nname = \"cache\"\nurl = \"{}\"\nprobes = {{ marker = \"GET marker\" }}\n\n\
-         [receiver.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
-         [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"${{REDOPS_TEST_API_TOKEN}}\"\n\n\
-         [ha]\nenabled = true\nlease_on = \"cache\"\nlease_ttl = \"3s\"\ninstance_id = \"{id}\"\n\
-         advertise_api = \"localhost:{port}\"\n",
-        redis.url(0),
-        hook.url()
-    );
-    let rules =
-        "[[rule]]\nname = \"marker_set\"\nsource = \"sample\"\nwhen = \"marker >= 1\"\nseverity = \"critical\"\n";
-    let dir = engine_dir("300ms", &config, &[("marker", rules)], &[("touch", TOUCH)]);
-    let mut redops = Redops::start_with_env(dir.path(), &[], &[("REDOPS_TEST_API_TOKEN", TOKEN)]);
-    redops.wait_log("API listening", Duration::from_secs(10));
-    Engine {
-        _dir: dir,
-        redops,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+    start_with(redis, hook, |port| {
+        format!(
+            "[ha]\nenabled = true\nlease_on = \"cache\"\nlease_ttl = \"3s\"\ninstance_id = \"{id}\"\n\
+             advertise_api = \"localhost:{port}\"\n"
+        )
+    })
 }
 
 fn api(engine: &Engine, path: &str) -> serde_json::Value {
@@ -269,21 +267,7 @@ fn silences_and_acks_made_on_one_ha_instance_are_seen_by_the_other() {
     let b = start_ha("b", &redis, &hook);
     let with_token = [("REDOPS_API_TOKEN", TOKEN)];
 
-    let added = remote(
-        &a.base,
-        &[
-            "silence",
-            "add",
-            "rule=marker_set",
-            "--duration",
-            "2h",
-            "--comment",
-            "maint",
-            "--by",
-            "ann",
-        ],
-        &with_token,
-    );
+    let added = add_maintenance_silence(&a.base, &with_token);
     assert_eq!(added.code, Some(0), "{}", added.stderr);
     let on_b = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         api(&b, "/api/v1/silences")
@@ -335,16 +319,7 @@ fn silences_and_acks_made_on_one_ha_instance_are_seen_by_the_other() {
     assert!(gone, "A still has the silence: {}", api(&a, "/api/v1/silences"));
 
     // Runs are recorded where they ran: a follower says who leads.
-    let mut leader = None;
-    let elected = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        leader = redis::cmd("GET")
-            .arg("redops:ha:leader")
-            .query(&mut redis.conn())
-            .unwrap();
-        leader.is_some()
-    });
-    assert!(elected, "nobody leads");
-    let leader: String = leader.unwrap();
+    let leader = redis.wait_for_leader(Duration::from_secs(10));
     let (follower, leading) = if leader == "a" { (&b, &a) } else { (&a, &b) };
     let runs = remote(&follower.base, &["runs", "list"], &[]);
     assert_eq!(runs.code, Some(0), "{}", runs.stderr);

@@ -41,6 +41,7 @@ const REVIEWED: &[(&str, &str, &[&str])] = &[
     // The binary under test.
     ("tests/harness/mod.rs", "REDOPS_BIN", &[]),
     ("tests/lab_e2e.rs", "REDOPS_BIN", &[]),
+    ("tests/cluster_cli_e2e.rs", "REDOPS_BIN", &[]),
     ("tests/check_golden.rs", "env!(\"CARGO_BIN_EXE_redops\")", &[]),
     ("tests/ruletest_e2e.rs", "env!(\"CARGO_BIN_EXE_redops\")", &[]),
     // Paths that required_tool returned.

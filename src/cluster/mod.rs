@@ -6,7 +6,6 @@
 pub mod discovery;
 pub mod events;
 pub mod metrics;
-pub mod redirects;
 pub mod slot;
 pub mod source;
 pub mod view;

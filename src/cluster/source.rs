@@ -9,7 +9,7 @@
 //! on: a node whose connection fails or whose role changed makes it
 //! discover again at once, so the labels follow a promoted replica without
 //! waiting for the next tick. So does a `MOVED` anyone was answered
-//! ([`super::redirects`]) for a slot the last view puts elsewhere.
+//! ([`crate::sources::redirects`]) for a slot the last view puts elsewhere.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::Tracker;
 use super::metrics::{NodeSample, cluster_metrics};
-use super::redirects::{self, Moved};
 use super::{ClusterView, Discoverer};
 use crate::config::{ClusterConfig, Config, TargetConfig};
 use crate::event::keyspace::KeyspaceRule;
 use crate::event::{Event, KeyspaceCounts, MetricValue, Sample, TargetChange};
 use crate::sources::node_set::NodeSet;
+use crate::sources::redirects::{self, Moved};
 
 /// Rediscovering on news at most this often: a node going down is told by
 /// its sampler once, but several nodes may tell at once, and a playbook

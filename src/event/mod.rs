@@ -41,9 +41,7 @@ impl MetricValue {
 impl fmt::Display for MetricValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // Integers print without a trailing ".0"; ratios keep two decimals.
-            MetricValue::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => write!(f, "{}", *n as i64),
-            MetricValue::Num(n) => write!(f, "{n:.2}"),
+            MetricValue::Num(n) => crate::template::Number(*n).fmt(f),
             MetricValue::Text(s) => f.write_str(s),
         }
     }

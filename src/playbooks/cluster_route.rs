@@ -195,7 +195,7 @@ impl ClusterRoute {
             Err(Redirect::Moved(to, slot)) => {
                 // The slot moved: the whole map is likely stale, here and
                 // in the engine's source.
-                crate::cluster::redirects::report_moved(&self.config.name, slot, &to);
+                crate::sources::redirects::report_moved(&self.config.name, slot, &to);
                 let _ = self.refresh(timeout);
                 let reply = self.query(&to, args, timeout).map_err(RouteError::from);
                 (reply, Some(to))

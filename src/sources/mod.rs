@@ -7,9 +7,12 @@
 //! - [`targets`]: the sources of each `[[target]]`, restarted one by one on reload.
 //! - [`node_set`]: the samplers and keyspace readers of discovered nodes (a
 //!   Sentinel group's, a cluster's), started and stopped as they come and go.
+//! - [`redirects`]: a cluster's `MOVED` replies, told by samplers and
+//!   playbooks to the cluster's source.
 
 pub mod keyspace;
 pub mod node_set;
+pub mod redirects;
 pub mod sampler;
 pub mod schedule;
 pub mod targets;

@@ -192,7 +192,7 @@ impl Sampler {
                 Err(e) => {
                     let moved = e.redirect_node().filter(|_| e.code() == Some("MOVED"));
                     if let (Some(cluster), Some((to, slot))) = (&self.spec.cluster, moved) {
-                        crate::cluster::redirects::report_moved(cluster, slot, to);
+                        super::redirects::report_moved(cluster, slot, to);
                     }
                     tracing::warn!(target = %self.spec.target, probe = %name, error = %redact(e), "Probe failed")
                 }

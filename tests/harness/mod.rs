@@ -97,6 +97,19 @@ impl TestRedis {
         redis::Client::open(self.url(0)).expect("a redis:// URL built from a port parses")
     }
 
+    /// The instance id holding the HA lease in this Redis (default key
+    /// prefix), once one does; panics after `timeout`.
+    pub fn wait_for_leader(&self, timeout: Duration) -> String {
+        let mut conn = self.conn();
+        let mut leader: Option<String> = None;
+        let elected = wait_until(timeout, Duration::from_millis(50), || {
+            leader = redis::cmd("GET").arg("redops:ha:leader").query(&mut conn).unwrap();
+            leader.is_some()
+        });
+        assert!(elected, "nobody took the lease within {timeout:?}");
+        leader.unwrap_or_default()
+    }
+
     pub fn conn(&self) -> redis::Connection {
         let conn = self
             .client()
