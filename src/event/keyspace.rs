@@ -3,7 +3,7 @@
 //! they load; the keyspace source matches events with them. Neither imports
 //! the other: they meet here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
@@ -142,6 +142,12 @@ struct KeyDfa {
     start: LazyStateID,
     /// The same globs, for the case the DFA gives up on a key.
     globs: Vec<Glob>,
+    /// What matches at each end state met so far, as the selectors that
+    /// use those globs: reading the globs out of a lazy state costs more
+    /// than the walk. Valid while the cache keeps its states (`cleared` is
+    /// its clear count then).
+    matches: HashMap<LazyStateID, Box<[u32]>>,
+    cleared: usize,
 }
 
 impl KeyDfa {
@@ -167,17 +173,32 @@ impl KeyDfa {
             cache,
             start,
             globs,
+            matches: HashMap::new(),
+            cleared: 0,
         })
     }
 
-    /// Calls `hit` with the index of every glob that matches `key`.
-    fn for_each_match(&mut self, key: &[u8], mut hit: impl FnMut(usize)) {
+    /// Calls `hit` with each selector in `users` of every glob that
+    /// matches `key`.
+    fn for_each_match(&mut self, key: &[u8], users: &[Vec<usize>], mut hit: impl FnMut(usize)) {
         match self.walk(key) {
             Ok(Some(end)) => {
-                let KeyDfa { dfa, cache, .. } = self;
-                for m in 0..dfa.match_len(cache, end) {
-                    hit(dfa.match_pattern(cache, end, m).as_usize());
+                // A clear during this walk may have given `end`'s id to a
+                // state of its own: forget what the old ids matched.
+                if self.cache.clear_count() != self.cleared || self.matches.len() >= MAX_MATCH_STATES {
+                    self.matches.clear();
+                    self.cleared = self.cache.clear_count();
                 }
+                let KeyDfa {
+                    dfa, cache, matches, ..
+                } = self;
+                let selectors = matches.entry(end).or_insert_with(|| {
+                    (0..dfa.match_len(cache, end))
+                        .flat_map(|m| &users[dfa.match_pattern(cache, end, m).as_usize()])
+                        .map(|&i| i as u32)
+                        .collect()
+                });
+                selectors.iter().for_each(|&i| hit(i as usize));
             }
             Ok(None) => {}
             // Unreachable as configured (a full cache is cleared, never a
@@ -185,7 +206,7 @@ impl KeyDfa {
             Err(_) => {
                 for (g, glob) in self.globs.iter().enumerate() {
                     if glob.matches(key) {
-                        hit(g);
+                        users[g].iter().for_each(|&i| hit(i));
                     }
                 }
             }
@@ -207,6 +228,10 @@ impl KeyDfa {
         Ok(sid.is_match().then_some(sid))
     }
 }
+
+/// At most this many end states' matches are remembered; past it the memo
+/// starts over (still right, briefly slower).
+const MAX_MATCH_STATES: usize = 4096;
 
 /// Room for the keyspace globs' lazy DFA states, per event name.
 const DFA_CACHE: usize = 2 * (1 << 20);
@@ -247,8 +272,7 @@ impl KeyMatcher {
         match &mut self.globs {
             GlobSet::Empty => {}
             GlobSet::Dfa(dfa) => {
-                let users = &self.users;
-                dfa.for_each_match(key, |g| users[g].iter().for_each(|&i| hit(i)));
+                dfa.for_each_match(key, &self.users, hit);
             }
             GlobSet::EachOf(globs) => {
                 for (g, glob) in globs.iter().enumerate() {

@@ -178,6 +178,20 @@ impl<'a> Cursor<'a> {
 
     /// A length line: digits, or a negative number for a null.
     fn length(&mut self) -> Result<Option<u64>, Stop> {
+        // Nearly every length is a few digits and CRLF: read them in one
+        // pass. Anything else (a sign, a frame cut short, junk) takes the
+        // general path below, which says which it is.
+        let rest = &self.buf[self.pos..];
+        let digits = rest.iter().take(19).take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 && rest.get(digits..digits + 2) == Some(b"\r\n".as_slice()) {
+            let n = rest[..digits].iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            self.pos += digits + 2;
+            return Ok(Some(n));
+        }
+        self.checked_length()
+    }
+
+    fn checked_length(&mut self) -> Result<Option<u64>, Stop> {
         let at = self.pos;
         let line = self.line()?;
         let bad = || Stop::Bad(RespError::BadLength { at });
