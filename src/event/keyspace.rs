@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use regex_automata::hybrid::LazyStateID;
 use regex_automata::hybrid::dfa::{Cache, DFA};
-use regex_automata::hybrid::{CacheError, LazyStateID};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
@@ -139,7 +139,10 @@ enum GlobSet {
 struct KeyDfa {
     dfa: DFA,
     cache: Cache,
+    /// The start state's id while the cache has been cleared
+    /// `start_cleared` times: a clear gives the id to another state.
     start: LazyStateID,
+    start_cleared: usize,
     /// The same globs, for the case the DFA gives up on a key.
     globs: Vec<Glob>,
     /// What matches at each end state met so far, as the selectors that
@@ -152,9 +155,20 @@ struct KeyDfa {
 
 impl KeyDfa {
     fn new(globs: Vec<Glob>) -> Result<Self, String> {
+        Self::with_cache(globs, DFA_CACHE)
+    }
+
+    /// With `capacity` bytes of state cache; below what one search needs
+    /// the cache is cleared more often, never a reason to fail.
+    fn with_cache(globs: Vec<Glob>, capacity: usize) -> Result<Self, String> {
         let regexes: Vec<String> = globs.iter().map(glob_regex).collect();
         let dfa = DFA::builder()
-            .configure(DFA::config().match_kind(MatchKind::All).cache_capacity(DFA_CACHE))
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::All)
+                    .cache_capacity(capacity)
+                    .skip_cache_capacity_check(true),
+            )
             .syntax(syntax::Config::new().utf8(false))
             .thompson(
                 thompson::Config::new()
@@ -165,11 +179,11 @@ impl KeyDfa {
             .build_many(&regexes)
             .map_err(|e| e.to_string())?;
         let mut cache = dfa.create_cache();
-        let start = dfa
-            .start_state(&mut cache, &start::Config::new().anchored(Anchored::Yes))
-            .map_err(|e| e.to_string())?;
+        // A start state that cannot be built fails here, not per key.
+        let start = dfa.start_state(&mut cache, &anchored()).map_err(|e| e.to_string())?;
         Ok(KeyDfa {
             dfa,
+            start_cleared: cache.clear_count(),
             cache,
             start,
             globs,
@@ -214,19 +228,35 @@ impl KeyDfa {
     }
 
     /// The state after all of `key`, when it is a match.
-    fn walk(&mut self, key: &[u8]) -> Result<Option<LazyStateID>, CacheError> {
-        let KeyDfa { dfa, cache, start, .. } = self;
+    /// Err when the DFA gives up (unreachable as configured).
+    fn walk(&mut self, key: &[u8]) -> Result<Option<LazyStateID>, ()> {
+        let KeyDfa {
+            dfa,
+            cache,
+            start,
+            start_cleared,
+            ..
+        } = self;
+        if cache.clear_count() != *start_cleared {
+            *start = dfa.start_state(cache, &anchored()).map_err(drop)?;
+            *start_cleared = cache.clear_count();
+        }
         let mut sid = *start;
         for &b in key {
-            sid = dfa.next_state(cache, sid, b)?;
+            sid = dfa.next_state(cache, sid, b).map_err(drop)?;
             if sid.is_dead() {
                 return Ok(None);
             }
         }
         // Matches show one transition late: the end of the key is one more.
-        sid = dfa.next_eoi_state(cache, sid)?;
+        sid = dfa.next_eoi_state(cache, sid).map_err(drop)?;
         Ok(sid.is_match().then_some(sid))
     }
+}
+
+/// Keys match from their first byte.
+fn anchored() -> start::Config {
+    start::Config::new().anchored(Anchored::Yes)
 }
 
 /// At most this many end states' matches are remembered; past it the memo
@@ -499,6 +529,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A cache cleared again and again gives lazy state ids to new states:
+    /// the remembered matches of the old ids must go with them.
+    #[test]
+    fn remembered_matches_survive_cache_clears() {
+        let mut globs = Vec::new();
+        for d in 0..10 {
+            globs.push(format!("key:{d}*"));
+            globs.push(format!("key:*{d}"));
+            globs.push(format!("key:[0-{d}]*{d}"));
+            globs.push(format!("key:?{d}*"));
+        }
+        let globs: Vec<Glob> = globs.iter().map(|g| Glob::new(g)).collect();
+        let mut dfa = KeyDfa::with_cache(globs.clone(), 0).unwrap();
+        let users: Vec<Vec<usize>> = (0..globs.len()).map(|g| vec![g]).collect();
+        for i in 0..5_000u64 {
+            let key = format!("key:{:08}", (i * 2_654_435_761) % 100_000_000).into_bytes();
+            let mut got = Vec::new();
+            dfa.for_each_match(&key, &users, |g| got.push(g));
+            got.sort_unstable();
+            let want: Vec<usize> = (0..globs.len()).filter(|&g| globs[g].matches(&key)).collect();
+            assert_eq!(got, want, "key {}", String::from_utf8_lossy(&key));
+        }
+        assert!(
+            dfa.cache.clear_count() > 10,
+            "the cache was cleared {} times",
+            dfa.cache.clear_count()
+        );
     }
 
     #[test]
