@@ -139,18 +139,16 @@ enum GlobSet {
 struct KeyDfa {
     dfa: DFA,
     cache: Cache,
-    /// The start state's id while the cache has been cleared
-    /// `start_cleared` times: a clear gives the id to another state.
     start: LazyStateID,
-    start_cleared: usize,
     /// The same globs, for the case the DFA gives up on a key.
     globs: Vec<Glob>,
     /// What matches at each end state met so far, as the selectors that
     /// use those globs: reading the globs out of a lazy state costs more
-    /// than the walk. Valid while the cache keeps its states (`cleared` is
-    /// its clear count then).
+    /// than the walk.
     matches: HashMap<LazyStateID, Box<[u32]>>,
-    cleared: usize,
+    /// The cache's clear count when `start` and `matches` were valid: a
+    /// clear gives their state ids to other states.
+    clears_seen: usize,
 }
 
 impl KeyDfa {
@@ -183,12 +181,11 @@ impl KeyDfa {
         let start = dfa.start_state(&mut cache, &anchored()).map_err(|e| e.to_string())?;
         Ok(KeyDfa {
             dfa,
-            start_cleared: cache.clear_count(),
+            clears_seen: cache.clear_count(),
             cache,
             start,
             globs,
             matches: HashMap::new(),
-            cleared: 0,
         })
     }
 
@@ -198,10 +195,10 @@ impl KeyDfa {
         match self.walk(key) {
             Ok(Some(end)) => {
                 // A clear during this walk may have given `end`'s id to a
-                // state of its own: forget what the old ids matched.
-                if self.cache.clear_count() != self.cleared || self.matches.len() >= MAX_MATCH_STATES {
+                // state remembered before it (the next walk re-reads the
+                // start); past the cap, start over.
+                if self.cache.clear_count() != self.clears_seen || self.matches.len() >= MAX_MATCH_STATES {
                     self.matches.clear();
-                    self.cleared = self.cache.clear_count();
                 }
                 let KeyDfa {
                     dfa, cache, matches, ..
@@ -217,7 +214,7 @@ impl KeyDfa {
             Ok(None) => {}
             // Unreachable as configured (a full cache is cleared, never a
             // reason to give up); were it not, one by one is still right.
-            Err(_) => {
+            Err(()) => {
                 for (g, glob) in self.globs.iter().enumerate() {
                     if glob.matches(key) {
                         users[g].iter().for_each(|&i| hit(i));
@@ -227,20 +224,22 @@ impl KeyDfa {
         }
     }
 
+    /// Drops the state ids kept from before the cache's last clear: the
+    /// start is read again, the remembered matches forgotten.
+    fn sync_with_cache(&mut self) -> Result<(), ()> {
+        if self.cache.clear_count() != self.clears_seen {
+            self.matches.clear();
+            self.start = self.dfa.start_state(&mut self.cache, &anchored()).map_err(drop)?;
+            self.clears_seen = self.cache.clear_count();
+        }
+        Ok(())
+    }
+
     /// The state after all of `key`, when it is a match.
     /// Err when the DFA gives up (unreachable as configured).
     fn walk(&mut self, key: &[u8]) -> Result<Option<LazyStateID>, ()> {
-        let KeyDfa {
-            dfa,
-            cache,
-            start,
-            start_cleared,
-            ..
-        } = self;
-        if cache.clear_count() != *start_cleared {
-            *start = dfa.start_state(cache, &anchored()).map_err(drop)?;
-            *start_cleared = cache.clear_count();
-        }
+        self.sync_with_cache()?;
+        let KeyDfa { dfa, cache, start, .. } = self;
         let mut sid = *start;
         for &b in key {
             sid = dfa.next_state(cache, sid, b).map_err(drop)?;
