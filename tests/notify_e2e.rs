@@ -169,10 +169,15 @@ fn kill_9_with_20_pending_delivers_all_20_after_restart() {
     assert!(redops.terminate().success(), "{}", redops.output());
 }
 
-#[test]
-fn escalation_pages_step_by_step_until_acknowledged() {
-    let redis = TestRedis::start(&[]);
-    let hook = WebhookReceiver::start();
+/// An engine whose critical `outage` (marker >= 1) escalates to
+/// `/primary` at once, `/secondary` after `secondary_after` and
+/// `/director` after `director_after`.
+fn escalating_engine(
+    redis: &TestRedis,
+    hook: &WebhookReceiver,
+    secondary_after: &str,
+    director_after: &str,
+) -> tempfile::TempDir {
     let receivers: String = ["primary", "secondary", "director"]
         .iter()
         .map(|r| {
@@ -182,12 +187,22 @@ fn escalation_pages_step_by_step_until_acknowledged() {
             )
         })
         .collect();
-    let config = [probe_target(&redis), receivers].concat()
-        + "[[route]]\nmatch = { severity = \"critical\" }\nescalation = \"critical\"\n\n\
-           [escalation.critical]\nsteps = [\n  { after = \"0s\", notify = [\"primary\"] },\n  \
-           { after = \"2s\", notify = [\"secondary\"] },\n  { after = \"6s\", notify = [\"director\"] },\n]\n";
+    let escalation = format!(
+        "[[route]]\nmatch = {{ severity = \"critical\" }}\nescalation = \"critical\"\n\n\
+             [escalation.critical]\nsteps = [\n  {{ after = \"0s\", notify = [\"primary\"] }},\n  \
+             {{ after = \"{secondary_after}\", notify = [\"secondary\"] }},\n  \
+             {{ after = \"{director_after}\", notify = [\"director\"] }},\n]\n"
+    );
+    let config = [probe_target(redis), receivers, escalation].concat();
     let rules = "[[rule]]\nname = \"outage\"\nsource = \"sample\"\nwhen = \"marker >= 1\"\nseverity = \"critical\"\n";
-    let dir = engine_dir("300ms", &config, &[("outage", rules)], &[]);
+    engine_dir("300ms", &config, &[("outage", rules)], &[])
+}
+
+#[test]
+fn escalation_pages_step_by_step_until_acknowledged() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let dir = escalating_engine(&redis, &hook, "2s", "6s");
     let mut redops = Redops::start(dir.path(), &[]);
     redops.wait_log("Engine started", Duration::from_secs(10));
 
@@ -236,6 +251,74 @@ fn escalation_pages_step_by_step_until_acknowledged() {
     assert!(redops.terminate().success(), "{}", redops.output());
 }
 
+/// The incident as the pager sees it: paged, a silence made for the
+/// work holds the escalation and shows on the alert, and when the silence
+/// is expired early the escalation resumes where it stood.
+#[test]
+fn a_silence_made_during_a_page_holds_its_escalation_until_it_ends() {
+    let redis = TestRedis::start(&[]);
+    let hook = WebhookReceiver::start();
+    let dir = escalating_engine(&redis, &hook, "4s", "30m");
+    let cfg = dir.path().join("redops.toml");
+    let cfg = cfg.to_str().unwrap();
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Engine started", Duration::from_secs(10));
+
+    redis.cli(&["SET", "marker", "1"]);
+    hook.wait_for(Duration::from_secs(10), |r| r.iter().any(|m| m.path == "/primary"));
+    let paged = Instant::now();
+    let added = run_redops(
+        &[
+            "silence",
+            "add",
+            "rule=outage",
+            "--duration",
+            "1h",
+            "--comment",
+            "failover drill",
+            "--config",
+            cfg,
+        ],
+        &[],
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    redops.wait_log("Escalation held by a silence", Duration::from_secs(5));
+    let listed = run_redops(&["alerts", "list", "--json", "--config", cfg], &[]);
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows[0]["rule"], "outage", "{rows}");
+    assert_eq!(
+        rows[0]["silenced"], true,
+        "the alert shows the silence made after it fired: {rows}"
+    );
+
+    // Past the secondary step's time, nobody else is paged.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(paged.elapsed()));
+    assert!(
+        !hook.received().iter().any(|m| m.path == "/secondary"),
+        "{}",
+        hook.describe()
+    );
+    let expired = run_redops(&["silence", "expire", "1", "--config", cfg], &[]);
+    assert!(expired.status.success(), "{}", String::from_utf8_lossy(&expired.stderr));
+    let resumed = Instant::now();
+    redops.wait_log("Escalation resumes", Duration::from_secs(5));
+    // The silence held the clock for at least 3 s, so the secondary step,
+    // due 4 s after the page, falls due after the resume, not at once.
+    let got = hook.wait_for(Duration::from_secs(10), |r| r.iter().any(|m| m.path == "/secondary"));
+    let secondary = got.iter().find(|m| m.path == "/secondary").unwrap();
+    assert!(
+        secondary.at.duration_since(resumed) >= Duration::from_millis(500),
+        "secondary paged {:?} after the resume",
+        secondary.at.duration_since(resumed)
+    );
+    let primary = got.iter().filter(|m| m.path == "/primary").count();
+    assert_eq!(primary, 1, "primary paged once: {}", hook.describe());
+    let listed = run_redops(&["alerts", "list", "--json", "--config", cfg], &[]);
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows[0]["silenced"], false, "{rows}");
+    assert!(redops.terminate().success(), "{}", redops.output());
+}
+
 #[test]
 fn a_silence_mutes_what_it_matches_and_nothing_else_until_it_expires() {
     let redis = TestRedis::start(&[]);
@@ -279,18 +362,18 @@ fn a_silence_mutes_what_it_matches_and_nothing_else_until_it_expires() {
     );
     assert!(redops.output().contains("Notification silenced"));
 
-    // After the silence ends, the next change notifies again.
+    // The silence ends with the alert still firing: it notifies then, once,
+    // without waiting for a change.
     let expired = harness::wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
         let listed = run_redops(&["silence", "list", "--all", "--config", cfg], &[]);
         String::from_utf8_lossy(&listed.stdout).contains("expired")
     });
     assert!(expired, "the 4 s silence never expired");
-    redis.cli(&["SET", "marker", "0"]);
-    redops.wait_log("status=Resolved", Duration::from_secs(5));
-    redis.cli(&["SET", "marker", "1"]);
-    hook.wait_for(Duration::from_secs(5), |r| {
+    let got = hook.wait_for(Duration::from_secs(5), |r| {
         !alerts(r, "maintained", "firing").is_empty()
     });
+    assert_eq!(alerts(&got, "maintained", "firing").len(), 1, "{}", hook.describe());
+    redops.wait_log("Alert no longer silenced or inhibited", Duration::from_secs(1));
     assert!(redops.terminate().success(), "{}", redops.output());
 }
 

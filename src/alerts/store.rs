@@ -57,6 +57,19 @@ pub struct Escalation {
     pub last_step_ms: i64,
     pub acked: bool,
     pub ack_notified: bool,
+    /// How long silences held the escalation, in ms: its steps fall due
+    /// this much later than the policy says.
+    pub held_ms: i64,
+    /// Since when a silence holds it, while one does.
+    pub held_since_ms: Option<i64>,
+}
+
+impl Escalation {
+    /// The start of the escalation's timeline: the alert's start, moved on
+    /// by the time silences held it.
+    pub fn timeline_start_ms(&self) -> i64 {
+        self.starts_ms + self.held_ms
+    }
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -216,10 +229,18 @@ impl AlertStore {
         Ok(Ok(alert.fingerprint.clone()))
     }
 
-    pub fn start_escalation(&self, fingerprint: &str, starts_ms: i64, policy: &str) -> Result<(), StoreError> {
+    /// Starts an alert's escalation; `held_ms` moves its timeline on, for
+    /// an alert a silence muted from its start.
+    pub fn start_escalation(
+        &self,
+        fingerprint: &str,
+        starts_ms: i64,
+        policy: &str,
+        held_ms: i64,
+    ) -> Result<(), StoreError> {
         self.store.conn().execute(
-            "INSERT OR IGNORE INTO escalations (fingerprint, starts_ms, policy) VALUES (?1, ?2, ?3)",
-            params![fingerprint, starts_ms, policy],
+            "INSERT OR IGNORE INTO escalations (fingerprint, starts_ms, policy, held_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![fingerprint, starts_ms, policy, held_ms],
         )?;
         Ok(())
     }
@@ -235,7 +256,8 @@ impl AlertStore {
     pub fn active_escalations(&self) -> Result<Vec<Escalation>, StoreError> {
         let conn = self.store.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT fingerprint, starts_ms, policy, next_step, last_step_ms, acked, ack_notified
+            "SELECT fingerprint, starts_ms, policy, next_step, last_step_ms, acked, ack_notified,
+                    held_ms, held_since_ms
              FROM escalations WHERE done = 0",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -247,6 +269,8 @@ impl AlertStore {
                 last_step_ms: r.get(4)?,
                 acked: r.get(5)?,
                 ack_notified: r.get(6)?,
+                held_ms: r.get(7)?,
+                held_since_ms: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -254,15 +278,27 @@ impl AlertStore {
 
     pub fn update_escalation(&self, e: &Escalation) -> Result<(), StoreError> {
         self.store.conn().execute(
-            "UPDATE escalations SET next_step = ?3, last_step_ms = ?4, ack_notified = ?5
+            "UPDATE escalations SET next_step = ?3, last_step_ms = ?4, ack_notified = ?5,
+                                    held_ms = ?6, held_since_ms = ?7
              WHERE fingerprint = ?1 AND starts_ms = ?2",
             params![
                 e.fingerprint,
                 e.starts_ms,
                 e.next_step as i64,
                 e.last_step_ms,
-                e.ack_notified
+                e.ack_notified,
+                e.held_ms,
+                e.held_since_ms
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a firing alert as silenced or not, as silences start and end.
+    pub fn set_silenced(&self, fingerprint: &str, silenced: bool) -> Result<(), StoreError> {
+        self.store.conn().execute(
+            "UPDATE alerts SET silenced = ?2 WHERE fingerprint = ?1",
+            params![fingerprint, silenced],
         )?;
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! sends playbook outcomes as updates, and makes sure a resolve reaches
 //! every receiver that got the firing notification.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -45,9 +45,13 @@ pub struct Router {
     /// Firing alerts by fingerprint, for inhibition and updates.
     firing: HashMap<String, AlertNotice>,
     silences: Vec<Silence>,
-    /// Alerts whose firing was silenced or inhibited: their resolve is not
-    /// sent either, since nobody heard of them.
-    suppressed: std::collections::HashSet<String>,
+    /// Alerts whose firing was silenced, inhibited or folded, with their
+    /// rule's own receivers: their resolve is not sent either, since nobody
+    /// heard of them, and their firing goes out once nothing mutes it.
+    suppressed: HashMap<String, Vec<String>>,
+    /// Firing alerts the store shows as silenced, kept in step with the
+    /// silences as they start and end.
+    marked_silenced: HashSet<String>,
     /// Milliseconds since the epoch, for silences and escalation steps.
     clock: WallClock,
     /// Firing alerts sent again to Alertmanager receivers.
@@ -118,7 +122,8 @@ impl Router {
             groups: HashMap::new(),
             firing: HashMap::new(),
             silences: Vec::new(),
-            suppressed: Default::default(),
+            suppressed: HashMap::new(),
+            marked_silenced: HashSet::new(),
             clock: Arc::new(now_ms),
             resender: Resender::new(config),
         };
@@ -177,6 +182,9 @@ impl Router {
         for a in alerts {
             if let Ok(Some(row)) = self.store.get(&a.fingerprint) {
                 self.resender.restored(&a.fingerprint, &row.notified);
+                if row.silenced {
+                    self.marked_silenced.insert(a.fingerprint.clone());
+                }
             }
             self.firing.insert(a.fingerprint.clone(), AlertNotice::new(a));
         }
@@ -236,9 +244,14 @@ impl Router {
         {
             notice.playbook = prev.playbook.clone();
         }
-        let silenced = self.silenced_by(&alert);
-        if let Err(e) = self.store.record(&alert, silenced.is_some()) {
+        let silenced = self.silenced_by(&alert).is_some();
+        if let Err(e) = self.store.record(&alert, silenced) {
             tracing::error!(error = %e, rule = %alert.rule, "Cannot record the alert in the state store");
+        }
+        if firing && silenced {
+            self.marked_silenced.insert(fingerprint.clone());
+        } else {
+            self.marked_silenced.remove(&fingerprint);
         }
         let verdict = self.correlator.on_alert(&notice, rule_notify, now);
         notice.folded = self.correlator.folded(&fingerprint);
@@ -250,11 +263,11 @@ impl Router {
             let _ = self.store.finish_escalation(&fingerprint);
         }
         match verdict {
-            Verdict::Deliver => self.deliver(notice, rule_notify, previous.as_ref(), now),
+            Verdict::Deliver => self.deliver(notice, rule_notify, previous.as_ref(), 0, now),
             Verdict::Held => {}
             Verdict::Folded { root } => {
                 if firing {
-                    self.suppressed.insert(fingerprint);
+                    self.suppressed.insert(fingerprint, rule_notify.to_vec());
                 }
                 self.refresh_folded(&root);
             }
@@ -286,7 +299,7 @@ impl Router {
                 notice.playbook = current.playbook.clone();
             }
             self.suppressed.remove(&notice.alert.fingerprint);
-            self.deliver(notice, &r.rule_notify, None, now);
+            self.deliver(notice, &r.rule_notify, None, 0, now);
             for (receivers, message) in r.stash {
                 self.notifier.send(&receivers, &message);
             }
@@ -294,31 +307,33 @@ impl Router {
     }
 
     /// Silences, inhibition, routes: sends one alert change as configured.
+    /// An escalation it starts is `held_ms` behind the alert's start.
     fn deliver(
         &mut self,
         notice: AlertNotice,
         rule_notify: &[String],
         previous: Option<&crate::alerts::store::AlertRow>,
+        held_ms: i64,
         now: Instant,
     ) {
         let alert = notice.alert.clone();
         let fingerprint = alert.fingerprint.clone();
         let firing = alert.status == AlertStatus::Firing;
         let silenced = self.silenced_by(&alert);
-        if !firing && self.suppressed.remove(&fingerprint) {
+        if !firing && self.suppressed.remove(&fingerprint).is_some() {
             tracing::debug!(rule = %alert.rule, target = %alert.target, "Resolve not sent: the firing was not either");
             return;
         }
         if let Some(id) = silenced {
             tracing::info!(rule = %alert.rule, target = %alert.target, silence = id, "Notification silenced");
             if firing {
-                self.suppressed.insert(fingerprint);
+                self.suppressed.insert(fingerprint, rule_notify.to_vec());
             }
             return;
         }
         if firing && let Some(by) = self.inhibited_by(&alert) {
             tracing::info!(rule = %alert.rule, target = %alert.target, inhibited_by = %by, "Notification inhibited by a more severe alert");
-            self.suppressed.insert(fingerprint);
+            self.suppressed.insert(fingerprint, rule_notify.to_vec());
             return;
         }
         self.suppressed.remove(&fingerprint);
@@ -350,7 +365,9 @@ impl Router {
             let cfg = route.config.clone();
             if let Some(policy) = &cfg.escalation
                 && firing
-                && let Err(e) = self.store.start_escalation(&fingerprint, ms(alert.starts_at), policy)
+                && let Err(e) = self
+                    .store
+                    .start_escalation(&fingerprint, ms(alert.starts_at), policy, held_ms)
             {
                 tracing::error!(error = %e, "Cannot record the escalation");
             }
@@ -418,14 +435,22 @@ impl Router {
         let released = self.correlator.tick(now);
         self.release(released, now);
         let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
+        let muted: HashSet<String> = self
+            .firing
+            .iter()
+            .filter(|(_, n)| self.silenced_by(&n.alert).is_some())
+            .map(|(f, _)| f.clone())
+            .collect();
         for key in keys {
             let route = &self.routes[key.0].config;
             let (wait, interval, repeat) = (route.group_wait, route.group_interval, route.repeat_interval);
             let group = self.groups.get_mut(&key).expect("key listed above");
             // Re-send still-firing alerts that have not gone out for a while,
-            // unless someone acknowledged them: they know.
+            // unless someone acknowledged them (they know) or a silence
+            // mutes them now.
             for (f, at) in group.sent.iter_mut() {
                 if now.duration_since(*at) >= repeat
+                    && !muted.contains(f)
                     && let Some(n) = self.firing.get(f)
                     && !group.pending.iter().any(|p| &p.alert.fingerprint == f)
                     && !acked(&self.store, f)
@@ -462,7 +487,7 @@ impl Router {
                 self.resender.resolved(&fingerprint);
                 continue;
             };
-            if self.suppressed.contains(&fingerprint) || self.silenced_by(&notice.alert).is_some() {
+            if self.suppressed.contains_key(&fingerprint) || self.silenced_by(&notice.alert).is_some() {
                 continue;
             }
             tracing::debug!(rule = %notice.alert.rule, target = %notice.alert.target, receivers = ?receivers, "Firing alert sent again to Alertmanager");
@@ -501,10 +526,58 @@ impl Router {
         self.resender.sent(&receivers, &refs, now);
     }
 
-    /// Called every second or so: silences may have changed from the CLI.
+    /// Called every second or so: silences may have changed from the CLI,
+    /// the API or another HA instance.
     pub fn refresh(&mut self, now: Instant) {
         self.reload_silences();
+        self.mark_silenced();
+        self.unmute(now);
         self.tick(now);
+    }
+
+    /// Keeps each firing alert's `silenced` in the store in step with the
+    /// silences in force, for `alerts list` and the API: a silence made
+    /// after an alert fired marks it, one that ends unmarks it.
+    fn mark_silenced(&mut self) {
+        let changed: Vec<(String, bool)> = self
+            .firing
+            .iter()
+            .map(|(f, n)| (f, self.silenced_by(&n.alert).is_some()))
+            .filter(|(f, silenced)| *silenced != self.marked_silenced.contains(*f))
+            .map(|(f, silenced)| (f.clone(), silenced))
+            .collect();
+        for (fingerprint, silenced) in changed {
+            if let Err(e) = self.store.set_silenced(&fingerprint, silenced) {
+                tracing::error!(error = %e, "Cannot record that an alert is silenced");
+                continue;
+            }
+            if silenced {
+                self.marked_silenced.insert(fingerprint);
+            } else {
+                self.marked_silenced.remove(&fingerprint);
+            }
+        }
+    }
+
+    /// Sends the firing of alerts that a silence or a more severe alert
+    /// muted and that nothing mutes any more: an alert still firing when
+    /// its maintenance window ends pages like a new one.
+    fn unmute(&mut self, now: Instant) {
+        let free: Vec<(AlertNotice, Vec<String>)> = self
+            .suppressed
+            .iter()
+            .filter(|(f, _)| self.correlator.root_of(f).is_none())
+            .filter_map(|(f, notify)| Some((self.firing.get(f)?.clone(), notify.clone())))
+            .filter(|(n, _)| self.silenced_by(&n.alert).is_none() && self.inhibited_by(&n.alert).is_none())
+            .collect();
+        for (notice, rule_notify) in free {
+            let alert = &notice.alert;
+            tracing::info!(rule = %alert.rule, target = %alert.target, "Alert no longer silenced or inhibited; notifying");
+            self.suppressed.remove(&alert.fingerprint);
+            // Its escalation starts now, as if it had fired now.
+            let held_ms = ((self.clock)() - ms(alert.starts_at)).max(0);
+            self.deliver(notice, &rule_notify, None, held_ms, now);
+        }
     }
 
     fn escalate(&mut self, now_instant: Instant) {
@@ -528,6 +601,32 @@ impl Router {
             if ms(notice.alert.starts_at) != e.starts_ms {
                 let _ = self.store.finish_escalation(&e.fingerprint);
                 continue;
+            }
+            // A silence holds the escalation's clock: no step goes out
+            // while it mutes the alert, and the timeline resumes where it
+            // stood when the silence ends.
+            let silenced = !e.acked && self.silenced_by(&notice.alert).is_some();
+            let resumed = !silenced && e.held_since_ms.is_some();
+            match (silenced, e.held_since_ms) {
+                (true, None) => {
+                    tracing::info!(rule = %notice.alert.rule, target = %notice.alert.target, policy = %e.policy, "Escalation held by a silence");
+                    e.held_since_ms = Some(now);
+                    if let Err(err) = self.store.update_escalation(&e) {
+                        tracing::error!(error = %err, "Cannot record escalation progress");
+                    }
+                    continue;
+                }
+                (true, Some(_)) => continue,
+                (false, Some(since)) => {
+                    let held = (now - since).max(0);
+                    tracing::info!(rule = %notice.alert.rule, target = %notice.alert.target, policy = %e.policy, held_ms = held, "Escalation resumes: the silence ended");
+                    e.held_ms += held;
+                    if e.last_step_ms > 0 {
+                        e.last_step_ms += held;
+                    }
+                    e.held_since_ms = None;
+                }
+                (false, None) => {}
             }
             if e.acked {
                 if !e.ack_notified {
@@ -553,8 +652,11 @@ impl Router {
                 next_step: e.next_step,
                 last_step_ms: e.last_step_ms,
             };
-            let (steps, p) = escalation::due(policy, e.starts_ms, progress, now);
+            let (steps, p) = escalation::due(policy, e.timeline_start_ms(), progress, now);
             if steps.is_empty() {
+                if resumed && let Err(err) = self.store.update_escalation(&e) {
+                    tracing::error!(error = %err, "Cannot record escalation progress");
+                }
                 continue;
             }
             for step in steps {

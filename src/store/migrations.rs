@@ -42,6 +42,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "playbook_runs.retry_of (HA retries)",
         up: Up::Code(add_retry_of),
     },
+    Migration {
+        name: "escalations.held_ms and held_since_ms (silences hold escalations)",
+        up: Up::Sql(
+            "ALTER TABLE escalations ADD COLUMN held_ms INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE escalations ADD COLUMN held_since_ms INTEGER;",
+        ),
+    },
 ];
 
 /// The schema version this build writes and reads.
