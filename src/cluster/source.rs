@@ -51,8 +51,8 @@ pub struct ClusterSource {
     running: NodeSet,
     samples: HashMap<String, NodeSample>,
     /// Last cumulative count per (master, rule), and the cluster's totals.
-    keyspace_last: HashMap<(String, String), u64>,
-    keyspace_totals: BTreeMap<String, u64>,
+    keyspace_last: HashMap<(String, Arc<str>), u64>,
+    keyspace_totals: BTreeMap<Arc<str>, u64>,
     last_discovery: Option<Instant>,
     /// When news asked to discover again before the next tick.
     rediscover_at: Option<Instant>,

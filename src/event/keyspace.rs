@@ -65,6 +65,11 @@ pub struct SelectorSet {
     any_event: KeyMatcher,
 }
 
+/// One of a [`SelectorSet`]'s matchers: an event's, or the one for events
+/// no selector names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatcherId(usize);
+
 impl SelectorSet {
     pub fn new<'a>(selectors: impl IntoIterator<Item = &'a KeyspaceSelector>) -> Self {
         let selectors: Vec<&KeyspaceSelector> = selectors.into_iter().collect();
@@ -96,10 +101,26 @@ impl SelectorSet {
     }
 
     /// Calls `hit` with the index of every selector that matches, once each.
-    pub fn for_each_match(&mut self, db: u32, event: &[u8], key: &[u8], mut hit: impl FnMut(usize)) {
-        let matcher = match self.by_event.binary_search_by(|(name, _)| (**name).cmp(event)) {
-            Ok(i) => &mut self.by_event[i].1,
-            Err(_) => &mut self.any_event,
+    pub fn for_each_match(&mut self, db: u32, event: &[u8], key: &[u8], hit: impl FnMut(usize)) {
+        let id = self.matcher_for(event);
+        self.for_each_match_in(id, db, key, hit);
+    }
+
+    /// Which of the set's matchers serves `event`: found once for a
+    /// channel, then used for each of its keys.
+    pub fn matcher_for(&self, event: &[u8]) -> MatcherId {
+        MatcherId(
+            self.by_event
+                .binary_search_by(|(name, _)| (**name).cmp(event))
+                .unwrap_or(self.by_event.len()),
+        )
+    }
+
+    /// [`Self::for_each_match`] with the event's matcher already found.
+    pub fn for_each_match_in(&mut self, id: MatcherId, db: u32, key: &[u8], mut hit: impl FnMut(usize)) {
+        let matcher = match self.by_event.get_mut(id.0) {
+            Some((_, matcher)) => matcher,
+            None => &mut self.any_event,
         };
         let dbs = &self.dbs;
         matcher.for_each_match(key, |i| {

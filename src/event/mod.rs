@@ -108,8 +108,9 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct KeyspaceCounts {
     pub target: String,
-    /// `(rule name, cumulative matched events)`.
-    pub counts: Vec<(String, u64)>,
+    /// `(rule name, cumulative matched events)`. The names are shared
+    /// with the counter that sends them: an emit allocates one `Vec`.
+    pub counts: Vec<(std::sync::Arc<str>, u64)>,
 }
 
 #[derive(Debug, Clone)]

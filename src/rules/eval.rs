@@ -70,7 +70,7 @@ struct TargetState {
     labels: BTreeMap<String, String>,
     metrics: Metrics,
     history: History,
-    keyspace: HashMap<String, CountWindow>,
+    keyspace: HashMap<Arc<str>, CountWindow>,
 }
 
 /// What `on_notice` needs of a Sentinel or cluster event.
@@ -85,10 +85,16 @@ struct Notice<'a> {
 
 pub struct Evaluator {
     rules: Vec<Arc<Rule>>,
+    /// Each rule's index in `rules`, by name.
+    by_name: HashMap<String, usize>,
     expr: Arc<ExprEngine>,
     targets: HashMap<String, TargetState>,
     states: HashMap<(String, String), RuleState>,
     history_needs: Needs,
+}
+
+fn index_by_name(rules: &[Arc<Rule>]) -> HashMap<String, usize> {
+    rules.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect()
 }
 
 /// What the look-back calls of `rules` read, kept for at least `retention`.
@@ -121,6 +127,7 @@ impl Evaluator {
             })
             .collect();
         Evaluator {
+            by_name: index_by_name(&rules),
             rules,
             expr,
             targets,
@@ -189,24 +196,27 @@ impl Evaluator {
                 }
             }
             Event::KeyspaceCounts(counts) => {
+                // They come a tick apart in a storm, for every keyspace
+                // rule: one scope for all, with `count` and `window_secs`
+                // set again for each rule.
+                let mut scope = scope_of(&target_name, &Metrics::new());
+                let base = scope.len();
                 for (rule_name, cumulative) in &counts.counts {
-                    let Some(rule) = self.rules.iter().find(|r| &r.name == rule_name).cloned() else {
+                    let Some(rule) = self.by_name.get(&**rule_name).map(|&i| self.rules[i].clone()) else {
                         continue;
                     };
                     let RuleKind::Keyspace { selector, .. } = &rule.kind else {
                         continue;
                     };
                     let target = self.targets.get_mut(&target_name).expect("inserted above");
-                    let count =
-                        target
-                            .keyspace
-                            .entry(rule_name.clone())
-                            .or_default()
-                            .update(now, *cumulative, selector.window);
-                    let mut metrics = Metrics::new();
-                    metrics.insert("count".into(), MetricValue::Num(count as f64));
-                    metrics.insert("window_secs".into(), MetricValue::Num(selector.window.as_secs_f64()));
-                    let mut scope = scope_of(&target_name, &metrics);
+                    let window = match target.keyspace.get_mut(&**rule_name) {
+                        Some(window) => window,
+                        None => target.keyspace.entry(rule_name.clone()).or_default(),
+                    };
+                    let count = window.update(now, *cumulative, selector.window);
+                    scope.rewind(base);
+                    scope.push_constant("count", count as f64);
+                    scope.push_constant("window_secs", selector.window.as_secs_f64());
                     self.evaluate(&rule, &target_name, &mut scope, now, wall, &mut actions);
                 }
             }
@@ -312,9 +322,10 @@ impl Evaluator {
         // New look-back calls may read other metrics, or further back.
         self.history_needs = needs_of(&rules, Duration::ZERO);
         for target in self.targets.values_mut() {
-            target.keyspace.retain(|rule, _| kept.contains_key(rule.as_str()));
+            target.keyspace.retain(|rule, _| kept.contains_key(&**rule));
             target.history.set_needs(self.history_needs.clone());
         }
+        self.by_name = index_by_name(&rules);
         self.rules = rules;
         actions
     }

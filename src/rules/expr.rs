@@ -65,14 +65,18 @@ impl ExprEngine {
         ExprEngine { engine }
     }
 
-    pub fn compile(&self, text: &str) -> Result<AST, ExprError> {
-        self.engine.compile_expression(text).map_err(|e| {
+    pub fn compile(&self, text: &str) -> Result<Compiled, ExprError> {
+        let ast = self.engine.compile_expression(text).map_err(|e| {
             let (line, col) = position(e.position());
             ExprError {
                 line,
                 col,
                 message: e.0.to_string(),
             }
+        })?;
+        Ok(Compiled {
+            ast,
+            quick: Comparison::parse(text),
         })
     }
 
@@ -80,11 +84,17 @@ impl ExprEngine {
     /// look-back functions.
     pub fn eval_bool(
         &self,
-        ast: &AST,
+        compiled: &Compiled,
         scope: &mut Scope,
         history: &mut History,
         now: Instant,
     ) -> Result<bool, EvalError> {
+        if let Some(quick) = &compiled.quick
+            && let Some(value) = scope.get(&quick.metric).and_then(|v| v.as_float().ok())
+        {
+            return Ok(quick.holds(value));
+        }
+        let ast = &compiled.ast;
         CURRENT.with(|c| *c.borrow_mut() = Some((std::mem::take(history), now)));
         let result = self.engine.eval_ast_with_scope::<Dynamic>(scope, ast);
         if let Some((h, _)) = CURRENT.with(|c| c.borrow_mut().take()) {
@@ -95,6 +105,86 @@ impl ExprEngine {
                 .as_bool()
                 .map_err(|t| EvalError::Failed(format!("the expression must be true or false, but it gave a {t}"))),
             Err(e) => Err(classify(*e)),
+        }
+    }
+}
+
+/// A compiled `when` or `clear`. The common `metric OP number` (`count >=
+/// 100`, `memory_used_pct > 85`) is also kept as a plain comparison, done
+/// without Rhai when the metric is a number, with Rhai's own float
+/// comparison; anything else, or a metric that is absent or not a number,
+/// goes to Rhai, which gives the same answer and the errors.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    ast: AST,
+    quick: Option<Comparison>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Comparison {
+    metric: String,
+    op: Op,
+    value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Ge,
+    Le,
+    Gt,
+    Lt,
+    Eq,
+    Ne,
+}
+
+impl Comparison {
+    /// `name OP number`, the name an identifier and the number plain
+    /// decimal digits (`_` allowed, as in Rhai) with an optional fraction.
+    fn parse(text: &str) -> Option<Comparison> {
+        let text = text.trim();
+        let at = text.find(['<', '>', '=', '!'])?;
+        let (metric, rest) = (text[..at].trim_end(), &text[at..]);
+        let (op, number) = [
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+        ]
+        .into_iter()
+        .find_map(|(symbol, op)| Some((op, rest.strip_prefix(symbol)?.trim_start())))?;
+        let identifier = metric.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+        let digits =
+            |s: &str| s.starts_with(|c: char| c.is_ascii_digit()) && s.chars().all(|c| c.is_ascii_digit() || c == '_');
+        if !identifier || !digits(whole) || !digits(fraction) || matches!(metric, "true" | "false" | "this") {
+            return None;
+        }
+        Some(Comparison {
+            metric: metric.to_owned(),
+            op,
+            value: number.replace('_', "").parse().ok()?,
+        })
+    }
+
+    /// As Rhai compares floats (and a float with an integer): within a
+    /// relative `f64::EPSILON`, so that `0.1 + 0.2 == 0.3` (Rhai's
+    /// `packages/logic.rs` and `func/builtin.rs`, checked build).
+    fn holds(&self, x: f64) -> bool {
+        let y = self.value;
+        let max = if x * y == 0.0 { 1.0 } else { x.abs().max(y.abs()) };
+        if max == 0.0 {
+            return matches!(self.op, Op::Eq | Op::Ge | Op::Le);
+        }
+        match self.op {
+            Op::Eq => (x - y).abs() / max <= f64::EPSILON,
+            Op::Ne => (x - y).abs() / max > f64::EPSILON,
+            Op::Gt => (x - y) / max > f64::EPSILON,
+            Op::Ge => (x - y) / max > -f64::EPSILON,
+            Op::Lt => (y - x) / max > f64::EPSILON,
+            Op::Le => (y - x) / max > -f64::EPSILON,
         }
     }
 }
@@ -178,6 +268,82 @@ mod tests {
             e.eval_bool(&ast, &mut scope, &mut h, now),
             Err(EvalError::NoData(_))
         ));
+    }
+
+    /// The comparison done without Rhai answers as Rhai does, and only
+    /// the plain form takes it.
+    #[test]
+    fn plain_comparisons_answer_as_rhai_does() {
+        let e = ExprEngine::new();
+        let mut h = History::default();
+        let now = Instant::now();
+        let values = [
+            -1.0,
+            0.0,
+            0.25,
+            0.250_000_000_000_000_06,
+            5.0,
+            99.5,
+            99.999_999_999_999_99,
+            100.0,
+            100.000_000_000_000_01,
+            100.5,
+            999_999.999_999_999_9,
+            1e6,
+            1e300,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let mut quick = 0;
+        for op in [">=", "<=", ">", "<", "==", "!="] {
+            for number in ["0", "100", "100.0", "100.5", "1_000_000", "0.25"] {
+                for spacing in ["", " ", "  "] {
+                    let text = format!(" count{spacing}{op}{spacing}{number} ");
+                    let compiled = e.compile(&text).unwrap();
+                    assert!(compiled.quick.is_some(), "{text}");
+                    quick += 1;
+                    let rhai_only = Compiled {
+                        quick: None,
+                        ..compiled.clone()
+                    };
+                    for v in values {
+                        let mut scope = Scope::new();
+                        scope.push_constant("count", v);
+                        let fast = e.eval_bool(&compiled, &mut scope, &mut h, now);
+                        let slow = e.eval_bool(&rhai_only, &mut scope, &mut h, now);
+                        assert_eq!(fast, slow, "{text} with count = {v}");
+                    }
+                    // Not a number, or absent: Rhai answers (or explains).
+                    let mut scope = Scope::new();
+                    scope.push_constant("count", "many".to_owned());
+                    let fast = e.eval_bool(&compiled, &mut scope, &mut h, now);
+                    assert_eq!(fast, e.eval_bool(&rhai_only, &mut scope, &mut h, now), "{text}");
+                    let mut empty = Scope::new();
+                    assert!(matches!(
+                        e.eval_bool(&compiled, &mut empty, &mut h, now),
+                        Err(EvalError::NoData(_))
+                    ));
+                }
+            }
+        }
+        assert_eq!(quick, 6 * 6 * 3);
+        for other in [
+            "count >= 1 && role == \"master\"",
+            "count >= -1",
+            "count >= 1e3",
+            "count >= limit",
+            "count >= 0x10",
+            "rate(\"x\", \"1m\") > 0",
+            "true",
+            "count => 1",
+            "2 < count",
+            "count >= 1.",
+        ] {
+            if let Ok(compiled) = e.compile(other) {
+                assert_eq!(compiled.quick, None, "{other}");
+            }
+        }
     }
 
     #[test]

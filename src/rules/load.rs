@@ -8,7 +8,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use toml::de::DeValue;
 
-use super::expr::ExprEngine;
+use super::expr::{Compiled, ExprEngine};
 use super::model::{Hold, Rule, RuleKind, ScheduleSpec, SentinelSelector, SourceKind};
 use super::spec::{self, ConditionSpec, EventSpec, KeyspaceSpec, RuleSpec, ScheduleFields, SourceSpec};
 use crate::event::keyspace::KeyspaceSelector;
@@ -161,7 +161,7 @@ impl Cx<'_> {
 }
 
 /// A compiled `when`, with its text.
-type When = (rhai::AST, String);
+type When = (Compiled, String);
 
 fn compile(
     file: &SourceFile,
@@ -572,7 +572,7 @@ fn compile_expr(
     text: &toml::Spanned<String>,
     expr: &ExprEngine,
     diags: &mut Diagnostics,
-) -> Option<rhai::AST> {
+) -> Option<Compiled> {
     match expr.compile(text.get_ref()) {
         Ok(ast) => Some(ast),
         Err(e) => {

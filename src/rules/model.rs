@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rhai::AST;
+use super::expr::Compiled;
 use serde::Deserialize;
 
 use crate::alerts::Severity;
@@ -99,7 +99,7 @@ impl SentinelSelector {
 pub struct Rule {
     pub name: String,
     /// The condition; `true` for an event or schedule rule that gives none.
-    pub when: AST,
+    pub when: Compiled,
     pub when_text: String,
     pub severity: Severity,
     pub playbook: Option<String>,
@@ -147,7 +147,7 @@ pub struct Hold {
     pub keep_firing_for: Duration,
     /// Hysteresis: the alert resolves when this holds; without it, when
     /// `when` no longer does.
-    pub clear: Option<AST>,
+    pub clear: Option<Compiled>,
     pub clear_text: Option<String>,
 }
 

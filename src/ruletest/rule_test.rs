@@ -409,9 +409,12 @@ pub fn run(test: &RuleTest, rules: &[Arc<Rule>], expr: &Arc<ExprEngine>, config:
             }
         }
         // Keyspace rules are evaluated on a tick, whether events came or not.
-        let mut per_target: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+        let mut per_target: BTreeMap<&str, Vec<(Arc<str>, u64)>> = BTreeMap::new();
         for ((target, rule), count) in &keyspace_counts {
-            per_target.entry(target).or_default().push((rule.clone(), *count));
+            per_target
+                .entry(target)
+                .or_default()
+                .push((rule.as_str().into(), *count));
         }
         inputs.extend(per_target.into_iter().map(|(target, counts)| {
             Event::KeyspaceCounts(KeyspaceCounts {

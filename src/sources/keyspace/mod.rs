@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KeyspaceReader, TargetConfig};
-use crate::event::keyspace::{KeyspaceRule, KeyspaceSelector, SelectorSet};
+use crate::event::keyspace::{KeyspaceRule, KeyspaceSelector, MatcherId, SelectorSet};
 use crate::event::{Event, KeyspaceCounts};
 use crate::redis::connect;
 
@@ -147,10 +147,14 @@ impl KeyspaceStats {
 
 /// Matches keyevent messages to rules and counts them.
 pub struct KeyspaceCounter {
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
     matcher: SelectorSet,
     patterns: Vec<String>,
     counts: Vec<u64>,
+    /// The last channel read, with its database and matcher: in a storm
+    /// one channel carries every event, parsed once.
+    last_channel: Vec<u8>,
+    last_parsed: Option<(u32, MatcherId)>,
     /// Whether a count moved since the last snapshot.
     changed: bool,
     /// Messages whose channel was not a keyevent channel.
@@ -168,9 +172,11 @@ impl KeyspaceCounter {
         };
         KeyspaceCounter {
             counts: vec![0; selectors.len()],
-            names: selectors.into_iter().map(|(name, _)| name).collect(),
+            names: selectors.into_iter().map(|(name, _)| name.into()).collect(),
             matcher,
             patterns,
+            last_channel: Vec::new(),
+            last_parsed: None,
             changed: false,
             malformed: 0,
         }
@@ -185,17 +191,27 @@ impl KeyspaceCounter {
     /// Counts one message: `channel` is `__keyevent@<db>__:<event>`, the
     /// payload is the key.
     pub fn observe(&mut self, channel: &[u8], key: &[u8]) {
-        let Some((db, event)) = parse_keyevent_channel(channel) else {
-            self.malformed += 1;
-            return;
+        let (db, matcher) = match self.last_parsed {
+            Some(parsed) if self.last_channel == channel => parsed,
+            _ => {
+                let Some((db, event)) = parse_keyevent_channel(channel) else {
+                    self.malformed += 1;
+                    return;
+                };
+                if std::str::from_utf8(event).is_err() {
+                    self.malformed += 1;
+                    return;
+                }
+                let parsed = (db, self.matcher.matcher_for(event));
+                self.last_channel.clear();
+                self.last_channel.extend_from_slice(channel);
+                self.last_parsed = Some(parsed);
+                parsed
+            }
         };
-        if std::str::from_utf8(event).is_err() {
-            self.malformed += 1;
-            return;
-        }
         let counts = &mut self.counts;
         let changed = &mut self.changed;
-        self.matcher.for_each_match(db, event, key, |i| {
+        self.matcher.for_each_match_in(matcher, db, key, |i| {
             counts[i] += 1;
             *changed = true;
         });
@@ -496,9 +512,13 @@ mod tests {
         c.observe(b"__keyevent@1__:evicted", b"session:a");
         c.observe(b"__keyevent@0__:set", b"cache:b");
         c.observe(b"garbage", b"x");
+        // Back to a channel read before: parsed again, never taken for
+        // the last one.
+        c.observe(b"__keyevent@1__:evicted", b"cache:c");
+        c.observe(b"garbage", b"y");
         let snap = c.snapshot("t");
-        assert_eq!(snap.counts, [("storm".to_string(), 1), ("all".to_string(), 3)]);
-        assert_eq!(c.malformed, 1);
+        assert_eq!(snap.counts, [("storm".into(), 2), ("all".into(), 4)]);
+        assert_eq!(c.malformed, 2);
     }
 
     #[test]
