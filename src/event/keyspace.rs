@@ -3,7 +3,7 @@
 //! they load; the keyspace source matches events with them. Neither imports
 //! the other: they meet here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use regex_automata::hybrid::LazyStateID;
@@ -11,6 +11,7 @@ use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
+use rustc_hash::FxHashMap;
 
 use crate::glob::Glob;
 
@@ -165,8 +166,8 @@ struct KeyDfa {
     globs: Vec<Glob>,
     /// What matches at each end state met so far, as the selectors that
     /// use those globs: reading the globs out of a lazy state costs more
-    /// than the walk.
-    matches: HashMap<LazyStateID, Box<[u32]>>,
+    /// than the walk. Keyed by the state's id, a number: Fx, not SipHash.
+    matches: FxHashMap<LazyStateID, Box<[u32]>>,
     /// The cache's clear count when `start` and `matches` were valid: a
     /// clear gives their state ids to other states.
     clears_seen: usize,
@@ -206,7 +207,7 @@ impl KeyDfa {
             cache,
             start,
             globs,
-            matches: HashMap::new(),
+            matches: FxHashMap::default(),
         })
     }
 

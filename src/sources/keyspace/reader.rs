@@ -8,10 +8,12 @@
 //!
 //! Once subscribed, the connection is read on a thread of its own with
 //! plain blocking reads: no reactor, timer or task switch per wake-up. What
-//! a wake-up costs is then mostly the `read` itself, so the thread reads at
-//! most once every [`READ_PAUSE`]: in a storm each `read` brings that long's
-//! events (hundreds) rather than the few of one Redis write. The clock is
-//! looked at once per `read`, so counts still go out on time.
+//! a wake-up costs is then mostly the `read` itself, and counts go out once
+//! a `keyspace_tick` anyway, so in a storm the thread reads once a tick,
+//! right before the emit: each `read` brings a tick's events (a thousand or
+//! more) rather than the few of one Redis write, and no event waits longer
+//! for its emit than it would with more reads. The clock is looked at once
+//! per `read`, so counts still go out on time.
 //!
 //! It has no queue to drop from: if it falls behind, the events wait in the
 //! socket and then in Redis's output buffer, and past
@@ -38,12 +40,15 @@ use super::{Ended, KEEPALIVE, KeyspaceCounter, KeyspaceSource, ensure_flags_if_a
 /// Room for ~2,800 keyevents a `read`, 10 ms of a 260k/s storm; it grows
 /// only for a larger frame.
 const BUFFER: usize = 256 * 1024;
-/// The least time between two `read`s that did not fill the buffer. Events
-/// meanwhile wait in the socket (and Redis's output buffer, ~50 KB at 260k
-/// events/s): at most this much later to the counts, for a `read` that
-/// brings this long's events instead of one Redis write's (16 events of a
-/// `-P 16` pipeline). A full buffer is read again at once.
+/// The least time between two `read`s that did not fill the buffer, for a
+/// `read` that brings this long's events instead of one Redis write's (16
+/// events of a `-P 16` pipeline). A full buffer is read again at once.
 pub(super) const READ_PAUSE: Duration = Duration::from_millis(2);
+/// The most: while counts wait for the next tick the thread sleeps until
+/// it, but never longer than this, whatever `keyspace_tick` is. Events
+/// meanwhile wait in the socket and Redis's output buffer (~130 KB at 260k
+/// events/s).
+const MAX_READ_PAUSE: Duration = Duration::from_millis(10);
 /// The reading thread's name (at most 15 bytes: Linux's `comm`).
 pub const THREAD_NAME: &str = "redops-keyspace";
 /// Larger than Redis's largest key (512 MB) plus its framing.
@@ -233,32 +238,31 @@ impl KeyspaceSource {
     }
 
     /// The thread's loop: blocking reads, each followed by counting every
-    /// complete frame, and an emit whenever one is due.
+    /// complete frame, then an emit when one is due.
     fn count_frames_until_lost(
         &mut self,
         mut stream: std::net::TcpStream,
         mut buffer: ReadBuffer,
         stop: &CancellationToken,
     ) -> Ended {
-        // A `read` returns by its timeout with or without data, so an emit
-        // is at most that late: a tick while counts wait to go out, a tenth
-        // of the keepalive while idle (10 wake-ups a second, not 100). The
-        // timeout is set only when it changes: a storm keeps counts
-        // pending, so it costs no `setsockopt` per `read`.
-        let pending = self.spec.tick.clamp(Duration::from_millis(1), KEEPALIVE / 10);
+        // A `read` returns by its timeout with or without data: while
+        // counts wait to go out, by the time their emit is due; while idle,
+        // a tenth of the keepalive (10 wake-ups a second, not 100). The
+        // timeout is set only when it changes: in a storm each read comes
+        // right after an emit, with nothing pending, so it stays at idle.
         let idle = KEEPALIVE / 10;
         let mut timeout = None;
         loop {
             if stop.is_cancelled() {
                 return Ended::Stopped;
             }
-            if Instant::now() >= self.next_emit() {
-                if !self.emit() {
-                    return Ended::Stopped;
-                }
-                continue;
-            }
-            let want = if self.counter.changed() { pending } else { idle };
+            let want = if self.counter.changed() {
+                self.next_emit()
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), idle)
+            } else {
+                idle
+            };
             if timeout != Some(want) {
                 if let Err(e) = stream.set_read_timeout(Some(want)) {
                     tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot set its read timeout; reconnecting");
@@ -280,12 +284,12 @@ impl KeyspaceSource {
                         ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
                     ) =>
                 {
-                    continue;
+                    0
                 }
                 Err(_) => return self.closed(stop),
             };
             buffer.filled(n);
-            loop {
+            while n > 0 {
                 match buffer.next_frame() {
                     Ok(Some(Frame::Message { channel, payload })) => self.counter.observe(channel, payload),
                     Ok(Some(Frame::Error(message))) => tracing::warn!(
@@ -298,9 +302,20 @@ impl KeyspaceSource {
                     Err(e) => return self.unreadable(&e),
                 }
             }
-            if n < room {
-                // Drained: let events gather rather than wake per Redis write.
-                std::thread::sleep(READ_PAUSE);
+            // After the read, so that what it brought goes out with it.
+            if Instant::now() >= self.next_emit() && !self.emit() {
+                return Ended::Stopped;
+            }
+            if n > 0 && n < room {
+                // Drained. Counts go out once a tick, so a read before the
+                // next tick only costs a wake-up: let events gather until
+                // then, within [READ_PAUSE, MAX_READ_PAUSE].
+                let next_tick = self.last_emit + self.spec.tick;
+                std::thread::sleep(
+                    next_tick
+                        .saturating_duration_since(Instant::now())
+                        .clamp(READ_PAUSE, MAX_READ_PAUSE),
+                );
             }
         }
     }
