@@ -289,7 +289,7 @@ impl KeyspaceSource {
                 Err(_) => return self.closed(stop),
             };
             buffer.filled(n);
-            while n > 0 {
+            loop {
                 match buffer.next_frame() {
                     Ok(Some(Frame::Message { channel, payload })) => self.counter.observe(channel, payload),
                     Ok(Some(Frame::Error(message))) => tracing::warn!(
