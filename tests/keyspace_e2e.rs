@@ -171,3 +171,67 @@ fn a_quiet_window_resolves_and_a_burst_is_seen_at_once() {
     );
     assert!(redops.terminate().success(), "{}", redops.output());
 }
+
+const NOISE: &str = r#"
+[[rule]]
+name = "noise"
+source = "keyspace"
+events = ["set"]
+keys = "noise:*"
+window = "1m"
+when = "count >= 1000000"
+severity = "info"
+"#;
+
+/// Each send carries only the counts that moved, and all of them once a
+/// second: a rule whose count stands still while another's moves every
+/// tick still sees its window slide, and resolves on time.
+#[test]
+fn a_still_count_is_evaluated_while_another_moves_every_tick() {
+    let redis = TestRedis::start(&[("notify-keyspace-events", "E$")]);
+    let hook = WebhookReceiver::start();
+    let config = target_and_hook("cache", &redis.url(0), "", &hook.url());
+    let dir = engine_dir("1s", &config, &[("burst", BURST), ("noise", NOISE)], &[]);
+    let mut redops = Redops::start(dir.path(), &[]);
+    redops.wait_log("Keyspace subscription active", Duration::from_secs(10));
+
+    let mut conn = redis.conn();
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.cmd("SET").arg(format!("burst:{i}")).arg(1).ignore();
+    }
+    let sent = std::time::Instant::now();
+    let _: () = pipe.query(&mut conn).unwrap();
+    // Noise every few milliseconds until the burst's alert resolves.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = {
+        let (stop, mut conn) = (stop.clone(), redis.conn());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("noise:{i}"))
+                    .arg(1)
+                    .query(&mut conn)
+                    .unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            i
+        })
+    };
+    hook.wait_for(Duration::from_secs(5), |r| !alerts(r, "set_burst", "firing").is_empty());
+    let got = hook.wait_for(Duration::from_secs(6), |r| {
+        !alerts(r, "set_burst", "resolved").is_empty()
+    });
+    let resolved_after = sent.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let noise_sets = noise.join().unwrap();
+    assert_eq!(alerts(&got, "set_burst", "resolved").len(), 1, "{}", hook.describe());
+    assert!(
+        resolved_after >= Duration::from_secs(2) && resolved_after < Duration::from_millis(3_500),
+        "resolved after {resolved_after:?} with {noise_sets} noise keys set meanwhile"
+    );
+    assert!(noise_sets > 200, "the noise moved its count every tick: {noise_sets}");
+    assert!(redops.terminate().success(), "{}", redops.output());
+}

@@ -14,7 +14,10 @@
 //! `client-output-buffer-limit pubsub`: when Redis drops it, the disconnect
 //! is counted in `keyspace_disconnects_total` and the subscription is made
 //! again. Rules see cumulative counts, soon after they change (at most once
-//! a `keyspace_tick`) and at least once a second, never per event.
+//! a `keyspace_tick`) and at least once a second, never per event: an emit
+//! carries the counts that moved since the last one, and once a second all
+//! of them, so a rule is evaluated a tick after its count moves and at
+//! least once a second (for windows that slide and `for` that elapses).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -151,6 +154,8 @@ pub struct KeyspaceCounter {
     matcher: SelectorSet,
     patterns: Vec<String>,
     counts: Vec<u64>,
+    /// The counts as last sent: an emit carries those that moved since.
+    sent: Vec<u64>,
     /// The last channel read, with its database and matcher: in a storm
     /// one channel carries every event, parsed once.
     last_channel: Vec<u8>,
@@ -172,6 +177,7 @@ impl KeyspaceCounter {
         };
         KeyspaceCounter {
             counts: vec![0; selectors.len()],
+            sent: vec![0; selectors.len()],
             names: selectors.into_iter().map(|(name, _)| name.into()).collect(),
             matcher,
             patterns,
@@ -222,11 +228,25 @@ impl KeyspaceCounter {
         self.changed
     }
 
-    pub fn snapshot(&self, target: &str) -> KeyspaceCounts {
+    /// The counts that moved since the last [`Self::sent`], or all of
+    /// them.
+    pub fn snapshot(&self, target: &str, all: bool) -> KeyspaceCounts {
         KeyspaceCounts {
             target: target.to_owned(),
-            counts: self.names.iter().cloned().zip(self.counts.iter().copied()).collect(),
+            counts: self
+                .names
+                .iter()
+                .zip(self.counts.iter().zip(&self.sent))
+                .filter(|(_, (count, sent))| all || count != sent)
+                .map(|(name, (count, _))| (name.clone(), *count))
+                .collect(),
         }
+    }
+
+    /// The last snapshot reached the engine.
+    pub fn sent(&mut self) {
+        self.sent.copy_from_slice(&self.counts);
+        self.changed = false;
     }
 }
 
@@ -340,6 +360,8 @@ struct KeyspaceSource {
     /// The redis-rs reader's queue, made on its first subscription.
     push_queue: Option<push::Queue>,
     last_emit: Instant,
+    /// When an emit last carried every count.
+    last_full: Instant,
     /// Events lost as of the last log line about them.
     lost_logged: u64,
 }
@@ -352,6 +374,7 @@ impl KeyspaceSource {
             events,
             push_queue: None,
             last_emit: Instant::now(),
+            last_full: Instant::now(),
             lost_logged: 0,
         }
     }
@@ -461,14 +484,19 @@ impl KeyspaceSource {
     /// Sends the counts without ever blocking. False once the engine has
     /// stopped listening.
     fn emit(&mut self) -> bool {
-        self.last_emit = Instant::now();
+        let now = Instant::now();
+        self.last_emit = now;
         self.log_losses();
+        let all = now >= self.last_full + KEEPALIVE;
         match self
             .events
-            .try_send(Event::KeyspaceCounts(self.counter.snapshot(&self.spec.target)))
+            .try_send(Event::KeyspaceCounts(self.counter.snapshot(&self.spec.target, all)))
         {
             Ok(()) => {
-                self.counter.changed = false;
+                self.counter.sent();
+                if all {
+                    self.last_full = now;
+                }
                 true
             }
             // Counts are cumulative: the next emit, a tick later, carries everything.
@@ -516,9 +544,17 @@ mod tests {
         // the last one.
         c.observe(b"__keyevent@1__:evicted", b"cache:c");
         c.observe(b"garbage", b"y");
-        let snap = c.snapshot("t");
+        let snap = c.snapshot("t", false);
         assert_eq!(snap.counts, [("storm".into(), 2), ("all".into(), 4)]);
         assert_eq!(c.malformed, 2);
+        // Once sent, only what moves since goes in the next one; all of
+        // them when asked.
+        c.sent();
+        c.observe(b"__keyevent@0__:set", b"cache:d");
+        assert_eq!(c.snapshot("t", false).counts, [("all".into(), 5)]);
+        assert_eq!(c.snapshot("t", true).counts, [("storm".into(), 2), ("all".into(), 5)]);
+        c.sent();
+        assert!(c.snapshot("t", false).counts.is_empty());
     }
 
     #[test]
