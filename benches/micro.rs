@@ -286,9 +286,13 @@ fn main() {
             i += 1;
         });
     }
-    bench("KeyspaceCounter::snapshot (100 rules, all of them: once a second)", &filter, || {
-        black_box(counter.snapshot("t", true));
-    });
+    bench(
+        "KeyspaceCounter::snapshot (100 rules, all of them: once a second)",
+        &filter,
+        || {
+            black_box(counter.snapshot("t", true));
+        },
+    );
 
     // Playbook start: the AST is cached; one run of an empty playbook.
     playbook_run(&filter);

@@ -12,6 +12,7 @@ use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::glob::Glob;
 
@@ -166,8 +167,10 @@ struct KeyDfa {
     globs: Vec<Glob>,
     /// What matches at each end state met so far, as the selectors that
     /// use those globs: reading the globs out of a lazy state costs more
-    /// than the walk. Keyed by the state's id, a number: Fx, not SipHash.
-    matches: FxHashMap<LazyStateID, Box<[u32]>>,
+    /// than the walk. Keyed by the state's id, a number: Fx, not SipHash;
+    /// a few selectors are kept in the entry itself, so a key's matches
+    /// are one memory read away, not two.
+    matches: FxHashMap<LazyStateID, SmallVec<[u32; 6]>>,
     /// The cache's clear count when `start` and `matches` were valid: a
     /// clear gives their state ids to other states.
     clears_seen: usize,
