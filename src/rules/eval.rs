@@ -93,6 +93,45 @@ pub struct Evaluator {
     history_needs: Needs,
 }
 
+/// A `(rule, target)` key as owned or borrowed names, so that the map of
+/// rule states is searched without allocating. Both hash and compare as
+/// the pair of `str`, as `(String, String)` does.
+trait RuleTarget {
+    fn names(&self) -> (&str, &str);
+}
+
+impl RuleTarget for (String, String) {
+    fn names(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl RuleTarget for (&str, &str) {
+    fn names(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn RuleTarget + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn RuleTarget + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn RuleTarget + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.names().hash(state);
+    }
+}
+
+impl PartialEq for dyn RuleTarget + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.names() == other.names()
+    }
+}
+
+impl Eq for dyn RuleTarget + '_ {}
+
 fn index_by_name(rules: &[Arc<Rule>]) -> HashMap<String, usize> {
     rules.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect()
 }
@@ -445,8 +484,13 @@ impl Evaluator {
             clear: clear.and_then(|c| answer(rule, "clear", c)),
             has_clear: hold.clear.is_some(),
         };
-        let key = (rule.name.clone(), target_name.to_owned());
-        let state = self.states.entry(key).or_default();
+        // Found by borrowed names: a keyspace rule comes here every tick.
+        let borrowed: &dyn RuleTarget = &(rule.name.as_str(), target_name);
+        if !self.states.contains_key(borrowed) {
+            self.states
+                .insert((rule.name.clone(), target_name.to_owned()), RuleState::default());
+        }
+        let state = self.states.get_mut(borrowed).expect("inserted above");
         let Some(transition) = state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall) else {
             return;
         };
