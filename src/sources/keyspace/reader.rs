@@ -182,17 +182,16 @@ impl KeyspaceSource {
         shutdown: &CancellationToken,
     ) -> Option<(Self, Ended)> {
         let RespSubscription { stream, buffer } = subscription;
-        let stream = match stream.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot be read on its own thread; reconnecting");
-                return Some((self, Ended::Lost));
-            }
-        };
-        // Wakes the thread's `read` when the engine stops, or when this
-        // future is dropped (the runtime going away), so it never outlives us.
-        let waker = match stream.try_clone() {
-            Ok(clone) => WakeOnDrop(clone),
+        // A blocking socket for the thread, and a clone of it that wakes
+        // the thread's `read` when the engine stops or this future is
+        // dropped (the runtime going away), so the thread never outlives us.
+        let blocking = stream.into_std().and_then(|stream| {
+            stream.set_nonblocking(false)?;
+            let clone = stream.try_clone()?;
+            Ok((stream, WakeOnDrop(clone)))
+        });
+        let (stream, waker) = match blocking {
+            Ok(both) => both,
             Err(e) => {
                 tracing::warn!(target = %self.spec.target, error = %e, "Keyspace subscription cannot be read on its own thread; reconnecting");
                 return Some((self, Ended::Lost));
