@@ -134,22 +134,34 @@ severity = "info"
 summary = "{{ count }} burst keys set on {{ target }}"
 "#;
 
-#[test]
-fn a_quiet_window_resolves_and_a_burst_is_seen_at_once() {
-    let redis = TestRedis::start(&[("notify-keyspace-events", "E$")]);
-    let hook = WebhookReceiver::start();
+/// An engine with `rules` on a server that publishes `set` events, once
+/// its subscription is active.
+fn start_with_sets(redis: &TestRedis, hook: &WebhookReceiver, rules: &[(&str, &str)]) -> (tempfile::TempDir, Redops) {
     let config = target_and_hook("cache", &redis.url(0), "", &hook.url());
-    let dir = engine_dir("1s", &config, &[("burst", BURST)], &[]);
+    let dir = engine_dir("1s", &config, rules, &[]);
     let mut redops = Redops::start(dir.path(), &[]);
     redops.wait_log("Keyspace subscription active", Duration::from_secs(10));
+    (dir, redops)
+}
 
-    let mut conn = redis.conn();
+/// Sets 100 `burst:` keys in one pipeline; returns when it was sent.
+fn burst(redis: &TestRedis) -> std::time::Instant {
     let mut pipe = redis::pipe();
     for i in 0..100 {
         pipe.cmd("SET").arg(format!("burst:{i}")).arg(1).ignore();
     }
     let sent = std::time::Instant::now();
-    let _: () = pipe.query(&mut conn).unwrap();
+    let _: () = pipe.query(&mut redis.conn()).unwrap();
+    sent
+}
+
+#[test]
+fn a_quiet_window_resolves_and_a_burst_is_seen_at_once() {
+    let redis = TestRedis::start(&[("notify-keyspace-events", "E$")]);
+    let hook = WebhookReceiver::start();
+    let (_dir, mut redops) = start_with_sets(&redis, &hook, &[("burst", BURST)]);
+
+    let sent = burst(&redis);
     let got = hook.wait_for(Duration::from_secs(5), |r| !alerts(r, "set_burst", "firing").is_empty());
     let fired_after = sent.elapsed();
     assert_eq!(
@@ -190,18 +202,9 @@ severity = "info"
 fn a_still_count_is_evaluated_while_another_moves_every_tick() {
     let redis = TestRedis::start(&[("notify-keyspace-events", "E$")]);
     let hook = WebhookReceiver::start();
-    let config = target_and_hook("cache", &redis.url(0), "", &hook.url());
-    let dir = engine_dir("1s", &config, &[("burst", BURST), ("noise", NOISE)], &[]);
-    let mut redops = Redops::start(dir.path(), &[]);
-    redops.wait_log("Keyspace subscription active", Duration::from_secs(10));
+    let (_dir, mut redops) = start_with_sets(&redis, &hook, &[("burst", BURST), ("noise", NOISE)]);
 
-    let mut conn = redis.conn();
-    let mut pipe = redis::pipe();
-    for i in 0..100 {
-        pipe.cmd("SET").arg(format!("burst:{i}")).arg(1).ignore();
-    }
-    let sent = std::time::Instant::now();
-    let _: () = pipe.query(&mut conn).unwrap();
+    let sent = burst(&redis);
     // Noise every few milliseconds until the burst's alert resolves.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let noise = {
