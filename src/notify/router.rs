@@ -45,10 +45,13 @@ pub struct Router {
     /// Firing alerts by fingerprint, for inhibition and updates.
     firing: HashMap<String, AlertNotice>,
     silences: Vec<Silence>,
-    /// Alerts whose firing was silenced, inhibited or folded, with their
-    /// rule's own receivers: their resolve is not sent either, since nobody
-    /// heard of them, and their firing goes out once nothing mutes it.
-    suppressed: HashMap<String, Vec<String>>,
+    /// Alerts whose firing was silenced, inhibited or folded: their resolve
+    /// is not sent either, since nobody heard of them.
+    suppressed: HashSet<String>,
+    /// Those a silence or a more severe alert muted (not those an incident
+    /// folded), with their rule's own receivers: their firing goes out once
+    /// nothing mutes them.
+    muted: HashMap<String, Vec<String>>,
     /// Firing alerts the store shows as silenced, kept in step with the
     /// silences as they start and end.
     marked_silenced: HashSet<String>,
@@ -122,7 +125,8 @@ impl Router {
             groups: HashMap::new(),
             firing: HashMap::new(),
             silences: Vec::new(),
-            suppressed: HashMap::new(),
+            suppressed: HashSet::new(),
+            muted: HashMap::new(),
             marked_silenced: HashSet::new(),
             clock: Arc::new(now_ms),
             resender: Resender::new(config),
@@ -267,7 +271,8 @@ impl Router {
             Verdict::Held => {}
             Verdict::Folded { root } => {
                 if firing {
-                    self.suppressed.insert(fingerprint, rule_notify.to_vec());
+                    self.muted.remove(&fingerprint);
+                    self.suppressed.insert(fingerprint);
                 }
                 self.refresh_folded(&root);
             }
@@ -299,6 +304,7 @@ impl Router {
                 notice.playbook = current.playbook.clone();
             }
             self.suppressed.remove(&notice.alert.fingerprint);
+            self.muted.remove(&notice.alert.fingerprint);
             self.deliver(notice, &r.rule_notify, None, 0, now);
             for (receivers, message) in r.stash {
                 self.notifier.send(&receivers, &message);
@@ -320,23 +326,29 @@ impl Router {
         let fingerprint = alert.fingerprint.clone();
         let firing = alert.status == AlertStatus::Firing;
         let silenced = self.silenced_by(&alert);
-        if !firing && self.suppressed.remove(&fingerprint).is_some() {
+        if !firing {
+            self.muted.remove(&fingerprint);
+        }
+        if !firing && self.suppressed.remove(&fingerprint) {
             tracing::debug!(rule = %alert.rule, target = %alert.target, "Resolve not sent: the firing was not either");
             return;
         }
         if let Some(id) = silenced {
             tracing::info!(rule = %alert.rule, target = %alert.target, silence = id, "Notification silenced");
             if firing {
-                self.suppressed.insert(fingerprint, rule_notify.to_vec());
+                self.suppressed.insert(fingerprint.clone());
+                self.muted.insert(fingerprint, rule_notify.to_vec());
             }
             return;
         }
         if firing && let Some(by) = self.inhibited_by(&alert) {
             tracing::info!(rule = %alert.rule, target = %alert.target, inhibited_by = %by, "Notification inhibited by a more severe alert");
-            self.suppressed.insert(fingerprint, rule_notify.to_vec());
+            self.suppressed.insert(fingerprint.clone());
+            self.muted.insert(fingerprint, rule_notify.to_vec());
             return;
         }
         self.suppressed.remove(&fingerprint);
+        self.muted.remove(&fingerprint);
         // A resolve goes to whoever got the firing one, however it got there.
         let notified_before: Vec<String> = match (previous, firing) {
             (Some(p), false) if ms(alert.starts_at) == p.starts_ms => p.notified.clone(),
@@ -435,7 +447,7 @@ impl Router {
         let released = self.correlator.tick(now);
         self.release(released, now);
         let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
-        let muted: HashSet<String> = self
+        let silenced_now: HashSet<String> = self
             .firing
             .iter()
             .filter(|(_, n)| self.silenced_by(&n.alert).is_some())
@@ -450,7 +462,7 @@ impl Router {
             // mutes them now.
             for (f, at) in group.sent.iter_mut() {
                 if now.duration_since(*at) >= repeat
-                    && !muted.contains(f)
+                    && !silenced_now.contains(f)
                     && let Some(n) = self.firing.get(f)
                     && !group.pending.iter().any(|p| &p.alert.fingerprint == f)
                     && !acked(&self.store, f)
@@ -487,7 +499,7 @@ impl Router {
                 self.resender.resolved(&fingerprint);
                 continue;
             };
-            if self.suppressed.contains_key(&fingerprint) || self.silenced_by(&notice.alert).is_some() {
+            if self.suppressed.contains(&fingerprint) || self.silenced_by(&notice.alert).is_some() {
                 continue;
             }
             tracing::debug!(rule = %notice.alert.rule, target = %notice.alert.target, receivers = ?receivers, "Firing alert sent again to Alertmanager");
@@ -563,8 +575,12 @@ impl Router {
     /// muted and that nothing mutes any more: an alert still firing when
     /// its maintenance window ends pages like a new one.
     fn unmute(&mut self, now: Instant) {
+        // A muted alert that resolved (or that an incident took since) is
+        // no longer this one's to send.
+        let firing = &self.firing;
+        self.muted.retain(|f, _| firing.contains_key(f));
         let free: Vec<(AlertNotice, Vec<String>)> = self
-            .suppressed
+            .muted
             .iter()
             .filter(|(f, _)| self.correlator.root_of(f).is_none())
             .filter_map(|(f, notify)| Some((self.firing.get(f)?.clone(), notify.clone())))
@@ -574,6 +590,7 @@ impl Router {
             let alert = &notice.alert;
             tracing::info!(rule = %alert.rule, target = %alert.target, "Alert no longer silenced or inhibited; notifying");
             self.suppressed.remove(&alert.fingerprint);
+            self.muted.remove(&alert.fingerprint);
             // Its escalation starts now, as if it had fired now.
             let held_ms = ((self.clock)() - ms(alert.starts_at)).max(0);
             self.deliver(notice, &rule_notify, None, held_ms, now);
