@@ -53,7 +53,8 @@ pub struct Router {
     /// nothing mutes them.
     muted: HashMap<String, Vec<String>>,
     /// Firing alerts the store shows as silenced, kept in step with the
-    /// silences as they start and end.
+    /// silences each time they are read: also the alerts whose repeats
+    /// wait.
     marked_silenced: HashSet<String>,
     /// Milliseconds since the epoch, for silences and escalation steps.
     clock: WallClock,
@@ -447,12 +448,6 @@ impl Router {
         let released = self.correlator.tick(now);
         self.release(released, now);
         let keys: Vec<(usize, String)> = self.groups.keys().cloned().collect();
-        let silenced_now: HashSet<String> = self
-            .firing
-            .iter()
-            .filter(|(_, n)| self.silenced_by(&n.alert).is_some())
-            .map(|(f, _)| f.clone())
-            .collect();
         for key in keys {
             let route = &self.routes[key.0].config;
             let (wait, interval, repeat) = (route.group_wait, route.group_interval, route.repeat_interval);
@@ -462,7 +457,7 @@ impl Router {
             // mutes them now.
             for (f, at) in group.sent.iter_mut() {
                 if now.duration_since(*at) >= repeat
-                    && !silenced_now.contains(f)
+                    && !self.marked_silenced.contains(f)
                     && let Some(n) = self.firing.get(f)
                     && !group.pending.iter().any(|p| &p.alert.fingerprint == f)
                     && !acked(&self.store, f)

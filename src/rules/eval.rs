@@ -485,13 +485,17 @@ impl Evaluator {
             has_clear: hold.clear.is_some(),
         };
         // Found by borrowed names: a keyspace rule comes here every tick.
+        let step = |state: &mut RuleState| state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall);
         let borrowed: &dyn RuleTarget = &(rule.name.as_str(), target_name);
-        if !self.states.contains_key(borrowed) {
-            self.states
-                .insert((rule.name.clone(), target_name.to_owned()), RuleState::default());
-        }
-        let state = self.states.get_mut(borrowed).expect("inserted above");
-        let Some(transition) = state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall) else {
+        let transition = match self.states.get_mut(borrowed) {
+            Some(state) => step(state),
+            None => step(
+                self.states
+                    .entry((rule.name.clone(), target_name.to_owned()))
+                    .or_default(),
+            ),
+        };
+        let Some(transition) = transition else {
             return;
         };
         self.emit(rule, target_name, transition, scope, now, wall, actions);

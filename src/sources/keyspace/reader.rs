@@ -245,10 +245,12 @@ impl KeyspaceSource {
         stop: &CancellationToken,
     ) -> Ended {
         // A `read` returns by its timeout with or without data: while
-        // counts wait to go out, by the time their emit is due; while idle,
-        // a tenth of the keepalive (10 wake-ups a second, not 100). The
-        // timeout is set only when it changes: in a storm each read comes
-        // right after an emit, with nothing pending, so it stays at idle.
+        // counts wait to go out, by the time their emit is due (in whole
+        // milliseconds); while idle, a tenth of the keepalive (10 wake-ups
+        // a second, not 100). The timeout is set only when it changes: in a
+        // storm each read comes right after an emit, with nothing pending,
+        // so it stays at idle, and a pending one changes once a millisecond
+        // at most.
         let idle = KEEPALIVE / 10;
         let mut timeout = None;
         loop {
@@ -256,8 +258,8 @@ impl KeyspaceSource {
                 return Ended::Stopped;
             }
             let want = if self.counter.changed() {
-                self.next_emit()
-                    .saturating_duration_since(Instant::now())
+                let until_emit = self.next_emit().saturating_duration_since(Instant::now());
+                Duration::from_millis(until_emit.as_micros().div_ceil(1000) as u64)
                     .clamp(Duration::from_millis(1), idle)
             } else {
                 idle
