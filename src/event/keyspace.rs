@@ -12,7 +12,6 @@ use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
 use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 
 use crate::glob::Glob;
 
@@ -57,6 +56,11 @@ impl KeyspaceSelector {
 /// globs, deduplicated, form one lazy DFA). Trying 100 globs one by one
 /// cost 2.5 µs an event, a regex set 0.39 µs; see BENCHMARKS.md. Matching
 /// allocates nothing once the DFA has built the states the keys visit.
+///
+/// Counts are kept by where a key's walk ends, one increment an event
+/// however many selectors match there, and added to the selectors that
+/// match there when [`SelectorSet::flush`] asks for them: in the storm of
+/// BENCHMARKS.md a key matches 17 of 100 selectors.
 #[derive(Debug)]
 pub struct SelectorSet {
     dbs: Vec<Option<u32>>,
@@ -65,6 +69,8 @@ pub struct SelectorSet {
     by_event: Vec<(Box<[u8]>, KeyMatcher)>,
     /// The selectors that take every event, for events nobody names.
     any_event: KeyMatcher,
+    /// The matcher and database of the counts not yet flushed.
+    pending: Option<(MatcherId, u32)>,
 }
 
 /// One of a [`SelectorSet`]'s matchers: an event's, or the one for events
@@ -99,13 +105,8 @@ impl SelectorSet {
             dbs: selectors.iter().map(|s| s.db).collect(),
             by_event,
             any_event,
+            pending: None,
         }
-    }
-
-    /// Calls `hit` with the index of every selector that matches, once each.
-    pub fn for_each_match(&mut self, db: u32, event: &[u8], key: &[u8], hit: impl FnMut(usize)) {
-        let id = self.matcher_for(event);
-        self.for_each_match_in(id, db, key, hit);
     }
 
     /// Which of the set's matchers serves `event`: found once for a
@@ -118,29 +119,60 @@ impl SelectorSet {
         )
     }
 
-    /// [`Self::for_each_match`] with the event's matcher already found.
-    pub fn for_each_match_in(&mut self, id: MatcherId, db: u32, key: &[u8], mut hit: impl FnMut(usize)) {
+    /// Counts `key`, an event of matcher `id` in database `db`, for every
+    /// selector that matches it: into `counts` (one per selector, in the
+    /// order given to [`Self::new`]) by the next [`Self::flush`] at the
+    /// latest. Events of another matcher or database flush first.
+    pub fn count(&mut self, id: MatcherId, db: u32, key: &[u8], counts: &mut [u64]) {
+        if self.pending != Some((id, db)) {
+            self.flush(counts);
+            self.pending = Some((id, db));
+        }
+        let (matcher, dbs) = self.matcher(id);
+        matcher.count(key, &mut |selectors, n| add(selectors, n, db, dbs, counts));
+    }
+
+    /// Adds what was counted since the last flush to `counts`.
+    pub fn flush(&mut self, counts: &mut [u64]) {
+        if let Some((id, db)) = self.pending.take() {
+            let (matcher, dbs) = self.matcher(id);
+            matcher.drain(&mut |selectors, n| add(selectors, n, db, dbs, counts));
+        }
+    }
+
+    fn matcher(&mut self, id: MatcherId) -> (&mut KeyMatcher, &[Option<u32>]) {
         let matcher = match self.by_event.get_mut(id.0) {
             Some((_, matcher)) => matcher,
             None => &mut self.any_event,
         };
-        let dbs = &self.dbs;
-        matcher.for_each_match(key, |i| {
-            if dbs[i].is_none_or(|d| d == db) {
-                hit(i);
-            }
-        });
+        (matcher, &self.dbs)
     }
 }
+
+/// Adds `n` to the count of each of `selectors` that takes database `db`.
+fn add(selectors: &[u32], n: u64, db: u32, dbs: &[Option<u32>], counts: &mut [u64]) {
+    for &i in selectors {
+        let i = i as usize;
+        if dbs[i].is_none_or(|d| d == db) {
+            counts[i] += n;
+        }
+    }
+}
+
+/// Where counts go when they leave a matcher: a list of selectors and
+/// how many events each of them matched.
+type Spill<'a> = dyn FnMut(&[u32], u64) + 'a;
 
 /// The key side of a [`SelectorSet`] for one event.
 #[derive(Debug, Default)]
 struct KeyMatcher {
     /// Selectors whose glob is `*`: they need no scan.
-    always: Vec<usize>,
+    always: Box<[u32]>,
+    /// Events counted for `always` since the last drain.
+    always_pending: u64,
     globs: GlobSet,
     /// For each distinct glob of `globs`, the selectors that use it.
-    users: Vec<Vec<usize>>,
+    users: Vec<Vec<u32>>,
 }
 
 #[derive(Debug, Default)]
@@ -163,17 +195,41 @@ struct KeyDfa {
     dfa: DFA,
     cache: Cache,
     start: LazyStateID,
+    /// The cache's clear count when `start` was read: a clear gives state
+    /// ids to other states.
+    start_seen: usize,
     /// The same globs, for the case the DFA gives up on a key.
     globs: Vec<Glob>,
-    /// What matches at each end state met so far, as the selectors that
-    /// use those globs: reading the globs out of a lazy state costs more
-    /// than the walk. Keyed by the state's id, a number: Fx, not SipHash;
-    /// a few selectors are kept in the entry itself, so a key's matches
-    /// are one memory read away, not two.
-    matches: FxHashMap<LazyStateID, SmallVec<[u32; 6]>>,
-    /// The cache's clear count when `start` and `matches` were valid: a
-    /// clear gives their state ids to other states.
-    clears_seen: usize,
+    /// Each end state met so far, by id: its place in `ends`. Keyed by a
+    /// number: Fx, not SipHash.
+    end_index: FxHashMap<LazyStateID, u32>,
+    /// The end states met so far: where their selectors are in
+    /// `selectors` and how many keys ended there since the last drain.
+    ends: Vec<EndState>,
+    /// The selectors that match at each end state, one list after the
+    /// other: reading the globs out of a lazy state costs more than the
+    /// walk, and a drain reads hundreds of lists, near each other here.
+    selectors: Vec<u32>,
+    /// The places in `ends` with keys pending.
+    touched: Vec<u32>,
+    /// The cache's clear count when `end_index` was valid.
+    ends_seen: usize,
+    /// The first bytes of the last key walked, and the state after each of
+    /// them (`path[i]` after `i` bytes; `path[0]` is the start): keys share
+    /// prefixes (`session:`, `user:42:`), and a key resumes its walk where
+    /// it parts from the last one.
+    path_key: Vec<u8>,
+    path: Vec<LazyStateID>,
+    /// The cache's clear count when `path` was valid.
+    path_seen: usize,
+}
+
+#[derive(Debug)]
+struct EndState {
+    /// Its selectors: `selectors[start..end]`.
+    start: u32,
+    end: u32,
+    pending: u64,
 }
 
 impl KeyDfa {
@@ -206,35 +262,36 @@ impl KeyDfa {
         let start = dfa.start_state(&mut cache, &anchored()).map_err(|e| e.to_string())?;
         Ok(KeyDfa {
             dfa,
-            clears_seen: cache.clear_count(),
+            start_seen: cache.clear_count(),
+            ends_seen: cache.clear_count(),
+            path_seen: cache.clear_count(),
             cache,
             start,
             globs,
-            matches: FxHashMap::default(),
+            end_index: FxHashMap::default(),
+            ends: Vec::new(),
+            selectors: Vec::new(),
+            touched: Vec::new(),
+            path_key: Vec::new(),
+            path: Vec::new(),
         })
     }
 
-    /// Calls `hit` with each selector in `users` of every glob that
-    /// matches `key`.
-    fn for_each_match(&mut self, key: &[u8], users: &[Vec<usize>], mut hit: impl FnMut(usize)) {
+    /// Counts `key` at its end state, for the selectors in `users` of
+    /// every glob that matches it. `spill` takes the pending counts when
+    /// the end states' ids are about to be forgotten.
+    fn count(&mut self, key: &[u8], users: &[Vec<u32>], spill: &mut Spill<'_>) {
         match self.walk(key) {
             Ok(Some(end)) => {
-                // A clear during this walk may have given `end`'s id to a
-                // state remembered before it (the next walk re-reads the
-                // start); past the cap, start over.
-                if self.cache.clear_count() != self.clears_seen || self.matches.len() >= MAX_MATCH_STATES {
-                    self.matches.clear();
+                let i = self.end_state(end, users, spill);
+                let end = &mut self.ends[i];
+                if end.pending == 0 {
+                    if end.start == end.end {
+                        return;
+                    }
+                    self.touched.push(i as u32);
                 }
-                let KeyDfa {
-                    dfa, cache, matches, ..
-                } = self;
-                let selectors = matches.entry(end).or_insert_with(|| {
-                    (0..dfa.match_len(cache, end))
-                        .flat_map(|m| &users[dfa.match_pattern(cache, end, m).as_usize()])
-                        .map(|&i| i as u32)
-                        .collect()
-                });
-                selectors.iter().for_each(|&i| hit(i as usize));
+                end.pending += 1;
             }
             Ok(None) => {}
             // Unreachable as configured (a full cache is cleared, never a
@@ -242,20 +299,62 @@ impl KeyDfa {
             Err(()) => {
                 for (g, glob) in self.globs.iter().enumerate() {
                     if glob.matches(key) {
-                        users[g].iter().for_each(|&i| hit(i));
+                        spill(&users[g], 1);
                     }
                 }
             }
         }
     }
 
-    /// Drops the state ids kept from before the cache's last clear: the
-    /// start is read again, the remembered matches forgotten.
-    fn sync_with_cache(&mut self) -> Result<(), ()> {
-        if self.cache.clear_count() != self.clears_seen {
-            self.matches.clear();
+    /// Hands every pending count to `spill`.
+    fn drain(&mut self, spill: &mut Spill<'_>) {
+        for i in self.touched.drain(..) {
+            let end = &mut self.ends[i as usize];
+            spill(&self.selectors[end.start as usize..end.end as usize], end.pending);
+            end.pending = 0;
+        }
+    }
+
+    /// The place in `ends` of the end state `end`, added when new.
+    fn end_state(&mut self, end: LazyStateID, users: &[Vec<u32>], spill: &mut Spill<'_>) -> usize {
+        // A clear during the last walk may have given `end`'s id to a
+        // state remembered before it (the next walk re-reads the start);
+        // past the cap, start over. Either way what the old states
+        // counted goes out first.
+        if self.cache.clear_count() != self.ends_seen
+            || self.end_index.len() >= MAX_MATCH_STATES
+            || self.selectors.len() >= MAX_MATCH_LISTS
+        {
+            self.drain(spill);
+            self.end_index.clear();
+            self.ends.clear();
+            self.selectors.clear();
+            self.ends_seen = self.cache.clear_count();
+        }
+        let KeyDfa {
+            dfa,
+            cache,
+            end_index,
+            ends,
+            selectors,
+            ..
+        } = self;
+        *end_index.entry(end).or_insert_with(|| {
+            let start = selectors.len() as u32;
+            for m in 0..dfa.match_len(cache, end) {
+                selectors.extend(&users[dfa.match_pattern(cache, end, m).as_usize()]);
+            }
+            let end = selectors.len() as u32;
+            ends.push(EndState { start, end, pending: 0 });
+            (ends.len() - 1) as u32
+        }) as usize
+    }
+
+    /// Re-reads the start after a clear of the cache gave its id away.
+    fn sync_start(&mut self) -> Result<(), ()> {
+        while self.cache.clear_count() != self.start_seen {
+            self.start_seen = self.cache.clear_count();
             self.start = self.dfa.start_state(&mut self.cache, &anchored()).map_err(drop)?;
-            self.clears_seen = self.cache.clear_count();
         }
         Ok(())
     }
@@ -263,13 +362,36 @@ impl KeyDfa {
     /// The state after all of `key`, when it is a match.
     /// Err when the DFA gives up (unreachable as configured).
     fn walk(&mut self, key: &[u8]) -> Result<Option<LazyStateID>, ()> {
-        self.sync_with_cache()?;
-        let KeyDfa { dfa, cache, start, .. } = self;
-        let mut sid = *start;
-        for &b in key {
+        self.sync_start()?;
+        let KeyDfa {
+            dfa,
+            cache,
+            start,
+            path_key,
+            path,
+            path_seen,
+            ..
+        } = self;
+        // A clear, during the last walk or since, gave the path's ids to
+        // other states.
+        if cache.clear_count() != *path_seen || path.is_empty() {
+            path.clear();
+            path_key.clear();
+            path.push(*start);
+            *path_seen = cache.clear_count();
+        }
+        let shared = path_key.iter().zip(key).take_while(|(a, b)| a == b).count();
+        path.truncate(shared + 1);
+        path_key.truncate(shared);
+        let mut sid = path[shared];
+        for &b in &key[shared..] {
             sid = dfa.next_state(cache, sid, b).map_err(drop)?;
             if sid.is_dead() {
                 return Ok(None);
+            }
+            if path_key.len() < MAX_PATH {
+                path.push(sid);
+                path_key.push(b);
             }
         }
         // Matches show one transition late: the end of the key is one more.
@@ -283,9 +405,16 @@ fn anchored() -> start::Config {
     start::Config::new().anchored(Anchored::Yes)
 }
 
-/// At most this many end states' matches are remembered; past it the memo
-/// starts over (still right, briefly slower).
+/// At most this many end states are remembered; past it the memo starts
+/// over (still right, briefly slower).
 const MAX_MATCH_STATES: usize = 4096;
+
+/// At most this many selectors are listed for the end states remembered;
+/// past it the memo starts over.
+const MAX_MATCH_LISTS: usize = 1 << 20;
+
+/// A walk is remembered for this many bytes of its key at most.
+const MAX_PATH: usize = 256;
 
 /// Room for the keyspace globs' lazy DFA states, per event name.
 const DFA_CACHE: usize = 2 * (1 << 20);
@@ -293,8 +422,9 @@ const DFA_CACHE: usize = 2 * (1 << 20);
 impl KeyMatcher {
     fn new<'a>(selectors: impl IntoIterator<Item = (usize, &'a Glob)>) -> Self {
         let mut always = Vec::new();
-        let mut distinct: Vec<(&Glob, Vec<usize>)> = Vec::new();
+        let mut distinct: Vec<(&Glob, Vec<u32>)> = Vec::new();
         for (i, glob) in selectors {
+            let i = u32::try_from(i).expect("fewer than 2^32 selectors");
             if *glob == Glob::Any {
                 always.push(i);
             } else if let Some((_, users)) = distinct.iter_mut().find(|(g, _)| *g == glob) {
@@ -315,26 +445,35 @@ impl KeyMatcher {
             }
         };
         KeyMatcher {
-            always,
+            always: always.into(),
+            always_pending: 0,
             globs,
             users: distinct.into_iter().map(|(_, users)| users).collect(),
         }
     }
 
-    fn for_each_match(&mut self, key: &[u8], mut hit: impl FnMut(usize)) {
-        self.always.iter().for_each(|&i| hit(i));
+    fn count(&mut self, key: &[u8], spill: &mut Spill<'_>) {
+        self.always_pending += 1;
         match &mut self.globs {
             GlobSet::Empty => {}
-            GlobSet::Dfa(dfa) => {
-                dfa.for_each_match(key, &self.users, hit);
-            }
+            GlobSet::Dfa(dfa) => dfa.count(key, &self.users, spill),
             GlobSet::EachOf(globs) => {
                 for (g, glob) in globs.iter().enumerate() {
                     if glob.matches(key) {
-                        self.users[g].iter().for_each(|&i| hit(i));
+                        spill(&self.users[g], 1);
                     }
                 }
             }
+        }
+    }
+
+    fn drain(&mut self, spill: &mut Spill<'_>) {
+        if self.always_pending > 0 && !self.always.is_empty() {
+            spill(&self.always, self.always_pending);
+        }
+        self.always_pending = 0;
+        if let GlobSet::Dfa(dfa) = &mut self.globs {
+            dfa.drain(spill);
         }
     }
 }
@@ -468,11 +607,13 @@ mod tests {
         }
     }
 
+    /// The selectors that count `key`, counted alone.
     fn matched(set: &mut SelectorSet, db: u32, event: &str, key: &[u8]) -> Vec<usize> {
-        let mut hits = Vec::new();
-        set.for_each_match(db, event.as_bytes(), key, |i| hits.push(i));
-        hits.sort_unstable();
-        hits
+        let mut counts = vec![0; set.dbs.len()];
+        set.count(set.matcher_for(event.as_bytes()), db, key, &mut counts);
+        set.flush(&mut counts);
+        assert!(counts.iter().all(|&c| c <= 1), "{counts:?}");
+        (0..counts.len()).filter(|&i| counts[i] == 1).collect()
     }
 
     fn reference(selectors: &[KeyspaceSelector], db: u32, event: &str, key: &[u8]) -> Vec<usize> {
@@ -555,10 +696,7 @@ mod tests {
         }
     }
 
-    /// A cache cleared again and again gives lazy state ids to new states:
-    /// the remembered matches of the old ids must go with them.
-    #[test]
-    fn remembered_matches_survive_cache_clears() {
+    fn clearing_globs() -> Vec<Glob> {
         let mut globs = Vec::new();
         for d in 0..10 {
             globs.push(format!("key:{d}*"));
@@ -566,15 +704,32 @@ mod tests {
             globs.push(format!("key:[0-{d}]*{d}"));
             globs.push(format!("key:?{d}*"));
         }
-        let globs: Vec<Glob> = globs.iter().map(|g| Glob::new(g)).collect();
-        let mut dfa = KeyDfa::with_cache(globs.clone(), 0).unwrap();
-        let users: Vec<Vec<usize>> = (0..globs.len()).map(|g| vec![g]).collect();
-        for i in 0..5_000u64 {
-            let key = format!("key:{:08}", (i * 2_654_435_761) % 100_000_000).into_bytes();
-            let mut got = Vec::new();
-            dfa.for_each_match(&key, &users, |g| got.push(g));
-            got.sort_unstable();
-            let want: Vec<usize> = (0..globs.len()).filter(|&g| globs[g].matches(&key)).collect();
+        globs.iter().map(|g| Glob::new(g)).collect()
+    }
+
+    fn clearing_keys() -> impl Iterator<Item = Vec<u8>> {
+        (0..5_000u64).map(|i| format!("key:{:08}", (i * 2_654_435_761) % 100_000_000).into_bytes())
+    }
+
+    /// A DFA that clears its cache after nearly every state; each glob is
+    /// its own selector.
+    fn clearing_dfa(globs: &[Glob]) -> (KeyDfa, Vec<Vec<u32>>) {
+        let dfa = KeyDfa::with_cache(globs.to_vec(), 0).unwrap();
+        (dfa, (0..globs.len() as u32).map(|g| vec![g]).collect())
+    }
+
+    /// A cache cleared again and again gives lazy state ids to new states:
+    /// the remembered matches of the old ids must go with them.
+    #[test]
+    fn remembered_matches_survive_cache_clears() {
+        let globs = clearing_globs();
+        let (mut dfa, users) = clearing_dfa(&globs);
+        for key in clearing_keys() {
+            let mut got = vec![0; globs.len()];
+            let mut spill = |selectors: &[u32], n: u64| selectors.iter().for_each(|&g| got[g as usize] += n);
+            dfa.count(&key, &users, &mut spill);
+            dfa.drain(&mut spill);
+            let want: Vec<u64> = globs.iter().map(|g| u64::from(g.matches(&key))).collect();
             assert_eq!(got, want, "key {}", String::from_utf8_lossy(&key));
         }
         assert!(
@@ -582,6 +737,65 @@ mod tests {
             "the cache was cleared {} times",
             dfa.cache.clear_count()
         );
+    }
+
+    /// Counts waiting at end states when the cache clears go out before
+    /// their ids are reused: nothing is lost or counted twice.
+    #[test]
+    fn pending_counts_survive_cache_clears() {
+        let globs = clearing_globs();
+        let (mut dfa, users) = clearing_dfa(&globs);
+        let mut got = vec![0; globs.len()];
+        let mut want = vec![0; globs.len()];
+        let mut spill = |selectors: &[u32], n: u64| selectors.iter().for_each(|&g| got[g as usize] += n);
+        for key in clearing_keys() {
+            dfa.count(&key, &users, &mut spill);
+            for (g, glob) in globs.iter().enumerate() {
+                want[g] += u64::from(glob.matches(&key));
+            }
+        }
+        dfa.drain(&mut spill);
+        assert_eq!(got, want);
+        assert!(
+            dfa.cache.clear_count() > 10,
+            "cleared {} times",
+            dfa.cache.clear_count()
+        );
+        assert!(want.iter().all(|&n| n > 0), "every glob matched some key: {want:?}");
+    }
+
+    /// A key resumes the last key's walk where they part: keys that are
+    /// prefixes of each other, that die early, and that are longer than
+    /// the walk remembers, in turn.
+    #[test]
+    fn keys_sharing_prefixes_match_as_alone() {
+        let long = "a".repeat(MAX_PATH + 40);
+        let globs = ["a*b", "a*", "ab", "*x", &format!("{long}*"), "?"];
+        let selectors: Vec<KeyspaceSelector> = globs.iter().map(|g| selector(&[], g, None)).collect();
+        let mut set = SelectorSet::new(&selectors);
+        let keys = [
+            "ab".to_owned(),
+            "a".to_owned(),
+            "abx".to_owned(),
+            "b".to_owned(),
+            "bx".to_owned(),
+            "".to_owned(),
+            format!("{long}b"),
+            format!("{long}x"),
+            format!("{}b", &long[..MAX_PATH - 1]),
+            long.clone(),
+            format!("{}x{}", &long[..MAX_PATH + 5], &long[..3]),
+            "ab".to_owned(),
+        ];
+        for key in keys.iter().chain(keys.iter().rev()) {
+            assert_eq!(
+                matched(&mut set, 0, "set", key.as_bytes()),
+                reference(&selectors, 0, "set", key.as_bytes()),
+                "key of {} bytes ending {:?}",
+                key.len(),
+                &key[key.len().saturating_sub(5)..]
+            );
+        }
     }
 
     #[test]
@@ -644,5 +858,42 @@ mod tests {
             );
         }
         assert_eq!(matched(&mut set, 1, "set", b"cache:1"), [0, 1, 2, 3]);
+    }
+
+    /// Counted together, events of several channels and databases in
+    /// turn add up to what each selector matches alone.
+    #[test]
+    fn counts_of_interleaved_channels_add_up() {
+        let selectors = [
+            selector(&["set"], "cache:*", None),
+            selector(&["set"], "cache:*", Some(1)),
+            selector(&["evicted", "set"], "*", None),
+            selector(&[], "cache:[0-9]*", None),
+            selector(&["expired"], "*:7", Some(2)),
+            selector(&["del"], "session", None),
+        ];
+        let mut set = SelectorSet::new(&selectors);
+        let mut rng = XorShift(7);
+        let events = ["set", "evicted", "expired", "del", "rename_from"];
+        let keys: [&[u8]; 5] = [b"cache:1", b"cache:x", b"session", b"a:7", b""];
+        let mut counts = vec![0; selectors.len()];
+        let mut want = vec![0; selectors.len()];
+        for round in 0..2_000 {
+            let (db, event, key) = (*rng.pick(&[0, 1, 2]), *rng.pick(&events), *rng.pick(&keys));
+            // Runs of one channel, as in a storm, and changes between them.
+            for _ in 0..round % 4 {
+                set.count(set.matcher_for(event.as_bytes()), db, key, &mut counts);
+                for i in reference(&selectors, db, event, key) {
+                    want[i] += 1;
+                }
+            }
+            if round % 97 == 0 {
+                set.flush(&mut counts);
+                assert_eq!(counts, want, "after round {round}");
+            }
+        }
+        set.flush(&mut counts);
+        assert_eq!(counts, want);
+        assert!(want.iter().all(|&n| n > 0), "every selector counted: {want:?}");
     }
 }

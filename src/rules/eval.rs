@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rhai::{Dynamic, Scope};
+use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 
 use super::expr::{EvalError, ExprEngine};
@@ -70,7 +71,7 @@ struct TargetState {
     labels: BTreeMap<String, String>,
     metrics: Metrics,
     history: History,
-    keyspace: HashMap<Arc<str>, CountWindow>,
+    keyspace: FxHashMap<Arc<str>, CountWindow>,
 }
 
 /// What `on_notice` needs of a Sentinel or cluster event.
@@ -83,13 +84,16 @@ struct Notice<'a> {
     also_resolves: Option<String>,
 }
 
+/// Its maps are keyed by rule and target names, from the config and the
+/// servers it watches, and searched for each keyspace rule on every tick:
+/// hashed with Fx, not SipHash, as no client picks those names.
 pub struct Evaluator {
     rules: Vec<Arc<Rule>>,
     /// Each rule's index in `rules`, by name.
-    by_name: HashMap<String, usize>,
+    by_name: FxHashMap<String, usize>,
     expr: Arc<ExprEngine>,
-    targets: HashMap<String, TargetState>,
-    states: HashMap<(String, String), RuleState>,
+    targets: FxHashMap<String, TargetState>,
+    states: FxHashMap<(String, String), RuleState>,
     history_needs: Needs,
 }
 
@@ -132,7 +136,7 @@ impl PartialEq for dyn RuleTarget + '_ {
 
 impl Eq for dyn RuleTarget + '_ {}
 
-fn index_by_name(rules: &[Arc<Rule>]) -> HashMap<String, usize> {
+fn index_by_name(rules: &[Arc<Rule>]) -> FxHashMap<String, usize> {
     rules.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect()
 }
 
@@ -170,7 +174,7 @@ impl Evaluator {
             rules,
             expr,
             targets,
-            states: HashMap::new(),
+            states: FxHashMap::default(),
             history_needs,
         }
     }

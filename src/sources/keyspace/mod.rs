@@ -160,8 +160,6 @@ pub struct KeyspaceCounter {
     /// one channel carries every event, parsed once.
     last_channel: Vec<u8>,
     last_parsed: Option<(u32, MatcherId)>,
-    /// Whether a count moved since the last snapshot.
-    changed: bool,
     /// Messages whose channel was not a keyevent channel.
     pub malformed: u64,
 }
@@ -183,7 +181,6 @@ impl KeyspaceCounter {
             patterns,
             last_channel: Vec::new(),
             last_parsed: None,
-            changed: false,
             malformed: 0,
         }
     }
@@ -195,7 +192,8 @@ impl KeyspaceCounter {
     }
 
     /// Counts one message: `channel` is `__keyevent@<db>__:<event>`, the
-    /// payload is the key.
+    /// payload is the key. The rules' totals take it at the next
+    /// [`Self::changed`] or [`Self::snapshot`].
     pub fn observe(&mut self, channel: &[u8], key: &[u8]) {
         let (db, matcher) = match self.last_parsed {
             Some(parsed) if self.last_channel == channel => parsed,
@@ -215,22 +213,19 @@ impl KeyspaceCounter {
                 parsed
             }
         };
-        let counts = &mut self.counts;
-        let changed = &mut self.changed;
-        self.matcher.for_each_match_in(matcher, db, key, |i| {
-            counts[i] += 1;
-            *changed = true;
-        });
+        self.matcher.count(matcher, db, key, &mut self.counts);
     }
 
-    /// Whether a count moved since the last snapshot.
-    pub fn changed(&self) -> bool {
-        self.changed
+    /// Whether a count moved since the last [`Self::sent`].
+    pub fn changed(&mut self) -> bool {
+        self.matcher.flush(&mut self.counts);
+        self.counts != self.sent
     }
 
     /// The counts that moved since the last [`Self::sent`], or all of
     /// them.
-    pub fn snapshot(&self, target: &str, all: bool) -> KeyspaceCounts {
+    pub fn snapshot(&mut self, target: &str, all: bool) -> KeyspaceCounts {
+        self.matcher.flush(&mut self.counts);
         KeyspaceCounts {
             target: target.to_owned(),
             counts: self
@@ -246,7 +241,6 @@ impl KeyspaceCounter {
     /// The last snapshot reached the engine.
     pub fn sent(&mut self) {
         self.sent.copy_from_slice(&self.counts);
-        self.changed = false;
     }
 }
 
@@ -472,7 +466,7 @@ impl KeyspaceSource {
     }
 
     /// A tick after the last emit when a count moved, else the keepalive.
-    fn next_emit(&self) -> Instant {
+    fn next_emit(&mut self) -> Instant {
         let wait = if self.counter.changed() {
             self.spec.tick
         } else {
