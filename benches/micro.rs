@@ -80,6 +80,25 @@ fn scope_of(target: &str, metrics: &Metrics) -> Scope<'static> {
 }
 
 fn selectors() -> Vec<(String, KeyspaceSelector)> {
+    storm_globs()
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            (
+                format!("rule_{i}"),
+                KeyspaceSelector {
+                    events: vec!["set".into()],
+                    keys: Glob::new(&g),
+                    window: Duration::from_secs(60),
+                    db: None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The storm's 100 globs: 7 that take every key, 93 of every shape.
+fn storm_globs() -> Vec<String> {
     let mut globs = Vec::new();
     for d in 0..10 {
         globs.push(format!("key:000000{d}*"));
@@ -96,20 +115,51 @@ fn selectors() -> Vec<(String, KeyspaceSelector)> {
     globs.truncate(93);
     let mut all: Vec<String> = vec!["*".to_string(); 7];
     all.extend(globs);
-    all.into_iter()
+    all
+}
+
+/// The engine's share of a keyspace storm: every 10 ms the 100 rules'
+/// counts come in, each moved, and each rule is evaluated.
+fn keyspace_tick(filter: &Option<String>) {
+    use redops::diagnostics::{Diagnostics, SourceFile};
+    use redops::event::{Event, KeyspaceCounts};
+    use redops::rules::eval::Evaluator;
+    use redops::rules::load::{References, parse_rule_file};
+
+    let text: String = storm_globs()
+        .iter()
         .enumerate()
-        .map(|(i, g)| {
-            (
-                format!("rule_{i}"),
-                KeyspaceSelector {
-                    events: vec!["set".into()],
-                    keys: Glob::new(&g),
-                    window: Duration::from_secs(60),
-                    db: None,
-                },
+        .map(|(i, glob)| {
+            format!(
+                "[[rule]]\nname = \"rule_{i}\"\nsource = \"keyspace\"\nevents = [\"set\"]\nkeys = \"{glob}\"\n\
+                 window = \"1m\"\nwhen = \"count > 1000000000\"\nseverity = \"info\"\n\n"
             )
         })
-        .collect()
+        .collect();
+    let refs = References {
+        playbooks: vec![],
+        targets: vec!["t"],
+        receivers: vec![],
+    };
+    let expr = Arc::new(ExprEngine::new());
+    let mut diags = Diagnostics::default();
+    let rules = parse_rule_file(&SourceFile::new("rules/storm.toml", text.as_str()), &refs, &expr, &mut diags);
+    assert!(!diags.has_errors(), "{}", diags.render());
+    let rules: Vec<_> = rules.into_iter().map(Arc::new).collect();
+    let names: Vec<Arc<str>> = rules.iter().map(|r| r.name.as_str().into()).collect();
+    let labels = [("t".to_owned(), BTreeMap::new())];
+    let mut evaluator = Evaluator::new(rules, expr, labels, Duration::from_secs(600));
+    let mut now = tokio::time::Instant::now();
+    let mut total = 0u64;
+    bench("Evaluator::on_event, a storm tick (100 keyspace rules moved)", filter, || {
+        now += Duration::from_millis(10);
+        total += 1_000;
+        let counts = KeyspaceCounts {
+            target: "t".into(),
+            counts: names.iter().map(|n| (n.clone(), total)).collect(),
+        };
+        black_box(evaluator.on_event(&Event::KeyspaceCounts(counts), now, SystemTime::now()));
+    });
 }
 
 fn main() {
@@ -298,6 +348,7 @@ fn main() {
             black_box(counter.snapshot("t", true));
         },
     );
+    keyspace_tick(&filter);
 
     // Playbook start: the AST is cached; one run of an empty playbook.
     playbook_run(&filter);
