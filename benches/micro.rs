@@ -143,7 +143,12 @@ fn keyspace_tick(filter: &Option<String>) {
     };
     let expr = Arc::new(ExprEngine::new());
     let mut diags = Diagnostics::default();
-    let rules = parse_rule_file(&SourceFile::new("rules/storm.toml", text.as_str()), &refs, &expr, &mut diags);
+    let rules = parse_rule_file(
+        &SourceFile::new("rules/storm.toml", text.as_str()),
+        &refs,
+        &expr,
+        &mut diags,
+    );
     assert!(!diags.has_errors(), "{}", diags.render());
     let rules: Vec<_> = rules.into_iter().map(Arc::new).collect();
     let names: Vec<Arc<str>> = rules.iter().map(|r| r.name.as_str().into()).collect();
@@ -151,15 +156,19 @@ fn keyspace_tick(filter: &Option<String>) {
     let mut evaluator = Evaluator::new(rules, expr, labels, Duration::from_secs(600));
     let mut now = tokio::time::Instant::now();
     let mut total = 0u64;
-    bench("Evaluator::on_event, a storm tick (100 keyspace rules moved)", filter, || {
-        now += Duration::from_millis(10);
-        total += 1_000;
-        let counts = KeyspaceCounts {
-            target: "t".into(),
-            counts: names.iter().map(|n| (n.clone(), total)).collect(),
-        };
-        black_box(evaluator.on_event(&Event::KeyspaceCounts(counts), now, SystemTime::now()));
-    });
+    bench(
+        "Evaluator::on_event, a storm tick (100 keyspace rules moved)",
+        filter,
+        || {
+            now += Duration::from_millis(10);
+            total += 1_000;
+            let counts = KeyspaceCounts {
+                target: "t".into(),
+                counts: names.iter().map(|n| (n.clone(), total)).collect(),
+            };
+            black_box(evaluator.on_event(&Event::KeyspaceCounts(counts), now, SystemTime::now()));
+        },
+    );
 }
 
 fn main() {

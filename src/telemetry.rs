@@ -4,15 +4,19 @@
 //! a part that counts needs nothing of the API.
 
 use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
+use rustc_hash::FxHashMap;
+
 /// A counter family with `N` labels. Label sets are few (sources ×
-/// targets, rules, receivers), so a map under a mutex is cheap enough and
-/// keeps the exported order stable.
-pub struct CounterVec<const N: usize>(Mutex<BTreeMap<[String; N], u64>>);
+/// targets, rules, receivers), so a map under a mutex is cheap enough. A
+/// hash map: the evaluator counts every keyspace rule every tick, and a
+/// search of a sorted map compares a label with several others, each a
+/// string elsewhere in memory. The export sorts.
+pub struct CounterVec<const N: usize>(Mutex<FxHashMap<[String; N], u64>>);
 
 impl<const N: usize> Default for CounterVec<N> {
     fn default() -> Self {
@@ -35,14 +39,18 @@ impl<const N: usize> CounterVec<N> {
         }
     }
 
+    /// Every label set and its count, sorted by labels.
     pub fn snapshot(&self) -> Vec<([String; N], u64)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        let mut all: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort_unstable();
+        all
     }
 }
 
 /// A label set as owned or borrowed strings, so that the map of owned ones
-/// is searched with borrowed ones. Both order as arrays of `str`.
+/// is searched with borrowed ones. Both hash and compare as arrays of
+/// `str`, as `[String; N]` does.
 trait LabelSet<const N: usize> {
     fn labels(&self) -> [&str; N];
 }
@@ -65,15 +73,9 @@ impl<'a, const N: usize> Borrow<dyn LabelSet<N> + 'a> for [String; N] {
     }
 }
 
-impl<const N: usize> Ord for dyn LabelSet<N> + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.labels().cmp(&other.labels())
-    }
-}
-
-impl<const N: usize> PartialOrd for dyn LabelSet<N> + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl<const N: usize> Hash for dyn LabelSet<N> + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.labels().hash(state);
     }
 }
 
@@ -175,8 +177,8 @@ mod tests {
         assert_eq!(snapshot[1], (["sample".to_owned(), "cache".to_owned()], 3));
     }
 
-    /// Found by borrowed labels in the same order as the owned ones sort,
-    /// prefixes and all: every set counted once, none twice.
+    /// Found by borrowed labels, which hash as the owned ones, prefixes
+    /// and all: every set counted once, none twice.
     #[test]
     fn borrowed_labels_find_the_owned_set() {
         let counter = CounterVec::<2>::default();
@@ -191,5 +193,20 @@ mod tests {
             }
         }
         assert_eq!(counter.snapshot(), expected.into_iter().collect::<Vec<_>>());
+    }
+
+    /// Else a borrowed set would never find its owned one, and each count
+    /// would allocate its labels again to find it.
+    #[test]
+    fn borrowed_labels_hash_as_the_owned_ones() {
+        use std::hash::BuildHasher;
+        let hasher = rustc_hash::FxBuildHasher;
+        for labels in [["", "a"], ["ab", ""], ["keyspace", "cache"]] {
+            let owned = labels.map(str::to_owned);
+            let borrowed: &dyn LabelSet<2> = &labels;
+            let owned_as_set: &dyn LabelSet<2> = owned.borrow();
+            assert_eq!(hasher.hash_one(&owned), hasher.hash_one(borrowed), "{labels:?}");
+            assert!(owned_as_set == borrowed);
+        }
     }
 }

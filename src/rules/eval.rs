@@ -71,7 +71,82 @@ struct TargetState {
     labels: BTreeMap<String, String>,
     metrics: Metrics,
     history: History,
-    keyspace: FxHashMap<Arc<str>, CountWindow>,
+    keyspace: KeyspaceSlots,
+}
+
+/// What the evaluator keeps of each keyspace rule of a target. Counts come
+/// every tick for every rule of a storm, each named by the same shared
+/// `Arc<str>` every time: a slot is found by that name's address, so no
+/// name is hashed or compared per rule per tick. The slot holds a clone of
+/// the name, so its address cannot be reused while it is a key.
+#[derive(Debug, Default)]
+struct KeyspaceSlots {
+    by_address: FxHashMap<usize, usize>,
+    /// For a name met at a new address: another counter (a reconnect, a
+    /// cluster's sum) takes over the slot of the same name.
+    by_name: FxHashMap<Arc<str>, usize>,
+    slots: Vec<KeyspaceSlot>,
+}
+
+#[derive(Debug)]
+struct KeyspaceSlot {
+    name: Arc<str>,
+    window: CountWindow,
+    /// The rule's index in `Evaluator::rules` (none: no such rule), as of
+    /// the generation of the rules it was found in.
+    rule: Option<(u64, Option<usize>)>,
+    /// The `Evaluator::states_epoch` at which the rule's state for this
+    /// target was last seen inactive (or absent): while that holds, a
+    /// false condition changes nothing, and the state is not looked up.
+    quiet: Option<u64>,
+}
+
+impl KeyspaceSlots {
+    fn slot(&mut self, name: &Arc<str>) -> &mut KeyspaceSlot {
+        let address = Arc::as_ptr(name).cast::<u8>() as usize;
+        let i = match self.by_address.get(&address) {
+            Some(&i) => i,
+            None => {
+                let i = match self.by_name.get(name) {
+                    Some(&i) => {
+                        let old = Arc::as_ptr(&self.slots[i].name).cast::<u8>() as usize;
+                        self.by_address.remove(&old);
+                        self.slots[i].name = name.clone();
+                        i
+                    }
+                    None => {
+                        self.slots.push(KeyspaceSlot {
+                            name: name.clone(),
+                            window: CountWindow::default(),
+                            rule: None,
+                            quiet: None,
+                        });
+                        self.by_name.insert(name.clone(), self.slots.len() - 1);
+                        self.slots.len() - 1
+                    }
+                };
+                self.by_address.insert(address, i);
+                i
+            }
+        };
+        &mut self.slots[i]
+    }
+
+    /// Keeps the slots of the rules `keep` names, windows and all.
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        let slots = std::mem::take(&mut self.slots);
+        *self = KeyspaceSlots::default();
+        for slot in slots.into_iter().filter(|s| keep(&s.name)) {
+            let i = self.slots.len();
+            self.by_address.insert(Arc::as_ptr(&slot.name).cast::<u8>() as usize, i);
+            self.by_name.insert(slot.name.clone(), i);
+            self.slots.push(KeyspaceSlot {
+                rule: None,
+                quiet: None,
+                ..slot
+            });
+        }
+    }
 }
 
 /// What `on_notice` needs of a Sentinel or cluster event.
@@ -91,9 +166,16 @@ pub struct Evaluator {
     rules: Vec<Arc<Rule>>,
     /// Each rule's index in `rules`, by name.
     by_name: FxHashMap<String, usize>,
+    /// Counts the rule sets swapped in: a rule index found in one set is
+    /// not used in the next.
+    rules_generation: u64,
     expr: Arc<ExprEngine>,
     targets: FxHashMap<String, TargetState>,
     states: FxHashMap<(String, String), RuleState>,
+    /// Moves whenever states change other than by evaluating a rule: a
+    /// restore, a reload, a target leaving, an event or a timer resolving.
+    /// A keyspace slot's `quiet` holds only within one epoch.
+    states_epoch: u64,
     history_needs: Needs,
 }
 
@@ -171,10 +253,12 @@ impl Evaluator {
             .collect();
         Evaluator {
             by_name: index_by_name(&rules),
+            rules_generation: 0,
             rules,
             expr,
             targets,
             states: FxHashMap::default(),
+            states_epoch: 0,
             history_needs,
         }
     }
@@ -245,28 +329,39 @@ impl Evaluator {
                 let mut scope = scope_of(&target_name, &Metrics::new());
                 let base = scope.len();
                 for (rule_name, cumulative) in &counts.counts {
-                    let Some(rule) = self.by_name.get(&**rule_name).map(|&i| self.rules[i].clone()) else {
+                    let target = self.targets.get_mut(&target_name).expect("inserted above");
+                    let slot = target.keyspace.slot(rule_name);
+                    let index = match slot.rule {
+                        Some((generation, index)) if generation == self.rules_generation => index,
+                        _ => {
+                            let index = self.by_name.get(&**rule_name).copied();
+                            slot.rule = Some((self.rules_generation, index));
+                            index
+                        }
+                    };
+                    let Some(rule) = index.map(|i| &self.rules[i]) else {
                         continue;
                     };
                     let RuleKind::Keyspace { selector, .. } = &rule.kind else {
                         continue;
                     };
-                    let target = self.targets.get_mut(&target_name).expect("inserted above");
-                    let window = match target.keyspace.get_mut(&**rule_name) {
-                        Some(window) => window,
-                        None => target.keyspace.entry(rule_name.clone()).or_default(),
-                    };
-                    let count = window.update(now, *cumulative, selector.window);
+                    let count = slot.window.update(now, *cumulative, selector.window);
+                    let quiet = slot.quiet == Some(self.states_epoch);
                     scope.rewind(base);
                     scope.push_constant("count", count as f64);
                     scope.push_constant("window_secs", selector.window.as_secs_f64());
-                    self.evaluate(&rule, &target_name, &mut scope, now, wall, &mut actions);
+                    let rule = rule.clone();
+                    let inactive =
+                        self.evaluate_unless_quiet(&rule, &target_name, &mut scope, quiet, now, wall, &mut actions);
+                    let target = self.targets.get_mut(&target_name).expect("inserted above");
+                    target.keyspace.slot(rule_name).quiet = inactive.then_some(self.states_epoch);
                 }
             }
             Event::Target(change) if change.present => {
                 target.labels = change.labels.clone();
             }
             Event::Target(_) => {
+                self.states_epoch += 1;
                 self.targets.remove(&target_name);
                 let gone: Vec<_> = self.states.keys().filter(|(_, t)| *t == target_name).cloned().collect();
                 for key in gone {
@@ -365,11 +460,13 @@ impl Evaluator {
         // New look-back calls may read other metrics, or further back.
         self.history_needs = needs_of(&rules, Duration::ZERO);
         for target in self.targets.values_mut() {
-            target.keyspace.retain(|rule, _| kept.contains_key(&**rule));
+            target.keyspace.retain(|rule| kept.contains_key(rule));
             target.history.set_needs(self.history_needs.clone());
         }
         self.by_name = index_by_name(&rules);
         self.rules = rules;
+        self.rules_generation += 1;
+        self.states_epoch += 1;
         actions
     }
 
@@ -377,6 +474,7 @@ impl Evaluator {
     /// fire again nor stay unresolved. Alerts of rules that no longer exist
     /// are left to the store.
     pub fn restore(&mut self, alerts: &[Alert], now: Instant) {
+        self.states_epoch += 1;
         for a in alerts {
             let Some(rule) = self.rules.iter().find(|r| r.name == a.rule) else {
                 continue;
@@ -401,6 +499,7 @@ impl Evaluator {
         for state in self.states.values_mut() {
             if state.resolve_at.is_some_and(|at| at <= now) {
                 resolve_stored(state, wall, "no event within resolve_after", &mut actions);
+                self.states_epoch += 1;
             }
         }
         actions
@@ -416,6 +515,7 @@ impl Evaluator {
         wall: SystemTime,
         actions: &mut Vec<Action>,
     ) {
+        self.states_epoch += 1;
         let name = notice.name;
         let mut scope = scope_of(target_name, notice.metrics);
         let rules: Vec<_> = self.rules_for(notice.source, target_name).collect();
@@ -475,8 +575,25 @@ impl Evaluator {
         wall: SystemTime,
         actions: &mut Vec<Action>,
     ) {
+        self.evaluate_unless_quiet(rule, target_name, scope, false, now, wall, actions);
+    }
+
+    /// Evaluates a rule and steps its state. `quiet`: its state is known
+    /// to be inactive, so when its condition does not hold there is
+    /// nothing to step. Returns whether the state is inactive after.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_unless_quiet(
+        &mut self,
+        rule: &Rule,
+        target_name: &str,
+        scope: &mut Scope<'static>,
+        quiet: bool,
+        now: Instant,
+        wall: SystemTime,
+        actions: &mut Vec<Action>,
+    ) -> bool {
         // Only condition rules come here; the others have no hold.
-        let Some(hold) = rule.kind.hold() else { return };
+        let Some(hold) = rule.kind.hold() else { return false };
         let target = self.targets.get_mut(target_name).expect("target state exists");
         let when = self.expr.eval_bool(&rule.when, scope, &mut target.history, now);
         let clear = hold
@@ -488,10 +605,17 @@ impl Evaluator {
             clear: clear.and_then(|c| answer(rule, "clear", c)),
             has_clear: hold.clear.is_some(),
         };
+        // An inactive state steps only when the condition holds.
+        if quiet && cond.when != Some(true) {
+            return true;
+        }
         // Found by borrowed names: a keyspace rule comes here every tick.
-        let step = |state: &mut RuleState| state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall);
+        let step = |state: &mut RuleState| {
+            let transition = state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall);
+            (transition, state.lifecycle.phase == Phase::Inactive)
+        };
         let borrowed: &dyn RuleTarget = &(rule.name.as_str(), target_name);
-        let transition = match self.states.get_mut(borrowed) {
+        let (transition, inactive) = match self.states.get_mut(borrowed) {
             Some(state) => step(state),
             None => step(
                 self.states
@@ -499,10 +623,10 @@ impl Evaluator {
                     .or_default(),
             ),
         };
-        let Some(transition) = transition else {
-            return;
-        };
-        self.emit(rule, target_name, transition, scope, now, wall, actions);
+        if let Some(transition) = transition {
+            self.emit(rule, target_name, transition, scope, now, wall, actions);
+        }
+        inactive
     }
 
     #[allow(clippy::too_many_arguments)]

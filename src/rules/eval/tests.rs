@@ -400,3 +400,110 @@ fn rule_states_are_found_by_borrowed_names() {
     let absent: &dyn RuleTarget = &("b", "a");
     assert_eq!(states.get(absent), None);
 }
+
+const STORM: &str = r#"
+[[rule]]
+name = "storm"
+source = "keyspace"
+events = ["evicted"]
+window = "1m"
+when = "count > 1000"
+severity = "high"
+"#;
+
+fn keyspace_counts(counts: &[(&Arc<str>, u64)]) -> Event {
+    Event::KeyspaceCounts(KeyspaceCounts {
+        target: "cache".into(),
+        counts: counts.iter().map(|(name, n)| (Arc::clone(name), *n)).collect(),
+    })
+}
+
+/// A keyspace rule seen inactive skips its state while its condition
+/// fails; an alert restored as firing must still be stepped, and resolve.
+#[tokio::test(start_paused = true)]
+async fn a_restored_alert_of_a_quiet_keyspace_rule_resolves() {
+    let mut ev = evaluator(STORM);
+    let storm: Arc<str> = "storm".into();
+    assert!(feed(&mut ev, keyspace_counts(&[(&storm, 10)])).is_empty());
+    advance(Duration::from_secs(1)).await;
+    let fired = feed(&mut ev, keyspace_counts(&[(&storm, 2010)]));
+    let Some(Action::Alert { alert, .. }) = fired.first() else {
+        panic!("expected the storm to fire: {fired:?}");
+    };
+    let alert = alert.clone();
+    // Resolved once the window has passed; quiet from then on.
+    advance(Duration::from_secs(61)).await;
+    assert_eq!(
+        statuses(&feed(&mut ev, keyspace_counts(&[(&storm, 2010)]))),
+        ["resolved"]
+    );
+    advance(Duration::from_secs(1)).await;
+    assert!(feed(&mut ev, keyspace_counts(&[(&storm, 2010)])).is_empty());
+    // A restart hands the alert back as firing; the count is still low.
+    ev.restore(&[alert], Instant::now());
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        statuses(&feed(&mut ev, keyspace_counts(&[(&storm, 2010)]))),
+        ["resolved"]
+    );
+    assert!(ev.firing().is_empty());
+}
+
+/// A reload that reorders the rules: each count still meets its own rule.
+#[tokio::test(start_paused = true)]
+async fn keyspace_counts_meet_their_rules_after_a_reload_reorders_them() {
+    let rule = |name: &str, threshold: u64| {
+        format!(
+            "[[rule]]\nname = \"{name}\"\nsource = \"keyspace\"\nevents = [\"set\"]\nwindow = \"1m\"\n\
+             when = \"count > {threshold}\"\nseverity = \"info\"\n"
+        )
+    };
+    let (low, high) = (rule("low", 100), rule("high", 1_000_000));
+    let mut ev = evaluator(&format!("{low}\n{high}"));
+    let (low_name, high_name): (Arc<str>, Arc<str>) = ("low".into(), "high".into());
+    assert!(feed(&mut ev, keyspace_counts(&[(&low_name, 50), (&high_name, 50)])).is_empty());
+    let swapped = parsed(&format!("{high}\n{low}"));
+    assert!(
+        ev.replace_rules(swapped, SystemTime::now()).is_empty(),
+        "same rules, kept"
+    );
+    advance(Duration::from_secs(1)).await;
+    let fired = feed(&mut ev, keyspace_counts(&[(&low_name, 500), (&high_name, 500)]));
+    assert_eq!(statuses(&fired), ["firing"]);
+    let Action::Alert { alert, .. } = &fired[0] else {
+        unreachable!()
+    };
+    assert_eq!(alert.rule, "low");
+}
+
+/// Counts whose names come at a new address each time (another counter,
+/// a cluster's sum) keep one window per rule: it neither grows nor starts
+/// over.
+#[tokio::test(start_paused = true)]
+async fn a_rule_name_at_a_new_address_keeps_its_window() {
+    let mut ev = evaluator(STORM);
+    let (mut fired_at, mut resolved_at) = (None, None);
+    for tick in 1..=800u64 {
+        let name: Arc<str> = "storm".into();
+        // 10 a tick up to 1,010 at tick 101, then no more: it fires then,
+        // and resolves when the first tick's 10 leave the minute's window
+        // (tick 601). A window started over would count all 1,010 again.
+        let actions = feed(&mut ev, keyspace_counts(&[(&name, tick.min(101) * 10)]));
+        match statuses(&actions).first().map(String::as_str) {
+            Some("firing") => fired_at = Some(tick),
+            Some("resolved") => resolved_at = Some(tick),
+            _ => {}
+        }
+        advance(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fired_at, Some(101));
+    assert!(
+        resolved_at.is_some_and(|t| (600..=610).contains(&t)),
+        "resolved at tick {resolved_at:?}"
+    );
+    let slots = &ev.targets["cache"].keyspace;
+    assert_eq!(
+        (slots.slots.len(), slots.by_address.len(), slots.by_name.len()),
+        (1, 1, 1)
+    );
+}
