@@ -92,9 +92,9 @@ struct KeyspaceSlots {
 struct KeyspaceSlot {
     name: Arc<str>,
     window: CountWindow,
-    /// The rule's index in `Evaluator::rules` (none: no such rule), as of
-    /// the generation of the rules it was found in.
-    rule: Option<(u64, Option<usize>)>,
+    /// The rule's index in `Evaluator::rules` once looked up (none: no
+    /// such rule); forgotten when the rules are swapped.
+    rule: Option<Option<usize>>,
     /// The `Evaluator::states_epoch` at which the rule's state for this
     /// target was last seen inactive (or absent): while that holds, a
     /// false condition changes nothing, and the state is not looked up.
@@ -132,7 +132,8 @@ impl KeyspaceSlots {
         &mut self.slots[i]
     }
 
-    /// Keeps the slots of the rules `keep` names, windows and all.
+    /// Keeps the slots of the rules `keep` names, windows and all; their
+    /// rule indices and states are looked up again.
     fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         let slots = std::mem::take(&mut self.slots);
         *self = KeyspaceSlots::default();
@@ -166,9 +167,6 @@ pub struct Evaluator {
     rules: Vec<Arc<Rule>>,
     /// Each rule's index in `rules`, by name.
     by_name: FxHashMap<String, usize>,
-    /// Counts the rule sets swapped in: a rule index found in one set is
-    /// not used in the next.
-    rules_generation: u64,
     expr: Arc<ExprEngine>,
     targets: FxHashMap<String, TargetState>,
     states: FxHashMap<(String, String), RuleState>,
@@ -253,7 +251,6 @@ impl Evaluator {
             .collect();
         Evaluator {
             by_name: index_by_name(&rules),
-            rules_generation: 0,
             rules,
             expr,
             targets,
@@ -331,14 +328,7 @@ impl Evaluator {
                 for (rule_name, cumulative) in &counts.counts {
                     let target = self.targets.get_mut(&target_name).expect("inserted above");
                     let slot = target.keyspace.slot(rule_name);
-                    let index = match slot.rule {
-                        Some((generation, index)) if generation == self.rules_generation => index,
-                        _ => {
-                            let index = self.by_name.get(&**rule_name).copied();
-                            slot.rule = Some((self.rules_generation, index));
-                            index
-                        }
-                    };
+                    let index = *slot.rule.get_or_insert_with(|| self.by_name.get(&**rule_name).copied());
                     let Some(rule) = index.map(|i| &self.rules[i]) else {
                         continue;
                     };
@@ -465,7 +455,6 @@ impl Evaluator {
         }
         self.by_name = index_by_name(&rules);
         self.rules = rules;
-        self.rules_generation += 1;
         self.states_epoch += 1;
         actions
     }

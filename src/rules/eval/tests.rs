@@ -468,6 +468,11 @@ async fn keyspace_counts_meet_their_rules_after_a_reload_reorders_them() {
         "same rules, kept"
     );
     advance(Duration::from_secs(1)).await;
+    assert!(
+        feed(&mut ev, keyspace_counts(&[(&low_name, 50), (&high_name, 500)])).is_empty(),
+        "500 is under high's threshold"
+    );
+    advance(Duration::from_secs(1)).await;
     let fired = feed(&mut ev, keyspace_counts(&[(&low_name, 500), (&high_name, 500)]));
     assert_eq!(statuses(&fired), ["firing"]);
     let Action::Alert { alert, .. } = &fired[0] else {
