@@ -15,8 +15,12 @@ use rustc_hash::FxHashMap;
 /// targets, rules, receivers), so a map under a mutex is cheap enough. A
 /// hash map: the evaluator counts every keyspace rule every tick, and a
 /// search of a sorted map compares a label with several others, each a
-/// string elsewhere in memory. The export sorts.
-pub struct CounterVec<const N: usize>(Mutex<FxHashMap<[String; N], u64>>);
+/// string elsewhere in memory. The export sorts. Labels are kept inline
+/// when short (rule and target names are), so that finding one reads no
+/// memory the cache has long dropped.
+pub struct CounterVec<const N: usize>(Mutex<FxHashMap<[Label; N], u64>>);
+
+type Label = smartstring::alias::CompactString;
 
 impl<const N: usize> Default for CounterVec<N> {
     fn default() -> Self {
@@ -35,14 +39,17 @@ impl<const N: usize> CounterVec<N> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(&labels as &dyn LabelSet<N>) {
             Some(count) => *count += n,
-            None => *map.entry(labels.map(str::to_owned)).or_default() += n,
+            None => *map.entry(labels.map(Label::from)).or_default() += n,
         }
     }
 
     /// Every label set and its count, sorted by labels.
     pub fn snapshot(&self) -> Vec<([String; N], u64)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut all: Vec<_> = map
+            .iter()
+            .map(|(k, v)| (k.each_ref().map(|l| l.to_string()), *v))
+            .collect();
         all.sort_unstable();
         all
     }
@@ -50,14 +57,14 @@ impl<const N: usize> CounterVec<N> {
 
 /// A label set as owned or borrowed strings, so that the map of owned ones
 /// is searched with borrowed ones. Both hash and compare as arrays of
-/// `str`, as `[String; N]` does.
+/// `str`, as `[Label; N]` does.
 trait LabelSet<const N: usize> {
     fn labels(&self) -> [&str; N];
 }
 
-impl<const N: usize> LabelSet<N> for [String; N] {
+impl<const N: usize> LabelSet<N> for [Label; N] {
     fn labels(&self) -> [&str; N] {
-        self.each_ref().map(String::as_str)
+        self.each_ref().map(Label::as_str)
     }
 }
 
@@ -67,7 +74,7 @@ impl<const N: usize> LabelSet<N> for [&str; N] {
     }
 }
 
-impl<'a, const N: usize> Borrow<dyn LabelSet<N> + 'a> for [String; N] {
+impl<'a, const N: usize> Borrow<dyn LabelSet<N> + 'a> for [Label; N] {
     fn borrow(&self) -> &(dyn LabelSet<N> + 'a) {
         self
     }
@@ -201,8 +208,12 @@ mod tests {
     fn borrowed_labels_hash_as_the_owned_ones() {
         use std::hash::BuildHasher;
         let hasher = rustc_hash::FxBuildHasher;
-        for labels in [["", "a"], ["ab", ""], ["keyspace", "cache"]] {
-            let owned = labels.map(str::to_owned);
+        for labels in [
+            ["", "a"],
+            ["ab", ""],
+            ["keyspace", "a-target-name-longer-than-23-bytes"],
+        ] {
+            let owned = labels.map(Label::from);
             let borrowed: &dyn LabelSet<2> = &labels;
             let owned_as_set: &dyn LabelSet<2> = owned.borrow();
             assert_eq!(hasher.hash_one(&owned), hasher.hash_one(borrowed), "{labels:?}");

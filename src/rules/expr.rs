@@ -122,7 +122,10 @@ pub struct Compiled {
 
 #[derive(Debug, Clone, PartialEq)]
 struct Comparison {
-    metric: String,
+    /// Kept inline (up to 23 bytes, as Rhai keeps its scope's names): read
+    /// for every keyspace rule every tick, it should not be a pointer to
+    /// memory the cache has long dropped.
+    metric: smartstring::alias::CompactString,
     op: Op,
     value: f64,
 }
@@ -163,7 +166,7 @@ impl Comparison {
             return None;
         }
         Some(Comparison {
-            metric: metric.to_owned(),
+            metric: metric.into(),
             op,
             value: number.replace('_', "").parse().ok()?,
         })
