@@ -200,8 +200,8 @@ struct KeyDfa {
     start_seen: usize,
     /// The same globs, for the case the DFA gives up on a key.
     globs: Vec<Glob>,
-    /// Each end state met so far, by id: its place in `ends`. Keyed by a
-    /// number: Fx, not SipHash.
+    /// The state after the last byte of each key met so far, by id: its
+    /// place in `ends`. Keyed by a number: Fx, not SipHash.
     end_index: FxHashMap<LazyStateID, u32>,
     /// The end states met so far: where their selectors are in
     /// `selectors` and how many keys ended there since the last drain.
@@ -281,9 +281,13 @@ impl KeyDfa {
     /// every glob that matches it. `spill` takes the pending counts when
     /// the end states' ids are about to be forgotten.
     fn count(&mut self, key: &[u8], users: &[Vec<u32>], spill: &mut Spill<'_>) {
-        match self.walk(key) {
-            Ok(Some(end)) => {
-                let i = self.end_state(end, users, spill);
+        let end = match self.walk(key) {
+            Ok(Some(last)) => self.end_state(last, users, spill),
+            Ok(None) => return,
+            Err(()) => Err(()),
+        };
+        match end {
+            Ok(i) => {
                 let end = &mut self.ends[i];
                 if end.pending == 0 {
                     if end.start == end.end {
@@ -293,7 +297,6 @@ impl KeyDfa {
                 }
                 end.pending += 1;
             }
-            Ok(None) => {}
             // Unreachable as configured (a full cache is cleared, never a
             // reason to give up); were it not, one by one is still right.
             Err(()) => {
@@ -315,9 +318,10 @@ impl KeyDfa {
         }
     }
 
-    /// The place in `ends` of the end state `end`, added when new.
-    fn end_state(&mut self, end: LazyStateID, users: &[Vec<u32>], spill: &mut Spill<'_>) -> usize {
-        // A clear during the last walk may have given `end`'s id to a
+    /// The place in `ends` of the key that left the walk at `last`, added
+    /// when new. Err when the DFA gives up (unreachable as configured).
+    fn end_state(&mut self, last: LazyStateID, users: &[Vec<u32>], spill: &mut Spill<'_>) -> Result<usize, ()> {
+        // A clear during the last walk may have given `last`'s id to a
         // state remembered before it (the next walk re-reads the start);
         // past the cap, start over. Either way what the old states
         // counted goes out first.
@@ -331,23 +335,30 @@ impl KeyDfa {
             self.selectors.clear();
             self.ends_seen = self.cache.clear_count();
         }
+        if let Some(&i) = self.end_index.get(&last) {
+            return Ok(i as usize);
+        }
         let KeyDfa {
-            dfa,
-            cache,
-            end_index,
-            ends,
-            selectors,
-            ..
+            dfa, cache, selectors, ..
         } = self;
-        *end_index.entry(end).or_insert_with(|| {
-            let start = selectors.len() as u32;
+        // Matches show one transition late: the end of the key is one
+        // more. Remembered by the state before it, so a known key does not
+        // read that transition (another line of the table, often cold).
+        let end = dfa.next_eoi_state(cache, last).map_err(drop)?;
+        let start = selectors.len() as u32;
+        if end.is_match() {
             for m in 0..dfa.match_len(cache, end) {
                 selectors.extend(&users[dfa.match_pattern(cache, end, m).as_usize()]);
             }
-            let end = selectors.len() as u32;
-            ends.push(EndState { start, end, pending: 0 });
-            (ends.len() - 1) as u32
-        }) as usize
+        }
+        let end = selectors.len() as u32;
+        self.ends.push(EndState { start, end, pending: 0 });
+        let i = self.ends.len() - 1;
+        // Were the cache cleared in that transition, `last`'s id would be
+        // another state's now: the next call sees the clear and starts the
+        // memo over before reading it.
+        self.end_index.insert(last, i as u32);
+        Ok(i)
     }
 
     /// Re-reads the start after a clear of the cache gave its id away.
@@ -359,8 +370,8 @@ impl KeyDfa {
         Ok(())
     }
 
-    /// The state after all of `key`, when it is a match.
-    /// Err when the DFA gives up (unreachable as configured).
+    /// The state after the last byte of `key`, unless the key can match
+    /// nothing. Err when the DFA gives up (unreachable as configured).
     fn walk(&mut self, key: &[u8]) -> Result<Option<LazyStateID>, ()> {
         self.sync_start()?;
         let KeyDfa {
@@ -394,9 +405,7 @@ impl KeyDfa {
                 path_key.push(b);
             }
         }
-        // Matches show one transition late: the end of the key is one more.
-        sid = dfa.next_eoi_state(cache, sid).map_err(drop)?;
-        Ok(sid.is_match().then_some(sid))
+        Ok(Some(sid))
     }
 }
 
