@@ -313,8 +313,81 @@ fn check_bytes(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// What the buffer gives for `stream` read in pieces of at most `piece`
+/// bytes: each frame, and the error that ends it if one does.
+fn buffered(stream: &[u8], piece: usize) -> (Vec<Class>, Option<String>) {
+    let mut buffer = ReadBuffer::new(16, 1 << 20);
+    let mut got = Vec::new();
+    let mut fed = 0;
+    while fed < stream.len() {
+        let spare = match buffer.spare() {
+            Ok(spare) => spare,
+            Err(e) => return (got, Some(e.to_string())),
+        };
+        let n = spare.len().min(piece).min(stream.len() - fed);
+        spare[..n].copy_from_slice(&stream[fed..fed + n]);
+        buffer.filled(n);
+        fed += n;
+        loop {
+            match buffer.next_frame() {
+                Ok(Some(frame)) => got.push(class_of(frame)),
+                Ok(None) => break,
+                Err(e) => return (got, Some(e.to_string())),
+            }
+        }
+    }
+    (got, None)
+}
+
+/// The same stream parsed a frame at a time from the whole of it.
+fn parsed_alone(stream: &[u8]) -> (Vec<Class>, Option<String>) {
+    let mut got = Vec::new();
+    let mut at = 0;
+    loop {
+        match parse_frame(&stream[at..]) {
+            Ok(Some((frame, used))) => {
+                got.push(class_of(frame));
+                at += used;
+            }
+            Ok(None) => return (got, None),
+            Err(e) => return (got, Some(e.to_string())),
+        }
+    }
+}
+
+/// A storm's frames: a few message heads over and over, with payloads of
+/// every length, null and broken payloads, and other frames between.
+fn storm() -> impl Strategy<Value = Vec<u8>> {
+    let heads: [&[u8]; 4] = [
+        b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$",
+        b"*4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$2\r\nch\r\n$",
+        b">4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$3\r\nch2\r\n$",
+        b"*3\r\n+message\r\n$2\r\nch\r\n$",
+    ];
+    let payload = prop_oneof![
+        8 => bytes().prop_map(|b| [format!("{}\r\n", b.len()).into_bytes(), b, b"\r\n".to_vec()].concat()),
+        1 => Just(b"-1\r\n".to_vec()),
+        1 => Just(b"3\r\nabcd\r\n".to_vec()),
+        1 => Just(b"x\r\n".to_vec()),
+    ];
+    let message = (0..heads.len(), payload).prop_map(move |(h, p)| [heads[h], &p].concat());
+    let other = frame().prop_map(|f| {
+        let mut bytes = Vec::new();
+        encode(&f, &mut bytes);
+        bytes
+    });
+    prop::collection::vec(prop_oneof![6 => message, 1 => other], 1..12).prop_map(|frames| frames.concat())
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// The buffer's shortcut for a message that starts as the last one did
+    /// gives what a full parse of each frame gives, errors included.
+    #[test]
+    fn repeated_message_heads_parse_as_each_frame_alone(stream in storm(), piece in 1usize..64) {
+        prop_assert_eq!(buffered(&stream, piece), parsed_alone(&stream));
+    }
 
     #[test]
     fn frames_split_anywhere_parse_as_redis_rs_parses_them(frames in prop::collection::vec(frame(), 1..4)) {

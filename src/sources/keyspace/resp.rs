@@ -7,6 +7,8 @@
 //! `*1*1*1…` cannot overflow the stack, and every length is checked before
 //! it is trusted.
 
+use std::ops::Range;
+
 /// One complete frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -49,7 +51,7 @@ impl From<RespError> for Stop {
 /// The first frame of `buf` and the bytes it takes, `None` while it is
 /// incomplete.
 pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, RespError> {
-    let mut cursor = Cursor { buf, pos: 0 };
+    let mut cursor = Cursor::new(buf);
     match cursor.frame() {
         Ok(frame) => Ok(Some((frame, cursor.pos))),
         Err(Stop::Incomplete) => Ok(None),
@@ -73,9 +75,19 @@ enum Element<'a> {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Where the payload of the last message parsed starts: its `$`.
+    payload_at: usize,
 }
 
 impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Cursor {
+            buf,
+            pos: 0,
+            payload_at: 0,
+        }
+    }
+
     fn frame(&mut self) -> Result<Frame<'a>, Stop> {
         match self.element()? {
             Element::Error(message) | Element::Blob(b'!', message) => Ok(Frame::Error(message)),
@@ -96,7 +108,9 @@ impl<'a> Cursor<'a> {
         // every element after the kind is one.
         let mut parts: [&[u8]; 3] = [&[]; 3];
         let mut all_bulk = true;
+        let mut last_at = self.pos;
         for i in 0..n {
+            last_at = self.pos;
             match self.element()? {
                 Element::Blob(b'$', s) | Element::Line(b'+', s) if i == 0 => kind = Some(s),
                 Element::Blob(b'$', s) if i > 0 => {
@@ -111,15 +125,16 @@ impl<'a> Cursor<'a> {
                 _ => all_bulk = false,
             }
         }
+        let message = |channel, payload| Frame::Message { channel, payload };
         Ok(match (kind, n) {
-            (Some(b"message"), 3) if all_bulk => Frame::Message {
-                channel: parts[0],
-                payload: parts[1],
-            },
-            (Some(b"pmessage"), 4) if all_bulk => Frame::Message {
-                channel: parts[1],
-                payload: parts[2],
-            },
+            (Some(b"message"), 3) if all_bulk => {
+                self.payload_at = last_at;
+                message(parts[0], parts[1])
+            }
+            (Some(b"pmessage"), 4) if all_bulk => {
+                self.payload_at = last_at;
+                message(parts[1], parts[2])
+            }
             (Some(b"subscribe" | b"psubscribe"), _) => Frame::Subscribed,
             _ => Frame::Other,
         })
@@ -232,7 +247,17 @@ pub struct ReadBuffer {
     start: usize,
     end: usize,
     max: usize,
+    /// The last message's bytes before its payload's length (up to and
+    /// including the payload's `$`), and where its channel is in them. In
+    /// a storm every message starts with the same bytes: one comparison
+    /// stands for parsing them again, as a parse of the same bytes could
+    /// only find the same elements.
+    head: Vec<u8>,
+    channel: Range<usize>,
 }
+
+/// A message whose head is longer is parsed in full each time.
+const MAX_HEAD: usize = 256;
 
 impl ReadBuffer {
     pub fn new(capacity: usize, max: usize) -> Self {
@@ -241,6 +266,8 @@ impl ReadBuffer {
             start: 0,
             end: 0,
             max,
+            head: Vec::new(),
+            channel: 0..0,
         }
     }
 
@@ -273,12 +300,37 @@ impl ReadBuffer {
 
     /// The next complete frame, `None` until more bytes are read.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, RespError> {
-        match parse_frame(&self.buf[self.start..self.end])? {
-            Some((frame, used)) => {
-                self.start += used;
+        let buf = &self.buf[self.start..self.end];
+        if !self.head.is_empty() && buf.starts_with(&self.head) {
+            let mut cursor = Cursor::new(buf);
+            cursor.pos = self.head.len();
+            // A payload that is not a complete bulk string (a null, a
+            // frame cut short, junk) goes to the full parse, which says
+            // what it is.
+            if let Ok(Some(len)) = cursor.length()
+                && let Ok(payload) = cursor.blob(len)
+            {
+                self.start += cursor.pos;
+                let channel = &buf[self.channel.clone()];
+                return Ok(Some(Frame::Message { channel, payload }));
+            }
+        }
+        let mut cursor = Cursor::new(buf);
+        match cursor.frame() {
+            Ok(frame) => {
+                if let Frame::Message { channel, .. } = frame {
+                    self.head.clear();
+                    if cursor.payload_at < MAX_HEAD {
+                        self.head.extend_from_slice(&buf[..=cursor.payload_at]);
+                        let at = channel.as_ptr() as usize - buf.as_ptr() as usize;
+                        self.channel = at..at + channel.len();
+                    }
+                }
+                self.start += cursor.pos;
                 Ok(Some(frame))
             }
-            None => Ok(None),
+            Err(Stop::Incomplete) => Ok(None),
+            Err(Stop::Bad(e)) => Err(e),
         }
     }
 
