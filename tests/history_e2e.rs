@@ -181,8 +181,11 @@ fn a_running_engine_forecasts_memory_full_from_history_and_real_samples() {
 
 /// A month of history with known numbers: memory from 36 % to 60 % of
 /// 1 GiB (6 points a week), 900 of 1000 clients, a hit ratio falling one
-/// point a day, and load peaking at 14:00 UTC.
-fn seed_month(history: &HistoryStore, now: i64) {
+/// point a day, and load peaking at the hour (UTC) it returns: four hours
+/// before the current one, so that the last 24 hours hold it whole at any
+/// time of day (a fixed 14:00 failed from 14:00 to 15:00 UTC, when the
+/// window held neither yesterday's whole nor today's).
+fn seed_month(history: &HistoryStore, now: i64) -> i64 {
     let gib = 1024.0 * 1024.0 * 1024.0;
     let end = floor(now, HOUR_MS);
     let start = end - 28 * 24 * HOUR_MS;
@@ -200,17 +203,16 @@ fn seed_month(history: &HistoryStore, now: i64) {
     put("cache", "connected_clients", &|_| 900.0);
     put("cache", "maxclients", &|_| 1000.0);
     put("cache", "hit_ratio", &|at| 95.0 + (end - at) as f64 / DAY_MS);
+    let hour_of_day = |at: i64| at.rem_euclid(DAY_MS as i64) / HOUR_MS;
+    let busy = hour_of_day(end - 4 * HOUR_MS);
     put("cache", "ops_per_sec", &|at| {
-        if (at.rem_euclid(86_400_000)) / HOUR_MS == 14 {
-            1000.0
-        } else {
-            100.0
-        }
+        if hour_of_day(at) == busy { 1000.0 } else { 100.0 }
     });
     // A node with history only (as a Sentinel group's replica would be).
     put("lab/10.0.0.2:6379", "memory_used_pct", &|_| 20.0);
     put("lab/10.0.0.2:6379", "used_memory", &|_| 0.2 * gib);
     put("lab/10.0.0.2:6379", "maxmemory", &|_| gib);
+    busy
 }
 
 fn cli_json(args: &[&str], config: &Path) -> (Option<i32>, serde_json::Value) {
@@ -245,7 +247,7 @@ fn analyze_and_capacity_report_read_a_known_history() {
     let path = dir.path().join("redops.toml");
     let history = history_in(dir.path());
     let seeded_at = redops::history::now_ms();
-    seed_month(&history, seeded_at);
+    let busy = seed_month(&history, seeded_at);
 
     let (code, analysis) = cli_json(&["analyze", "--hours", "24"], &path);
     assert_eq!(code, Some(0), "{analysis}");
@@ -263,7 +265,7 @@ fn analyze_and_capacity_report_read_a_known_history() {
     let min = memory["min"].as_f64().unwrap();
     assert!((at_hours_ago(23.5)..=at_hours_ago(22.5)).contains(&min), "{memory}");
     assert_eq!(memory["samples"].as_u64().unwrap() % 720, 0, "{memory}");
-    assert_eq!(cache["peak_hours"]["ops_per_sec"][0]["hour_utc"], 14, "{cache}");
+    assert_eq!(cache["peak_hours"]["ops_per_sec"][0]["hour_utc"], busy, "{cache}");
     assert_eq!(cache["peak_hours"]["ops_per_sec"][0]["avg"], 1000.0);
     let slope = cache["hit_ratio_trend"]["slope_per_day"].as_f64().unwrap();
     assert!((slope + 1.0).abs() < 0.01, "falling a point a day: {slope}");
@@ -342,7 +344,10 @@ fn analyze_and_capacity_report_read_a_known_history() {
     );
     let text = run_redops(&["analyze", "--config", path.to_str().unwrap()], &[]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("peak hours (UTC) by ops_per_sec: 14:00"), "{text}");
+    assert!(
+        text.contains(&format!("peak hours (UTC) by ops_per_sec: {busy:02}:00")),
+        "{text}"
+    );
 }
 
 /// A target's full history (16 metrics: an hour of 5 s samples, 7 days of
