@@ -102,9 +102,10 @@ struct KeyspaceSlot {
 }
 
 impl KeyspaceSlots {
-    fn slot(&mut self, name: &Arc<str>) -> &mut KeyspaceSlot {
+    /// The place in `slots` of the rule `name` names, added when new.
+    fn index(&mut self, name: &Arc<str>) -> usize {
         let address = Arc::as_ptr(name).cast::<u8>() as usize;
-        let i = match self.by_address.get(&address) {
+        match self.by_address.get(&address) {
             Some(&i) => i,
             None => {
                 let i = match self.by_name.get(name) {
@@ -128,8 +129,7 @@ impl KeyspaceSlots {
                 self.by_address.insert(address, i);
                 i
             }
-        };
-        &mut self.slots[i]
+        }
     }
 
     /// Keeps the slots of the rules `keep` names, windows and all; their
@@ -327,7 +327,8 @@ impl Evaluator {
                 let base = scope.len();
                 for (rule_name, cumulative) in &counts.counts {
                     let target = self.targets.get_mut(&target_name).expect("inserted above");
-                    let slot = target.keyspace.slot(rule_name);
+                    let i = target.keyspace.index(rule_name);
+                    let slot = &mut target.keyspace.slots[i];
                     let index = *slot.rule.get_or_insert_with(|| self.by_name.get(&**rule_name).copied());
                     let Some(rule) = index.map(|i| &self.rules[i]) else {
                         continue;
@@ -344,7 +345,7 @@ impl Evaluator {
                     let inactive =
                         self.evaluate_unless_quiet(&rule, &target_name, &mut scope, quiet, now, wall, &mut actions);
                     let target = self.targets.get_mut(&target_name).expect("inserted above");
-                    target.keyspace.slot(rule_name).quiet = inactive.then_some(self.states_epoch);
+                    target.keyspace.slots[i].quiet = inactive.then_some(self.states_epoch);
                 }
             }
             Event::Target(change) if change.present => {

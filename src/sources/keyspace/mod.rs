@@ -467,12 +467,13 @@ impl KeyspaceSource {
 
     /// A tick after the last emit when a count moved, else the keepalive.
     fn next_emit(&mut self) -> Instant {
-        let wait = if self.counter.changed() {
-            self.spec.tick
-        } else {
-            KEEPALIVE
-        };
-        self.last_emit + wait
+        let changed = self.counter.changed();
+        self.emit_due(changed)
+    }
+
+    /// [`Self::next_emit`] with whether a count moved already known.
+    fn emit_due(&self, changed: bool) -> Instant {
+        self.last_emit + if changed { self.spec.tick } else { KEEPALIVE }
     }
 
     /// Sends the counts without ever blocking. False once the engine has

@@ -258,7 +258,7 @@ impl KeyspaceSource {
                 return Ended::Stopped;
             }
             let want = if self.counter.changed() {
-                let until_emit = self.next_emit().saturating_duration_since(Instant::now());
+                let until_emit = self.emit_due(true).saturating_duration_since(Instant::now());
                 Duration::from_millis(until_emit.as_micros().div_ceil(1000) as u64)
                     .clamp(Duration::from_millis(1), idle)
             } else {

@@ -125,15 +125,20 @@ impl<'a> Cursor<'a> {
                 _ => all_bulk = false,
             }
         }
-        let message = |channel, payload| Frame::Message { channel, payload };
         Ok(match (kind, n) {
             (Some(b"message"), 3) if all_bulk => {
                 self.payload_at = last_at;
-                message(parts[0], parts[1])
+                Frame::Message {
+                    channel: parts[0],
+                    payload: parts[1],
+                }
             }
             (Some(b"pmessage"), 4) if all_bulk => {
                 self.payload_at = last_at;
-                message(parts[1], parts[2])
+                Frame::Message {
+                    channel: parts[1],
+                    payload: parts[2],
+                }
             }
             (Some(b"subscribe" | b"psubscribe"), _) => Frame::Subscribed,
             _ => Frame::Other,
