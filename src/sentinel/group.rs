@@ -194,6 +194,8 @@ impl GroupSource {
     /// within [`DEDUP_WINDOW`]. A Sentinel never tells one incident twice,
     /// so the same key from a Sentinel that already told it is a new
     /// incident (the same master failing over again a few seconds later).
+    /// Its opposite (`-odown` after `+odown`) ends the incident: another
+    /// Sentinel's `+odown` after that is news, not a copy of the first.
     fn is_duplicate(&mut self, sentinel: &str, event: &SentinelEvent) -> bool {
         if let SentinelEvent::SwitchMaster { new, .. } = event {
             return self.known_master.as_deref() == Some(format!("{}:{}", new.host, new.port).as_str());
@@ -209,6 +211,9 @@ impl GroupSource {
                 true
             }
             _ => {
+                if let Some(opposite) = opposite(&key) {
+                    self.seen.remove(&opposite);
+                }
                 let by = vec![sentinel.to_owned()];
                 self.seen.insert(key, Told { at: now, by });
                 false
@@ -389,6 +394,17 @@ impl GroupSource {
     }
 }
 
+/// The key of the event with the other sign: `-odown …` for `+odown …`.
+fn opposite(key: &str) -> Option<String> {
+    let (sign, rest) = key.split_at_checked(1)?;
+    let flipped = match sign {
+        "+" => '-',
+        "-" => '+',
+        _ => return None,
+    };
+    Some(format!("{flipped}{rest}"))
+}
+
 /// Listens to one Sentinel, reconnecting with backoff.
 async fn subscribe(addr: String, info: redis::ConnectionInfo, heard: mpsc::Sender<Heard>, shutdown: CancellationToken) {
     let mut backoff = FIRST_BACKOFF;
@@ -525,5 +541,32 @@ mod tests {
         }
         assert_eq!(told, ["s1 +odown", "s1 +odown", "s1 +tilt", "s2 +tilt"]);
         assert_eq!(source.duplicates, 3);
+    }
+
+    #[tokio::test]
+    async fn an_incident_ended_by_one_sentinel_is_news_when_another_tells_it_again() {
+        let (mut source, mut rx) = source();
+        let odown = |entered: bool| {
+            let (name, payload): (&[u8], &str) = if entered {
+                (b"+odown", "master mymaster 127.0.0.1 6379 #quorum 2/2")
+            } else {
+                (b"-odown", "master mymaster 127.0.0.1 6379")
+            };
+            events::parse(name, payload.as_bytes())
+        };
+        // s1 sees the master down for a moment; then s2 sees it down for good.
+        source.on_event("s1", odown(true), false).await;
+        source.on_event("s1", odown(false), false).await;
+        source.on_event("s2", odown(true), false).await;
+        source.on_event("s3", odown(true), false).await;
+        // It comes back: the first Sentinel to say so is news, the rest copies.
+        source.on_event("s2", odown(false), false).await;
+        source.on_event("s3", odown(false), false).await;
+        let mut told = Vec::new();
+        while let Ok(Event::Sentinel(n)) = rx.try_recv() {
+            told.push(format!("{} {}", n.sentinel, n.event.name()));
+        }
+        assert_eq!(told, ["s1 +odown", "s1 -odown", "s2 +odown", "s2 -odown"]);
+        assert_eq!(source.duplicates, 2);
     }
 }
