@@ -142,8 +142,9 @@ fn each_failover_pages_once_naming_what_it_explains() {
         let folded = folded_rules(page);
         assert!(
             folded.iter().any(|r| r == "redis_down") && folded.iter().any(|r| r == "master_odown"),
-            "the page names the old master's outage and the Sentinels' verdict: {folded:?}\n{}",
-            page.text()
+            "the page names the old master's outage and the Sentinels' verdict: {folded:?}\n{}\n{}",
+            page.text(),
+            redops.output()
         );
         let down = page.body["folded"]
             .as_array()

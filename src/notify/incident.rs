@@ -126,6 +126,8 @@ struct Held {
 struct Member {
     alert: Alert,
     rule_notify: Vec<String>,
+    /// When it fired (was held, or folded at once).
+    fired: Instant,
     /// Folded after its cause resolved: it stays quiet until it resolves.
     after_resolve: bool,
 }
@@ -289,7 +291,7 @@ impl Correlator {
         }
 
         if let Some(root) = self.find_incident(alert, now) {
-            self.fold(alert, rule_notify, &root);
+            self.fold(alert, rule_notify, &root, now);
             return Verdict::Folded { root };
         }
         self.open_incident(alert, now);
@@ -367,21 +369,33 @@ impl Correlator {
         if specs.is_empty() {
             return;
         }
-        // A new firing of the same cause is a new incident; what still fires
-        // of the last one carries over.
-        let mut members = self
+        // A new firing of the same cause is a new incident. What still fires
+        // of the last one carries over, and so does what fired since the last
+        // one opened, within `hold`: the run-up to this one, which a held
+        // alert would have been had the last one not folded it (a Sentinel's
+        // `+odown` that a `-odown` ended before the `+switch-master`).
+        let (last_opened, mut members) = self
             .open
             .remove(&alert.fingerprint)
-            .map(|o| o.members)
+            .map(|o| (Some(o.opened), o.members))
             .unwrap_or_default();
-        members.retain(|fp, m| {
-            let firing = m.alert.status == AlertStatus::Firing;
-            if !firing {
-                self.member_of.remove(fp);
-                self.gates.open(fp);
-            }
-            firing
-        });
+        let run_up = |m: &Member| {
+            last_opened.is_some_and(|opened| m.fired > opened)
+                && specs
+                    .iter()
+                    .map(|&i| &self.specs[i])
+                    .any(|spec| now.duration_since(m.fired) <= spec.hold && explains(spec, alert, &m.alert))
+        };
+        let gone: Vec<String> = members
+            .iter()
+            .filter(|(_, m)| m.alert.status != AlertStatus::Firing && !run_up(m))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        for fp in gone {
+            members.remove(&fp);
+            self.member_of.remove(&fp);
+            self.gates.open(&fp);
+        }
         let explained: Vec<String> = self
             .held
             .iter()
@@ -411,11 +425,11 @@ impl Correlator {
                 continue;
             }
             let h = self.held.remove(&fp).expect("listed above");
-            self.fold(&h.notice.alert, &h.rule_notify, &root);
+            self.fold(&h.notice.alert, &h.rule_notify, &root, h.fired);
         }
     }
 
-    fn fold(&mut self, alert: &Alert, rule_notify: &[String], root: &str) {
+    fn fold(&mut self, alert: &Alert, rule_notify: &[String], root: &str, fired: Instant) {
         let fp = alert.fingerprint.clone();
         self.held.remove(&fp);
         let dropped = self.gates.fold(&fp, root);
@@ -437,6 +451,7 @@ impl Correlator {
             Member {
                 alert: alert.clone(),
                 rule_notify: rule_notify.to_vec(),
+                fired,
                 after_resolve,
             },
         );

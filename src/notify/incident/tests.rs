@@ -311,6 +311,62 @@ fn five_failovers_are_five_incidents() {
 }
 
 #[test]
+fn a_failover_soon_after_another_lists_its_run_up_even_if_resolved() {
+    let mut c = correlator();
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let (a, b) = ("127.0.0.1:7001", "127.0.0.1:7002");
+    let f1 = failover();
+    c.on_alert(&node_down(a), &[], at(0));
+    assert_eq!(c.on_alert(&f1, &[], at(2)), Verdict::Deliver);
+    let root = Verdict::Folded {
+        root: f1.alert.fingerprint.clone(),
+    };
+    assert_eq!(c.on_alert(&resolved(node_down(a)), &[], at(3)), root);
+    // Seconds later the new master goes down: within the first failover's
+    // window, so it folds there; a Sentinel's `-odown` ends its odown
+    // before the second `+switch-master`.
+    assert_eq!(c.on_alert(&node_down(b), &[], at(4)), root);
+    assert_eq!(c.on_alert(&odown(b), &[], at(6)), root);
+    assert_eq!(c.on_alert(&resolved(odown(b)), &[], at(6)), root);
+    let mut f2 = failover();
+    f2.alert.starts_at = SystemTime::now() + Duration::from_secs(7);
+    assert_eq!(c.on_alert(&f2, &[], at(7)), Verdict::Deliver);
+    let folded = c.folded(&f2.alert.fingerprint);
+    let listed: Vec<(&str, &str, AlertStatus)> = folded
+        .iter()
+        .map(|m| (m.rule.as_str(), m.target.as_str(), m.status))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("redis_down", "lab/127.0.0.1:7002", AlertStatus::Firing),
+            ("master_odown", "lab/127.0.0.1:7002", AlertStatus::Resolved),
+        ],
+        "the second page names its own run-up, not the first one's resolved outage"
+    );
+    // The next failover lists neither what resolved before the last one
+    // nor an echo of the last one that fired longer than `hold` ago.
+    c.on_alert(&resolved(node_down(b)), &[], at(8));
+    let echo = alert(
+        "keyspace_subscriber_disconnected",
+        "lab/127.0.0.1:7001",
+        Severity::Warning,
+        &[("group", "lab")],
+    );
+    c.on_alert(&echo, &[], at(10));
+    c.on_alert(&resolved(echo), &[], at(12));
+    c.on_alert(&odown(a), &[], at(40));
+    c.on_alert(&resolved(odown(a)), &[], at(41));
+    let mut f3 = failover();
+    f3.alert.starts_at = SystemTime::now() + Duration::from_secs(70);
+    c.on_alert(&f3, &[], at(70));
+    let folded = c.folded(&f3.alert.fingerprint);
+    let listed: Vec<(&str, &str)> = folded.iter().map(|m| (m.rule.as_str(), m.target.as_str())).collect();
+    assert_eq!(listed, [("master_odown", "lab/127.0.0.1:7001")]);
+}
+
+#[test]
 fn no_incident_config_folds_nothing() {
     let mut c = Correlator::new(Vec::new(), Gates::default());
     assert_eq!(
