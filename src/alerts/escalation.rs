@@ -1,8 +1,6 @@
 //! The escalation timeline: which steps of a policy are due, as a pure
 //! function of when the alert started and the time now.
 
-use std::time::Duration;
-
 use crate::config::EscalationConfig;
 
 /// Where an escalation stands.
@@ -39,17 +37,10 @@ pub fn due(policy: &EscalationConfig, started_ms: i64, progress: Progress, now_m
     (due, p)
 }
 
-/// When the next step (or repeat) falls due, if ever.
-pub fn next_due_in(policy: &EscalationConfig, started_ms: i64, p: Progress, now_ms: i64) -> Option<Duration> {
-    let at = match policy.steps.get(p.next_step) {
-        Some(step) => started_ms + step.after.as_millis() as i64,
-        None => p.last_step_ms + policy.repeat?.as_millis() as i64,
-    };
-    Some(Duration::from_millis((at - now_ms).max(0) as u64))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::config::notify::EscalationStep;
 
@@ -110,10 +101,16 @@ mod tests {
             50 * MIN,
         );
         assert_eq!(steps, vec![0, 1, 2]);
+        // The repeat counts from the late tick, not from the missed step.
         assert_eq!(
-            next_due_in(&critical(), 0, p, 50 * MIN),
-            Some(Duration::from_secs(30 * 60))
+            p,
+            Progress {
+                next_step: 3,
+                last_step_ms: 50 * MIN
+            }
         );
+        assert!(due(&critical(), 0, p, 80 * MIN - 1).0.is_empty());
+        assert_eq!(due(&critical(), 0, p, 80 * MIN).0, vec![2]);
     }
 
     #[test]
