@@ -13,12 +13,13 @@
 //! [`invocation::RunOutcome`]). `tests/layers.rs` reads this list and fails
 //! on an import that goes sideways or up. Bottom first:
 //!
-//! 1. Foundations: [`secrets`], [`glob`], [`template`], [`status`], [`store`], [`lab`]
+//! 1. Foundations: [`secrets`], [`glob`], [`template`], [`status`], [`store`], [`lab`], [`strkey`]
 //!    - [`secrets`]: redaction of every secret we know; [`glob`]: Redis key
 //!      patterns; [`template`]: `{{ name }}` summaries; [`status`]: ok,
 //!      unknown, warning, critical, the guide's verdicts and thresholds.
 //!    - [`store`]: the SQLite state store; [`lab`]: local `redis-server`
-//!      processes, shared with the test harness.
+//!      processes, shared with the test harness; [`strkey`]: map keys of
+//!      strings found by borrowed ones, without allocating.
 //! 2. Reporting: [`diagnostics`], [`logging`]
 //!    - errors located at `file:line:col`, and one log line per event
 //!      whatever the values hold.
@@ -112,5 +113,6 @@ pub mod sentinel;
 pub mod sources;
 pub mod status;
 pub mod store;
+pub mod strkey;
 pub mod telemetry;
 pub mod template;

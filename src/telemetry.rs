@@ -3,13 +3,13 @@
 //! writes them; the API's `/metrics` reads them. They live down here so that
 //! a part that counts needs nothing of the API.
 
-use std::borrow::Borrow;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use rustc_hash::FxHashMap;
+
+use crate::strkey::StrKey;
 
 /// A counter family with `N` labels. Label sets are few (sources ×
 /// targets, rules, receivers), so a map under a mutex is cheap enough. A
@@ -37,7 +37,7 @@ impl<const N: usize> CounterVec<N> {
     /// counts every keyspace rule a tick apart.
     pub fn add(&self, labels: [&str; N], n: u64) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get_mut(&labels as &dyn LabelSet<N>) {
+        match map.get_mut(&labels as &dyn StrKey<N>) {
             Some(count) => *count += n,
             None => *map.entry(labels.map(Label::from)).or_default() += n,
         }
@@ -54,45 +54,6 @@ impl<const N: usize> CounterVec<N> {
         all
     }
 }
-
-/// A label set as owned or borrowed strings, so that the map of owned ones
-/// is searched with borrowed ones. Both hash and compare as arrays of
-/// `str`, as `[Label; N]` does.
-trait LabelSet<const N: usize> {
-    fn labels(&self) -> [&str; N];
-}
-
-impl<const N: usize> LabelSet<N> for [Label; N] {
-    fn labels(&self) -> [&str; N] {
-        self.each_ref().map(Label::as_str)
-    }
-}
-
-impl<const N: usize> LabelSet<N> for [&str; N] {
-    fn labels(&self) -> [&str; N] {
-        *self
-    }
-}
-
-impl<'a, const N: usize> Borrow<dyn LabelSet<N> + 'a> for [Label; N] {
-    fn borrow(&self) -> &(dyn LabelSet<N> + 'a) {
-        self
-    }
-}
-
-impl<const N: usize> Hash for dyn LabelSet<N> + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.labels().hash(state);
-    }
-}
-
-impl<const N: usize> PartialEq for dyn LabelSet<N> + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.labels() == other.labels()
-    }
-}
-
-impl<const N: usize> Eq for dyn LabelSet<N> + '_ {}
 
 /// Upper bounds, in seconds, of the playbook run duration buckets: from a
 /// quick CONFIG SET to a backup of a large dataset.
@@ -200,24 +161,5 @@ mod tests {
             }
         }
         assert_eq!(counter.snapshot(), expected.into_iter().collect::<Vec<_>>());
-    }
-
-    /// Else a borrowed set would never find its owned one, and each count
-    /// would allocate its labels again to find it.
-    #[test]
-    fn borrowed_labels_hash_as_the_owned_ones() {
-        use std::hash::BuildHasher;
-        let hasher = rustc_hash::FxBuildHasher;
-        for labels in [
-            ["", "a"],
-            ["ab", ""],
-            ["keyspace", "a-target-name-longer-than-23-bytes"],
-        ] {
-            let owned = labels.map(Label::from);
-            let borrowed: &dyn LabelSet<2> = &labels;
-            let owned_as_set: &dyn LabelSet<2> = owned.borrow();
-            assert_eq!(hasher.hash_one(&owned), hasher.hash_one(borrowed), "{labels:?}");
-            assert!(owned_as_set == borrowed);
-        }
     }
 }

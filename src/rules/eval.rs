@@ -15,6 +15,7 @@ use super::model::{Rule, RuleKind, SourceKind};
 use crate::alerts::{Alert, AlertStatus, Condition, Lifecycle, Phase, Transition, fingerprint};
 use crate::event::{Event, MetricValue, Metrics};
 use crate::invocation::{Action, Invocation};
+use crate::strkey::StrKey;
 use crate::template::{Value as TemplateValue, Vars, labels_value};
 
 #[derive(Debug, Default)]
@@ -169,52 +170,14 @@ pub struct Evaluator {
     by_name: FxHashMap<String, usize>,
     expr: Arc<ExprEngine>,
     targets: FxHashMap<String, TargetState>,
-    states: FxHashMap<(String, String), RuleState>,
+    /// By `[rule, target]`.
+    states: FxHashMap<[String; 2], RuleState>,
     /// Moves whenever states change other than by evaluating a rule: a
     /// restore, a reload, a target leaving, an event or a timer resolving.
     /// A keyspace slot's `quiet` holds only within one epoch.
     states_epoch: u64,
     history_needs: Needs,
 }
-
-/// A `(rule, target)` key as owned or borrowed names, so that the map of
-/// rule states is searched without allocating. Both hash and compare as
-/// the pair of `str`, as `(String, String)` does.
-trait RuleTarget {
-    fn names(&self) -> (&str, &str);
-}
-
-impl RuleTarget for (String, String) {
-    fn names(&self) -> (&str, &str) {
-        (&self.0, &self.1)
-    }
-}
-
-impl RuleTarget for (&str, &str) {
-    fn names(&self) -> (&str, &str) {
-        *self
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn RuleTarget + 'a> for (String, String) {
-    fn borrow(&self) -> &(dyn RuleTarget + 'a) {
-        self
-    }
-}
-
-impl std::hash::Hash for dyn RuleTarget + '_ {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.names().hash(state);
-    }
-}
-
-impl PartialEq for dyn RuleTarget + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.names() == other.names()
-    }
-}
-
-impl Eq for dyn RuleTarget + '_ {}
 
 fn index_by_name(rules: &[Arc<Rule>]) -> FxHashMap<String, usize> {
     rules.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect()
@@ -269,7 +232,7 @@ impl Evaluator {
         self.states
             .iter()
             .filter(|(_, s)| s.lifecycle.is_firing())
-            .map(|(k, _)| k.clone())
+            .map(|([rule, target], _)| (rule.clone(), target.clone()))
             .collect()
     }
 
@@ -278,7 +241,7 @@ impl Evaluator {
     pub fn phases(&self) -> impl Iterator<Item = (&str, &str, Phase)> + '_ {
         self.states
             .iter()
-            .map(|((rule, target), s)| (rule.as_str(), target.as_str(), s.lifecycle.phase))
+            .map(|([rule, target], s)| (rule.as_str(), target.as_str(), s.lifecycle.phase))
     }
 
     pub fn on_event(&mut self, event: &Event, now: Instant, wall: SystemTime) -> Vec<Action> {
@@ -354,7 +317,7 @@ impl Evaluator {
             Event::Target(_) => {
                 self.states_epoch += 1;
                 self.targets.remove(&target_name);
-                let gone: Vec<_> = self.states.keys().filter(|(_, t)| *t == target_name).cloned().collect();
+                let gone: Vec<_> = self.states.keys().filter(|[_, t]| *t == target_name).cloned().collect();
                 for key in gone {
                     if let Some(mut state) = self.states.remove(&key) {
                         resolve_stored(&mut state, wall, "the target left its group", &mut actions);
@@ -432,15 +395,15 @@ impl Evaluator {
         let kept: HashMap<&str, &str> = rules.iter().map(|r| (r.name.as_str(), r.digest.as_str())).collect();
         let old: HashMap<String, String> = self.rules.iter().map(|r| (r.name.clone(), r.digest.clone())).collect();
         let mut actions = Vec::new();
-        let stale: Vec<(String, String)> = self
+        let stale: Vec<[String; 2]> = self
             .states
             .keys()
-            .filter(|(rule, _)| kept.get(rule.as_str()) != old.get(rule).map(String::as_str).as_ref())
+            .filter(|[rule, _]| kept.get(rule.as_str()) != old.get(rule).map(String::as_str).as_ref())
             .cloned()
             .collect();
         for key in stale {
             if let Some(mut state) = self.states.remove(&key) {
-                let why = if kept.contains_key(key.0.as_str()) {
+                let why = if kept.contains_key(key[0].as_str()) {
                     "the rule changed"
                 } else {
                     "the rule was deleted"
@@ -469,7 +432,7 @@ impl Evaluator {
             let Some(rule) = self.rules.iter().find(|r| r.name == a.rule) else {
                 continue;
             };
-            let state = self.states.entry((a.rule.clone(), a.target.clone())).or_default();
+            let state = self.states.entry([a.rule.clone(), a.target.clone()]).or_default();
             state.lifecycle.phase = Phase::Firing {
                 since: now,
                 started_at: a.starts_at,
@@ -511,9 +474,9 @@ impl Evaluator {
         let rules: Vec<_> = self.rules_for(notice.source, target_name).collect();
         for rule in rules {
             let Some(selector) = rule.kind.events() else { continue };
-            let key = (rule.name.clone(), target_name.to_owned());
+            let key = [rule.name.clone(), target_name.to_owned()];
             if selector.resolves_on(name) {
-                let also = notice.also_resolves.clone().map(|t| (rule.name.clone(), t));
+                let also = notice.also_resolves.clone().map(|t| [rule.name.clone(), t]);
                 for key in std::iter::once(key).chain(also) {
                     if let Some(state) = self.states.get_mut(&key) {
                         resolve_stored(state, wall, &format!("{name} seen"), actions);
@@ -604,12 +567,12 @@ impl Evaluator {
             let transition = state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall);
             (transition, state.lifecycle.phase == Phase::Inactive)
         };
-        let borrowed: &dyn RuleTarget = &(rule.name.as_str(), target_name);
+        let borrowed: &dyn StrKey<2> = &[rule.name.as_str(), target_name];
         let (transition, inactive) = match self.states.get_mut(borrowed) {
             Some(state) => step(state),
             None => step(
                 self.states
-                    .entry((rule.name.clone(), target_name.to_owned()))
+                    .entry([rule.name.clone(), target_name.to_owned()])
                     .or_default(),
             ),
         };
@@ -637,7 +600,7 @@ impl Evaluator {
             .unwrap_or_default();
         let state = self
             .states
-            .entry((rule.name.clone(), target_name.to_owned()))
+            .entry([rule.name.clone(), target_name.to_owned()])
             .or_default();
         let (status, started_at) = match transition {
             Transition::Fired { started_at } => (AlertStatus::Firing, started_at),

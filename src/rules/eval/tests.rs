@@ -385,22 +385,6 @@ severity = "critical"
     assert!(ev.firing().is_empty());
 }
 
-/// The rule states are found by borrowed names exactly where the owned
-/// key is, and nowhere else.
-#[test]
-fn rule_states_are_found_by_borrowed_names() {
-    let mut states: HashMap<(String, String), u32> = HashMap::new();
-    for (i, (rule, target)) in [("a", "b"), ("ab", ""), ("", "ab"), ("a", "")].into_iter().enumerate() {
-        states.insert((rule.into(), target.into()), i as u32);
-    }
-    for (i, (rule, target)) in [("a", "b"), ("ab", ""), ("", "ab"), ("a", "")].into_iter().enumerate() {
-        let key: &dyn RuleTarget = &(rule, target);
-        assert_eq!(states.get(key), Some(&(i as u32)), "{rule}/{target}");
-    }
-    let absent: &dyn RuleTarget = &("b", "a");
-    assert_eq!(states.get(absent), None);
-}
-
 const STORM: &str = r#"
 [[rule]]
 name = "storm"
