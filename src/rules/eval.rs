@@ -105,14 +105,13 @@ struct KeyspaceSlot {
 impl KeyspaceSlots {
     /// The place in `slots` of the rule `name` names, added when new.
     fn index(&mut self, name: &Arc<str>) -> usize {
-        let address = Arc::as_ptr(name).cast::<u8>() as usize;
+        let address = address_of(name);
         match self.by_address.get(&address) {
             Some(&i) => i,
             None => {
                 let i = match self.by_name.get(name) {
                     Some(&i) => {
-                        let old = Arc::as_ptr(&self.slots[i].name).cast::<u8>() as usize;
-                        self.by_address.remove(&old);
+                        self.by_address.remove(&address_of(&self.slots[i].name));
                         self.slots[i].name = name.clone();
                         i
                     }
@@ -140,7 +139,7 @@ impl KeyspaceSlots {
         *self = KeyspaceSlots::default();
         for slot in slots.into_iter().filter(|s| keep(&s.name)) {
             let i = self.slots.len();
-            self.by_address.insert(Arc::as_ptr(&slot.name).cast::<u8>() as usize, i);
+            self.by_address.insert(address_of(&slot.name), i);
             self.by_name.insert(slot.name.clone(), i);
             self.slots.push(KeyspaceSlot {
                 rule: None,
@@ -149,6 +148,11 @@ impl KeyspaceSlots {
             });
         }
     }
+}
+
+/// Where a shared name lives: the key of [`KeyspaceSlots::by_address`].
+fn address_of(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
 }
 
 /// What `on_notice` needs of a Sentinel or cluster event.
@@ -548,20 +552,25 @@ impl Evaluator {
         // Only condition rules come here; the others have no hold.
         let Some(hold) = rule.kind.hold() else { return false };
         let target = self.targets.get_mut(target_name).expect("target state exists");
-        let when = self.expr.eval_bool(&rule.when, scope, &mut target.history, now);
+        let when = answer(
+            rule,
+            "when",
+            self.expr.eval_bool(&rule.when, scope, &mut target.history, now),
+        );
+        // An inactive state steps only when the condition holds; its
+        // `clear` matters only once it fires.
+        if quiet && when != Some(true) {
+            return true;
+        }
         let clear = hold
             .clear
             .as_ref()
             .map(|c| self.expr.eval_bool(c, scope, &mut target.history, now));
         let cond = Condition {
-            when: answer(rule, "when", when),
+            when,
             clear: clear.and_then(|c| answer(rule, "clear", c)),
             has_clear: hold.clear.is_some(),
         };
-        // An inactive state steps only when the condition holds.
-        if quiet && cond.when != Some(true) {
-            return true;
-        }
         // Found by borrowed names: a keyspace rule comes here every tick.
         let step = |state: &mut RuleState| {
             let transition = state.lifecycle.step(cond, hold.for_, hold.keep_firing_for, now, wall);
